@@ -1,0 +1,139 @@
+"""Agents built from spec strings, and the open registry that parses them.
+
+A spec is ``kind`` or ``kind:argument`` (``random``, ``alphabeta:4``, ``mcts:200``,
+``sb3:runs/ppo.zip``) or a path that a registered loader recognises (a student
+checkpoint directory). Layers above ``arena`` add kinds and loaders at import time
+(``teachers`` adds ``mcts`` and ``sb3``, ``students`` adds checkpoint paths), so
+``arena`` itself never imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from arena.core import Agent, PolicyAgent, State, TlmError, uniform_legal
+from arena.games import Game, get_game
+
+AgentFactory = Callable[[str | None, Game], Agent]
+"""Builds an agent from the spec's argument (``None`` when absent) for a game."""
+
+AgentLoader = Callable[[str, Game], Agent | None]
+"""Builds an agent from a whole spec it recognises, or returns ``None``."""
+
+
+@dataclass(frozen=True)
+class AgentKind:
+    """A registered spec kind."""
+
+    kind: str
+    factory: AgentFactory
+    usage: str
+    games: tuple[str, ...] | None = None
+    needs_argument: bool = False
+
+
+_KINDS: dict[str, AgentKind] = {}
+_LOADERS: list[AgentLoader] = []
+
+
+def register_agent(
+    kind: str,
+    factory: AgentFactory,
+    usage: str,
+    games: tuple[str, ...] | None = None,
+    needs_argument: bool = False,
+) -> None:
+    """Make ``kind`` (and ``kind:ARG``) a valid spec.
+
+    Args:
+        kind: the word before the colon.
+        factory: ``factory(argument, game) -> Agent``.
+        usage: how to write it, shown in errors and help (``alphabeta:D``).
+        games: the games it plays, or ``None`` for any.
+        needs_argument: whether ``kind`` alone is an error.
+    """
+    _KINDS[kind] = AgentKind(kind, factory, usage, games, needs_argument)
+
+
+def register_loader(loader: AgentLoader) -> None:
+    """Add a loader tried on specs that name no registered kind (paths, typically)."""
+    if loader not in _LOADERS:
+        _LOADERS.append(loader)
+
+
+def agent_usages() -> list[str]:
+    """How each registered kind is written, for help texts."""
+    return [k.usage for k in _KINDS.values()]
+
+
+def make_agent(spec: str, game: str | Game) -> Agent:
+    """Build the agent that ``spec`` names, for ``game``.
+
+    Raises:
+        TlmError: unknown spec, bad argument, or an agent that cannot play ``game``.
+    """
+    g = get_game(game)
+    spec = spec.strip()
+    if not spec:
+        raise TlmError("empty agent spec")
+    kind, sep, arg = spec.partition(":")
+    entry = _KINDS.get(kind)
+    if entry is not None:
+        if entry.games is not None and g.name not in entry.games:
+            raise TlmError(
+                f"agent {spec!r} plays only {', '.join(entry.games)}, not {g.name}"
+            )
+        if entry.needs_argument and not arg:
+            raise TlmError(f"agent {spec!r} needs an argument: {entry.usage}")
+        if not entry.needs_argument and sep and not arg:
+            raise TlmError(f"agent {spec!r}: empty argument after ':' ({entry.usage})")
+        agent = entry.factory(arg if sep else None, g)
+        agent.name = spec
+        return agent
+    for loader in _LOADERS:
+        agent_or_none = loader(spec, g)
+        if agent_or_none is not None:
+            agent_or_none.name = spec
+            return agent_or_none
+    known = ", ".join(agent_usages())
+    raise TlmError(f"unknown agent spec {spec!r} (known: {known}, or a checkpoint path)")
+
+
+def parse_int_argument(spec_arg: str | None, usage: str, default: int | None = None) -> int:
+    """The positive integer after the colon of a spec such as ``alphabeta:4``."""
+    if spec_arg is None:
+        if default is None:
+            raise TlmError(f"missing number in agent spec ({usage})")
+        return default
+    try:
+        value = int(spec_arg)
+    except ValueError:
+        raise TlmError(f"expected a number in agent spec, got {spec_arg!r} ({usage})") from None
+    if value <= 0:
+        raise TlmError(f"the number in agent spec must be positive, got {value} ({usage})")
+    return value
+
+
+class RandomAgent(PolicyAgent):
+    """Uniform over the legal actions."""
+
+    name = "random"
+
+    def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
+        m = mask.astype(np.float64)
+        return m / np.maximum(m.sum(axis=1, keepdims=True), 1.0)
+
+    def act(
+        self,
+        obs: np.ndarray,
+        mask: np.ndarray,
+        rng: np.random.Generator,
+        state: State | None = None,
+    ) -> np.ndarray:
+        return uniform_legal(mask, rng)
+
+
+register_agent("random", lambda arg, game: RandomAgent(), "random")

@@ -1,0 +1,164 @@
+"""Contracts every layer shares: the batched engine, the agent, and the user-facing error.
+
+An *engine* runs B games of one game in lockstep as arrays. Its observations, masks,
+action indices and rewards are exactly those of the game's PettingZoo env, so an agent
+that acts on an engine also acts on the real env. Seat 0 moves first; ``rewards[:, s]``
+is seat s's reward for the step just taken.
+
+An *agent* maps a batch of observations and legal-action masks to a batch of actions.
+Agents with a distribution (:class:`PolicyAgent`) also give ``policy`` and may give
+``value``. Search agents set ``needs_state`` and are handed the engine sub-state of the
+rows they act for.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+State = Any
+"""An engine's batched state (engine-specific; index it only through the engine)."""
+
+
+class TlmError(Exception):
+    """Bad input from a user: the CLI reports it as one line and exits with code 2."""
+
+
+class IllegalActionError(TlmError):
+    """An agent chose an action that the mask forbids."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """B games in lockstep. ``step`` may update ``state`` in place: clone it to keep it."""
+
+    name: str
+    num_actions: int
+    obs_shape: tuple[int, ...]
+    obs_dtype: np.dtype
+
+    def reset(self, n: int, seed: int | None = None) -> State:
+        """Start ``n`` new games."""
+        ...
+
+    def observe(self, state: State) -> tuple[np.ndarray, np.ndarray]:
+        """``(obs[B, *obs_shape], mask[B, A] int8)`` from the mover's point of view.
+
+        Finished games get an all-zero mask.
+        """
+        ...
+
+    def legal_mask(self, state: State) -> np.ndarray:
+        """``mask[B, A]`` (int8) alone: cheaper than ``observe`` when obs are not needed."""
+        ...
+
+    def to_play(self, state: State) -> np.ndarray:
+        """Seat to move, ``[B]`` int (meaningless for finished games)."""
+        ...
+
+    def done(self, state: State) -> np.ndarray:
+        """``[B]`` bool: the game has ended."""
+        ...
+
+    def step(self, state: State, actions: np.ndarray) -> tuple[State, np.ndarray, np.ndarray]:
+        """Play ``actions[B]`` for the movers; returns ``(state, rewards[B, 2], done[B])``.
+
+        Rows already finished ignore their action and get zero reward. An illegal action
+        in a live row raises :class:`IllegalActionError`.
+        """
+        ...
+
+    def take(self, state: State, idx: np.ndarray) -> State:
+        """A new state holding the rows ``idx`` (a copy)."""
+        ...
+
+    def clone(self, state: State) -> State:
+        """A copy of the whole state."""
+        ...
+
+    def render(self, state: State, i: int) -> str:
+        """Game ``i`` as text, for people."""
+        ...
+
+
+class Agent:
+    """Something that plays: ``act(obs, mask, rng, state=None) -> actions[B]``.
+
+    Attributes:
+        name: the spec it was built from (``random``, ``alphabeta:4``, a path, ...).
+        game: the game it is bound to, or ``None`` if it plays any game.
+        needs_state: a search agent that must see the engine state of its rows.
+    """
+
+    name: str = "agent"
+    game: str | None = None
+    needs_state: bool = False
+
+    def act(
+        self,
+        obs: np.ndarray,
+        mask: np.ndarray,
+        rng: np.random.Generator,
+        state: State | None = None,
+    ) -> np.ndarray:
+        """Choose one legal action per row."""
+        raise NotImplementedError(f"{type(self).__name__} must implement act")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class PolicyAgent(Agent):
+    """An agent with a distribution over actions; ``act`` samples it (argmax if greedy).
+
+    Subclasses implement :meth:`policy`; they may also implement :meth:`value`.
+    """
+
+    greedy: bool = False
+
+    def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
+        """``probs[B, A]``: zero on illegal actions, rows summing to one."""
+        raise NotImplementedError(f"{type(self).__name__} must implement policy")
+
+    def value(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
+        """``[B]`` expected outcome in [-1, 1] for the mover."""
+        raise NotImplementedError(f"{type(self).__name__} gives no value")
+
+    @property
+    def has_value(self) -> bool:
+        """Whether :meth:`value` is implemented."""
+        return type(self).value is not PolicyAgent.value
+
+    def act(
+        self,
+        obs: np.ndarray,
+        mask: np.ndarray,
+        rng: np.random.Generator,
+        state: State | None = None,
+    ) -> np.ndarray:
+        probs = self.policy(obs, mask, state)
+        if self.greedy:
+            return masked_argmax(probs, mask)
+        return sample_from(probs, rng)
+
+
+def sample_from(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One index per row of ``probs[B, A]``, drawn with one uniform per row."""
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(len(probs)) * cdf[:, -1]
+    actions = (cdf <= u[:, None]).sum(axis=1)
+    return np.minimum(actions, probs.shape[1] - 1).astype(np.int64)
+
+
+def masked_argmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Argmax of ``scores`` over legal actions (first of ties)."""
+    s = np.where(mask.astype(bool), scores, -np.inf)
+    return s.argmax(axis=1).astype(np.int64)
+
+
+def uniform_legal(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random legal action per row of ``mask[B, A]``."""
+    keys = rng.random(mask.shape)
+    keys[mask == 0] = -1.0
+    return keys.argmax(axis=1).astype(np.int64)
