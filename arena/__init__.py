@@ -1,0 +1,66 @@
+"""The arena: games (PettingZoo envs and batched engines), agents, matches, evaluation.
+
+Everything else in tlm stands on this package; it imports nothing from the layers
+above it. Importing it registers the built-in agents (``random``, ``heuristic``,
+``perfect``, ``alphabeta:D``).
+"""
+
+from arena.adapter import PettingZooEngine
+from arena.agents import (
+    RandomAgent,
+    agent_usages,
+    make_agent,
+    parse_int_argument,
+    register_agent,
+    register_loader,
+)
+from arena.core import (
+    Agent,
+    Engine,
+    IllegalActionError,
+    PolicyAgent,
+    State,
+    TlmError,
+    masked_argmax,
+    sample_from,
+    uniform_legal,
+)
+from arena.evaluation import EvalRow, evaluate, summarize, wilson_interval
+from arena.games import Game, get_game, list_games, make_engine, register_game
+from arena.human import play_human
+from arena.io import write_bytes_atomic, write_json_atomic
+from arena.matches import Decision, MatchResult, play_matches
+
+__all__ = [
+    "Agent",
+    "Decision",
+    "Engine",
+    "EvalRow",
+    "Game",
+    "IllegalActionError",
+    "MatchResult",
+    "PettingZooEngine",
+    "PolicyAgent",
+    "RandomAgent",
+    "State",
+    "TlmError",
+    "agent_usages",
+    "evaluate",
+    "get_game",
+    "list_games",
+    "make_agent",
+    "make_engine",
+    "masked_argmax",
+    "parse_int_argument",
+    "play_human",
+    "play_matches",
+    "register_agent",
+    "register_game",
+    "register_loader",
+    "sample_from",
+    "summarize",
+    "uniform_legal",
+    "wilson_interval",
+    "write_bytes_atomic",
+    "write_json_atomic",
+]

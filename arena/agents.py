@@ -121,6 +121,7 @@ class RandomAgent(PolicyAgent):
     """Uniform over the legal actions."""
 
     name = "random"
+    uses_observation = False  # it needs only the mask, so matches skip building observations
 
     def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
         m = mask.astype(np.float64)
@@ -136,4 +137,13 @@ class RandomAgent(PolicyAgent):
         return uniform_legal(mask, rng)
 
 
-register_agent("random", lambda arg, game: RandomAgent(), "random")
+def _no_argument(kind: str, factory: Callable[[Game], Agent]) -> AgentFactory:
+    def build(arg: str | None, game: Game) -> Agent:
+        if arg is not None:
+            raise TlmError(f"agent {kind!r} takes no argument, got {kind}:{arg}")
+        return factory(game)
+
+    return build
+
+
+register_agent("random", _no_argument("random", lambda game: RandomAgent()), "random")

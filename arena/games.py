@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any

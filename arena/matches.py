@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from arena.core import Agent, IllegalActionError, TlmError
+from arena.core import Agent, IllegalActionError, TlmError, uniform_legal
 from arena.games import Game, get_game
 
 COMPACT_BELOW = 0.5
@@ -88,7 +88,9 @@ def _check_agent(agent: Agent, game: Game) -> None:
     if agent.game is not None and agent.game != game.name:
         raise TlmError(f"agent {agent.name!r} plays {agent.game}, not {game.name}")
     if agent.needs_state and not game.has_engine:
-        raise TlmError(f"agent {agent.name!r} searches and needs a game with an engine, not {game.name}")
+        raise TlmError(
+            f"agent {agent.name!r} searches and needs a game with an engine, not {game.name}"
+        )
 
 
 def play_matches(
@@ -102,6 +104,7 @@ def play_matches(
     strict: bool = False,
     observer: Observer | None = None,
     first_seat: int = 0,
+    opening_plies: int = 0,
 ) -> MatchResult:
     """Play ``n_games`` games of A against B, all at once, and return per-game results.
 
@@ -120,6 +123,9 @@ def play_matches(
             scoring the game as lost by the agent that played it.
         observer: called with every :class:`Decision` (for data collection).
         first_seat: A's seat in game 0.
+        opening_plies: the first plies of every game are uniformly random moves, made
+            for neither agent (to spread deterministic agents over many positions);
+            they count in ``length`` and ``records`` but are not shown to ``observer``.
 
     Returns:
         A :class:`MatchResult`.
@@ -127,11 +133,14 @@ def play_matches(
     g = get_game(game)
     if n_games <= 0:
         raise TlmError(f"the number of games must be positive, got {n_games}")
+    if opening_plies < 0:
+        raise TlmError(f"opening plies must be >= 0, got {opening_plies}")
     for agent in (agent_a, agent_b):
         _check_agent(agent, g)
     engine = g.make_engine()
-    engine_seq, seq_a, seq_b = np.random.SeedSequence(seed).spawn(3)
+    engine_seq, seq_a, seq_b, seq_open = np.random.SeedSequence(seed).spawn(4)
     rngs = (np.random.default_rng(seq_a), np.random.default_rng(seq_b))
+    opening_rng = np.random.default_rng(seq_open)
     agents = (agent_a, agent_b)
     wants_obs = any(getattr(a, "uses_observation", True) for a in agents) or observer is not None
 
@@ -163,7 +172,14 @@ def play_matches(
         actions = np.zeros(len(rows), dtype=np.int64)
         if forfeited is not None and forfeited.any():
             actions[forfeited] = mask[forfeited].argmax(axis=1)
-        for player, sel in ((0, live & mover_is_a), (1, live & ~mover_is_a)):
+        deciding = live
+        if opening_plies:
+            in_opening = live & (length[rows] < opening_plies)
+            if in_opening.any():
+                opening = np.flatnonzero(in_opening)
+                actions[opening] = uniform_legal(mask[opening], opening_rng)
+                deciding = live & ~in_opening
+        for player, sel in ((0, deciding & mover_is_a), (1, deciding & ~mover_is_a)):
             idx = np.flatnonzero(sel)
             if idx.size == 0:
                 continue

@@ -1,0 +1,101 @@
+"""Evaluation: an agent against fixed opponents, per seat, with honest intervals.
+
+Scores count a win as 1 and a draw as 0.5. The 95% interval is Wilson's score
+interval on that score over the games played: exact for games without draws, and a
+standard, slightly conservative approximation when draws occur.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from arena.core import Agent
+from arena.games import Game, get_game
+from arena.matches import MatchResult, play_matches
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(score: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``score`` observed over ``n`` trials."""
+    if n <= 0:
+        return (0.0, 1.0)
+    denom = 1.0 + z * z / n
+    center = (score + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(max(score * (1 - score), 0.0) / n + z * z / (4 * n * n))
+    return (max(0.0, center - half), min(1.0, center + half))
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """Results against one opponent in one seat (``first``, ``second`` or ``both``)."""
+
+    opponent: str
+    seat: str
+    games: int
+    wins: int
+    draws: int
+    losses: int
+    score: float
+    ci95: tuple[float, float]
+    mean_return: float
+    illegal: int
+
+    def as_json(self) -> dict[str, object]:
+        d = asdict(self)
+        d["ci95"] = [round(self.ci95[0], 6), round(self.ci95[1], 6)]
+        d["score"] = round(self.score, 6)
+        d["mean_return"] = round(self.mean_return, 6)
+        return d
+
+
+def summarize(result: MatchResult, opponent: str) -> list[EvalRow]:
+    """Rows for seat ``first``, ``second`` and ``both`` from one match."""
+    rows = []
+    outcome = result.outcome
+    for label, sel in (
+        ("first", result.seat_a == 0),
+        ("second", result.seat_a == 1),
+        ("both", np.ones(result.n_games, dtype=bool)),
+    ):
+        o = outcome[sel]
+        n = int(sel.sum())
+        wins, draws, losses = int((o > 0).sum()), int((o == 0).sum()), int((o < 0).sum())
+        score = (wins + 0.5 * draws) / n if n else 0.0
+        rows.append(EvalRow(
+            opponent=opponent,
+            seat=label,
+            games=n,
+            wins=wins,
+            draws=draws,
+            losses=losses,
+            score=score,
+            ci95=wilson_interval(score, n),
+            mean_return=float(result.returns[sel, 0].mean()) if n else 0.0,
+            illegal=int((result.illegal[sel] == 0).sum()),
+        ))
+    return rows
+
+
+def evaluate(
+    game: str | Game,
+    agent: Agent,
+    opponents: list[Agent],
+    n_games: int,
+    seed: int = 0,
+) -> list[EvalRow]:
+    """Play ``agent`` against each opponent for ``n_games`` games (seats alternating).
+
+    Each opponent's match gets its own seed derived from ``seed``, so adding an
+    opponent does not change the games against the others.
+    """
+    g = get_game(game)
+    rows: list[EvalRow] = []
+    seeds = np.random.SeedSequence(seed).generate_state(len(opponents))
+    for opponent, s in zip(opponents, seeds, strict=True):
+        result = play_matches(g, agent, opponent, n_games, seed=int(s))
+        rows.extend(summarize(result, opponent.name))
+    return rows

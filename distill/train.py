@@ -1,0 +1,105 @@
+"""Supervised fitting of a student to labelled positions: the inner loop shared by
+offline distillation and DAgger.
+
+The policy loss is KL(teacher || student) with a temperature (``loss="kl"``) or the
+cross-entropy on the teacher's best move (``loss="ce"``); the value head regresses the
+teacher's value where the teacher gives one, else the game's final outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from arena import TlmError
+from distill.losses import best_move_cross_entropy, kl_teacher_student, value_mse
+from teachers.datasets import Positions
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How a student is fitted to positions.
+
+    Attributes:
+        epochs: passes over the data each time :func:`fit` is called.
+        batch_size: positions per gradient step.
+        lr: Adam learning rate.
+        weight_decay: AdamW weight decay.
+        loss: ``kl`` (match the teacher's distribution) or ``ce`` (its best move).
+        temperature: softening of the KL loss.
+        value_weight: weight of the value loss.
+    """
+
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    loss: str = "kl"
+    temperature: float = 1.0
+    value_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("kl", "ce"):
+            raise TlmError(f"unknown policy loss {self.loss!r} (known: kl, ce)")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise TlmError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or self.temperature <= 0 or self.value_weight < 0:
+            raise TlmError("lr and temperature must be positive, value_weight >= 0")
+
+
+def make_optimizer(net: torch.nn.Module, config: FitConfig) -> torch.optim.Optimizer:
+    """The optimizer :func:`fit` expects (kept across DAgger rounds)."""
+    return torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def value_targets(positions: Positions) -> np.ndarray:
+    """The teacher's value where it has one, else the final outcome for the mover."""
+    return np.where(np.isnan(positions.value), positions.outcome, positions.value)
+
+
+def fit(
+    net: torch.nn.Module,
+    positions: Positions,
+    config: FitConfig,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """Train ``net`` on ``positions`` for ``config.epochs`` epochs; mean losses of the last.
+
+    Batches are shuffled with ``generator``, so the same generator state gives the
+    same student.
+    """
+    if len(positions) == 0:
+        raise TlmError("no positions to train on")
+    obs = torch.as_tensor(positions.obs).float()
+    mask = torch.as_tensor(positions.mask).bool()
+    probs = torch.as_tensor(positions.probs).float()
+    values = torch.as_tensor(value_targets(positions)).float()
+    n = len(positions)
+    net.train()
+    totals = {"policy_loss": 0.0, "value_loss": 0.0}
+    for _ in range(config.epochs):
+        order = torch.randperm(n, generator=generator)
+        totals = {"policy_loss": 0.0, "value_loss": 0.0}
+        batches = 0
+        for start in range(0, n, config.batch_size):
+            idx = order[start : start + config.batch_size]
+            logits, value = net(obs[idx])
+            if config.loss == "kl":
+                policy_loss = kl_teacher_student(logits, probs[idx], mask[idx], config.temperature)
+            else:
+                policy_loss = best_move_cross_entropy(logits, probs[idx], mask[idx])
+            v_loss = value_mse(value, values[idx])
+            loss = policy_loss + config.value_weight * v_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            totals["policy_loss"] += float(policy_loss)
+            totals["value_loss"] += float(v_loss)
+            batches += 1
+        totals = {k: v / batches for k, v in totals.items()}
+    net.eval()
+    return totals

@@ -1,0 +1,240 @@
+"""Teacher-generated datasets: Parquet shards of labelled positions plus a manifest.
+
+A dataset is a directory::
+
+    manifest.json          game, teacher, shapes, counts, shard list, generation settings
+    shard-00000.parquet    one row per position
+
+Columns: ``game_id`` (int64), ``ply`` (int32), ``seat`` (int8), ``obs`` (flattened
+observation), ``mask`` (int8 legal actions), ``probs`` (float32 teacher policy),
+``value`` (float32 teacher value for the mover, NaN when the teacher has none),
+``outcome`` (float32 final return of the mover's seat), ``action`` (int32 move played).
+Every file is written atomically, and the directory appears only once complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from arena import Game, TlmError, get_game, write_json_atomic
+
+FORMAT = "tlm-dataset/1"
+COLUMNS = ("game_id", "ply", "seat", "obs", "mask", "probs", "value", "outcome", "action")
+
+
+@dataclass
+class Positions:
+    """Labelled positions as arrays (row ``i`` of each is position ``i``)."""
+
+    obs: np.ndarray
+    mask: np.ndarray
+    probs: np.ndarray
+    value: np.ndarray
+    outcome: np.ndarray
+    action: np.ndarray
+    game_id: np.ndarray
+    ply: np.ndarray
+    seat: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    @classmethod
+    def empty(cls, game: Game) -> Positions:
+        return cls(
+            obs=np.zeros((0, *game.obs_shape), dtype=game.obs_dtype),
+            mask=np.zeros((0, game.num_actions), dtype=np.int8),
+            probs=np.zeros((0, game.num_actions), dtype=np.float32),
+            value=np.zeros(0, dtype=np.float32),
+            outcome=np.zeros(0, dtype=np.float32),
+            action=np.zeros(0, dtype=np.int32),
+            game_id=np.zeros(0, dtype=np.int64),
+            ply=np.zeros(0, dtype=np.int32),
+            seat=np.zeros(0, dtype=np.int8),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Positions]) -> Positions:
+        """All ``parts`` in order (at least one)."""
+        return cls(**{
+            name: np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS
+        })
+
+    def select(self, idx: np.ndarray) -> Positions:
+        """The rows ``idx`` (index array or boolean mask)."""
+        return Positions(**{name: getattr(self, name)[idx] for name in _FIELDS})
+
+    def split_by_game(self, holdout: float, seed: int) -> tuple[Positions, Positions]:
+        """``(train, held_out)``: whole games go to one side, ``holdout`` of them held out."""
+        games = np.unique(self.game_id)
+        rng = np.random.default_rng(seed)
+        n_hold = int(round(holdout * len(games)))
+        held = rng.choice(games, size=n_hold, replace=False) if n_hold else games[:0]
+        is_held = np.isin(self.game_id, held)
+        return self.select(~is_held), self.select(is_held)
+
+
+_FIELDS = ("obs", "mask", "probs", "value", "outcome", "action", "game_id", "ply", "seat")
+
+
+def _to_table(p: Positions) -> pa.Table:
+    n = len(p)
+
+    def fixed(arr: np.ndarray) -> pa.Array:
+        flat = np.ascontiguousarray(arr).reshape(n, -1)
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
+
+    return pa.table({
+        "game_id": pa.array(p.game_id.astype(np.int64)),
+        "ply": pa.array(p.ply.astype(np.int32)),
+        "seat": pa.array(p.seat.astype(np.int8)),
+        "obs": fixed(p.obs),
+        "mask": fixed(p.mask.astype(np.int8)),
+        "probs": fixed(p.probs.astype(np.float32)),
+        "value": pa.array(p.value.astype(np.float32)),
+        "outcome": pa.array(p.outcome.astype(np.float32)),
+        "action": pa.array(p.action.astype(np.int32)),
+    })
+
+
+def _from_table(table: pa.Table, game: Game) -> Positions:
+    n = table.num_rows
+
+    def fixed(name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+        values = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return values.astype(dtype, copy=False).reshape(n, *shape)
+
+    return Positions(
+        obs=fixed("obs", game.obs_dtype, game.obs_shape),
+        mask=fixed("mask", np.int8, (game.num_actions,)),
+        probs=fixed("probs", np.float32, (game.num_actions,)),
+        value=table.column("value").to_numpy().astype(np.float32),
+        outcome=table.column("outcome").to_numpy().astype(np.float32),
+        action=table.column("action").to_numpy().astype(np.int32),
+        game_id=table.column("game_id").to_numpy().astype(np.int64),
+        ply=table.column("ply").to_numpy().astype(np.int32),
+        seat=table.column("seat").to_numpy().astype(np.int8),
+    )
+
+
+class DatasetWriter:
+    """Writes shards into a hidden temp directory; :meth:`commit` renames it into place.
+
+    Use as a context manager: an exception (or a bad input) removes the temp directory,
+    so a failed run leaves no partial dataset behind.
+    """
+
+    def __init__(self, out_dir: str | Path, game: Game, info: dict[str, Any]) -> None:
+        self.out_dir = Path(out_dir)
+        check_output_dir(self.out_dir)
+        self.game = game
+        self.info = info
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", dir=self.out_dir.parent))
+        self.shards: list[dict[str, Any]] = []
+
+    def write(self, positions: Positions) -> None:
+        """Add one shard."""
+        name = f"shard-{len(self.shards):05d}.parquet"
+        tmp_file = self.tmp / f".{name}.tmp"
+        pq.write_table(_to_table(positions), tmp_file, compression="zstd")
+        os.replace(tmp_file, self.tmp / name)
+        self.shards.append({
+            "file": name,
+            "positions": len(positions),
+            "games": int(len(np.unique(positions.game_id))),
+        })
+
+    def commit(self) -> Path:
+        """Write the manifest and move the dataset into place."""
+        manifest = {
+            "format": FORMAT,
+            "game": self.game.name,
+            "obs_shape": list(self.game.obs_shape),
+            "obs_dtype": str(self.game.obs_dtype),
+            "num_actions": self.game.num_actions,
+            "games": sum(s["games"] for s in self.shards),
+            "positions": sum(s["positions"] for s in self.shards),
+            "shards": self.shards,
+            **self.info,
+        }
+        write_json_atomic(self.tmp / "manifest.json", manifest)
+        if self.out_dir.exists():
+            self.out_dir.rmdir()  # checked empty on entry
+        os.replace(self.tmp, self.out_dir)
+        return self.out_dir
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def check_output_dir(path: Path) -> None:
+    """An output directory must be new (or empty) and its parent writable."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise TlmError(f"output {path} already exists and is not an empty directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise TlmError(f"output {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise TlmError(f"output {path}: directory {parent} is not writable")
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the dataset at ``path``."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise TlmError(f"{path} is not a tlm dataset (no manifest.json)") from None
+    except json.JSONDecodeError as e:
+        raise TlmError(f"{path}/manifest.json is not valid JSON: {e.msg}") from None
+    if manifest.get("format") != FORMAT:
+        raise TlmError(f"{path}: unknown dataset format {manifest.get('format')!r}")
+    return manifest
+
+
+def load_dataset(path: str | Path, game: str | Game | None = None) -> Positions:
+    """Every position of the dataset at ``path``.
+
+    Args:
+        path: the dataset directory.
+        game: if given, the dataset must be of this game.
+
+    Raises:
+        TlmError: not a dataset, another game, a damaged shard, or no positions.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    g = get_game(manifest["game"])
+    if game is not None and get_game(game).name != g.name:
+        raise TlmError(f"dataset {path} is for {g.name}, not {get_game(game).name}")
+    if list(manifest["obs_shape"]) != list(g.obs_shape):
+        raise TlmError(f"dataset {path}: observation shape {manifest['obs_shape']} is not "
+                       f"{g.name}'s {list(g.obs_shape)}")
+    parts = []
+    for shard in manifest["shards"]:
+        try:
+            table = pq.read_table(path / shard["file"], columns=list(COLUMNS))
+        except (OSError, pa.ArrowException) as e:
+            raise TlmError(f"dataset {path}: cannot read {shard['file']}: {e}") from None
+        parts.append(_from_table(table, g))
+    positions = Positions.concat(parts) if parts else Positions.empty(g)
+    if len(positions) == 0:
+        raise TlmError(f"dataset {path} holds no positions")
+    return positions
