@@ -30,15 +30,24 @@ from arena.games import Game, get_game, list_games, make_engine, register_game
 from arena.human import play_human
 from arena.io import write_bytes_atomic, write_json_atomic
 from arena.matches import Decision, MatchResult, play_matches
+from arena.players import (
+    AlphaBetaConnectFour,
+    HeuristicAgent,
+    PerfectTicTacToe,
+    exact_strength,
+)
 
 __all__ = [
     "Agent",
+    "AlphaBetaConnectFour",
     "Decision",
     "Engine",
     "EvalRow",
     "Game",
+    "HeuristicAgent",
     "IllegalActionError",
     "MatchResult",
+    "PerfectTicTacToe",
     "PettingZooEngine",
     "PolicyAgent",
     "RandomAgent",
@@ -46,6 +55,7 @@ __all__ = [
     "TlmError",
     "agent_usages",
     "evaluate",
+    "exact_strength",
     "get_game",
     "list_games",
     "make_agent",

@@ -32,7 +32,7 @@ def clone_env(env: Any, memo: dict[int, Any] | None = None) -> Any:
     if id(env) in memo:
         return memo[id(env)]
     cls = type(env)
-    new = cls.__new__(cls)
+    new = object.__new__(cls)
     memo[id(env)] = new
     for key, value in env.__dict__.items():
         if isinstance(value, AECEnv):

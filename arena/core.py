@@ -89,11 +89,14 @@ class Agent:
         name: the spec it was built from (``random``, ``alphabeta:4``, a path, ...).
         game: the game it is bound to, or ``None`` if it plays any game.
         needs_state: a search agent that must see the engine state of its rows.
+        uses_observation: ``False`` for agents that read only the mask; matches then
+            skip building observations and pass ``obs=None``.
     """
 
     name: str = "agent"
     game: str | None = None
     needs_state: bool = False
+    uses_observation: bool = True
 
     def act(
         self,

@@ -99,3 +99,4 @@ def evaluate(
         result = play_matches(g, agent, opponent, n_games, seed=int(s))
         rows.extend(summarize(result, opponent.name))
     return rows
+

@@ -27,6 +27,8 @@ class Game:
         env_kwargs: keyword arguments for ``env``.
         engine: dotted ``module:Class`` of the fast batched engine, or ``None``.
         description: one line for ``tlm games``.
+        reference_module: the original PettingZoo module when ``env_module`` is a
+            reimplementation over the engine (equivalence tests compare the two).
     """
 
     name: str
@@ -34,10 +36,18 @@ class Game:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     engine: str | None = None
     description: str = ""
+    reference_module: str | None = None
 
     def make_env(self, **kwargs: Any) -> Any:
         """A fresh PettingZoo AEC env of this game (the reference implementation)."""
         module = importlib.import_module(self.env_module)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return module.env(**{**self.env_kwargs, **kwargs})
+
+    def make_reference_env(self, **kwargs: Any) -> Any:
+        """A fresh env of the original PettingZoo module (``make_env`` if there is no other)."""
+        module = importlib.import_module(self.reference_module or self.env_module)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return module.env(**{**self.env_kwargs, **kwargs})
@@ -109,14 +119,16 @@ def make_engine(game: str | Game) -> Engine:
 
 
 register_game(Game(
-    "tictactoe", "pettingzoo.classic.tictactoe_v3",
+    "tictactoe", "arena.envs.tictactoe",
     engine="arena.engines.tictactoe:TicTacToeEngine",
     description="tic-tac-toe (tictactoe_v3)",
+    reference_module="pettingzoo.classic.tictactoe_v3",
 ))
 register_game(Game(
-    "connect_four", "pettingzoo.classic.connect_four_v3",
+    "connect_four", "arena.envs.connect_four",
     engine="arena.engines.connect_four:ConnectFourEngine",
     description="connect four, 6x7 (connect_four_v3)",
+    reference_module="pettingzoo.classic.connect_four_v3",
 ))
 register_game(Game(
     "go9", "pettingzoo.classic.go_v5", {"board_size": 9, "komi": 7.5},

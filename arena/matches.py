@@ -186,7 +186,10 @@ def play_matches(
             agent = agents[player]
             sub_state = engine.take(state, idx) if agent.needs_state else None
             sub_obs = obs[idx] if obs is not None else None
-            chosen = np.asarray(agent.act(sub_obs, mask[idx], rngs[player], state=sub_state))
+            # Agents with uses_observation = False are handed None for obs.
+            chosen = np.asarray(
+                agent.act(sub_obs, mask[idx], rngs[player], state=sub_state)  # type: ignore[arg-type]
+            )
             if chosen.shape != (idx.size,):
                 raise TlmError(
                     f"agent {agent.name!r} returned actions of shape {chosen.shape}, "

@@ -97,8 +97,8 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            totals["policy_loss"] += float(policy_loss)
-            totals["value_loss"] += float(v_loss)
+            totals["policy_loss"] += policy_loss.item()
+            totals["value_loss"] += v_loss.item()
             batches += 1
         totals = {k: v / batches for k, v in totals.items()}
     net.eval()

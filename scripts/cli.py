@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 import arena
@@ -18,9 +25,13 @@ import students  # noqa: F401  (registers checkpoint paths as agent specs)
 import teachers  # noqa: F401  (registers mcts and sb3 agent specs)
 from arena import TlmError
 
+try:  # recent typer releases carry their own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
 app = typer.Typer(
     add_completion=False,
-    no_args_is_help=True,
     help="tlm: self-play arena, teachers and distillation into small students.",
     rich_markup_mode=None,
 )
@@ -34,14 +45,18 @@ def _version() -> str:
         return "unknown"
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     show_version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
     ] = False,
 ) -> None:
     if show_version:
         typer.echo(f"tlm {_version()}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
         raise typer.Exit()
 
 
@@ -53,16 +68,17 @@ def positive(value: int, flag: str) -> int:
 
 
 def writable_file(path: Path, flag: str) -> Path:
-    """Fail before any work if ``path`` cannot be written."""
-    parent = path.parent if str(path.parent) else Path(".")
+    """Fail before any work if ``path`` cannot be written (probed with a temp file)."""
+    parent = path.parent
     if path.is_dir():
         raise TlmError(f"{flag} {path} is a directory")
     if not parent.is_dir():
         raise TlmError(f"{flag} {path}: directory {parent} does not exist")
-    import os
-
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise TlmError(f"{flag} {path} is not writable")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise TlmError(f"{flag} {path} is not writable ({e.strerror})") from None
     return path
 
 
@@ -176,6 +192,195 @@ def play_cmd(
     arena.play_human(g, agent, 0 if seat == "first" else 1, read, typer.echo, seed=seed)
 
 
+def _progress_bar(total: int, label: str) -> Progress:
+    return Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )
+
+
+@app.command("generate")
+def generate_cmd(
+    game: Annotated[str, typer.Option(help="Game name.")],
+    teacher: Annotated[str, typer.Option(help="Teacher agent spec (perfect, alphabeta:4, ...).")],
+    games: Annotated[int, typer.Option("--games", help="Games to generate.")],
+    out: Annotated[Path, typer.Option(help="New dataset directory.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    temperature: Annotated[float, typer.Option(help="Teacher move temperature.")] = 1.0,
+    epsilon: Annotated[float, typer.Option(help="Random-move probability.")] = 0.0,
+    opening_plies: Annotated[int, typer.Option(help="Random opening plies per game.")] = 0,
+    games_per_shard: Annotated[int, typer.Option(help="Games per Parquet shard.")] = 2000,
+) -> None:
+    """Generate teacher games as Parquet shards with a manifest (written atomically).
+
+    Example: tlm generate --game connect_four --teacher alphabeta:4 --games 2000 --out data/c4
+    """
+    from teachers.datasets import check_output_dir
+    from teachers.generate import Exploration, generate_dataset
+
+    positive(games, "--games")
+    positive(games_per_shard, "--games-per-shard")
+    check_output_dir(out)
+    g = arena.get_game(game)
+    agent = arena.make_agent(teacher, g)
+    if not isinstance(agent, arena.PolicyAgent):
+        raise TlmError(f"teacher {teacher!r} gives no policy to label positions with")
+    exploration = Exploration(temperature, epsilon, opening_plies)
+    with _progress_bar(games, "games") as bar:
+        task = bar.add_task("generate", total=games)
+        path = generate_dataset(
+            g, agent, games, out, seed=seed, exploration=exploration,
+            games_per_shard=games_per_shard,
+            progress=lambda done: bar.update(task, completed=done),
+        )
+    manifest = json.loads((path / "manifest.json").read_text())
+    console.print(
+        f"wrote {manifest['positions']} positions from {manifest['games']} {g.name} games "
+        f"by {teacher} to {path} ({len(manifest['shards'])} shards)"
+    )
+
+
+@app.command("distill")
+def distill_cmd(
+    game: Annotated[str | None, typer.Option(help="Game name.")] = None,
+    teacher: Annotated[str | None, typer.Option(help="Teacher agent spec.")] = None,
+    student: Annotated[str | None, typer.Option(help="Student spec (mlp:64x2, ...).")] = None,
+    method: Annotated[str | None, typer.Option(help="offline, dagger or kickstart.")] = None,
+    budget_games: Annotated[int | None, typer.Option(help="Teacher games at most.")] = None,
+    games_per_round: Annotated[int | None, typer.Option(help="Games between evaluations.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    out: Annotated[Path | None, typer.Option(help="New output directory.")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="offline: a generated dataset.")] = None,
+    eval_opponents: Annotated[str | None, typer.Option(help="Comma-separated opponents.")] = None,
+    eval_games: Annotated[int | None, typer.Option(help="Games per opponent per eval.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per round.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    stop_when_perfect: Annotated[
+        bool | None, typer.Option("--stop-when-perfect", help="Stop at zero exhaustive losses.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config; flags override it.")] = None,
+) -> None:
+    """Distill a teacher into a freshly initialized student and measure it as it learns.
+
+    Example: tlm distill --game tictactoe --teacher perfect --student mlp:64x2 --method dagger
+    --budget-games 500 --seed 0 --out runs/ttt-dagger
+    """
+    from distill import distill, load_config, make_config
+
+    fields = {
+        "game": game, "teacher": teacher, "student": student, "method": method,
+        "budget_games": budget_games, "games_per_round": games_per_round, "seed": seed,
+        "out": out, "dataset": dataset, "eval_games": eval_games, "epochs": epochs, "lr": lr,
+        "stop_when_perfect": stop_when_perfect,
+        "eval_opponents": None if eval_opponents is None else [
+            s.strip() for s in eval_opponents.split(",") if s.strip()
+        ],
+    }
+    cfg = load_config(config, **fields) if config is not None else make_config(**fields)
+    arena.get_game(cfg.game)
+    total = cfg.budget_games if cfg.method != "kickstart" else cfg.kickstart_steps
+    with _progress_bar(total, cfg.method) as bar:
+        task = bar.add_task("distill", total=total)
+
+        def show(row: dict[str, object]) -> None:
+            done = row.get("teacher_games", row.get("steps", 0))
+            bar.update(task, completed=int(done))  # type: ignore[arg-type]
+            parts = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in row.items() if k not in ("round", "beta", "wall_s")]
+            bar.console.print("  " + "  ".join(parts))
+
+        report = distill(cfg, progress=show)
+    _print_distill_report(report, cfg.out)
+
+
+def _print_distill_report(report: dict[str, object], out: Path) -> None:
+    final = report["final"]
+    assert isinstance(final, dict)
+    table = Table(title=f"{report['method']}: {report['teacher']} -> {report['student']} "
+                        f"({report['student_params']} parameters) on {report['game']}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("teacher-labelled games", str(report["teacher_games"]))
+    table.add_row("labelled positions", str(report["positions"]))
+    for key, value in final.items():
+        if key.startswith("score_vs_") or key in (
+            "agreement", "exhaustive_losses", "optimal_accuracy",
+        ):
+            table.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float)
+                          else str(value))
+    if report.get("perfect_at_games") is not None:
+        table.add_row("perfect play reached at", f"{report['perfect_at_games']} games")
+    table.add_row("wall time", f"{report['wall_s']:.1f} s")
+    console.print(table)
+    console.print(f"student: {out / 'student'}   curve: {out / 'curve.csv'}, "
+                  f"{out / 'curve.png'}   tensorboard: {out / 'tensorboard'}")
+
+
+@app.command("teach")
+def teach_cmd(
+    game: Annotated[str, typer.Option(help="Game name.")],
+    out: Annotated[Path, typer.Option(help="New output directory.")],
+    algo: Annotated[str, typer.Option(help="Self-play algorithm: maskable_ppo.")] = "maskable_ppo",
+    steps: Annotated[int, typer.Option(help="Environment steps.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a self-play RL teacher (SB3 MaskablePPO against itself and its snapshots).
+
+    Example: tlm teach --game tictactoe --algo maskable_ppo --steps 200000 --out runs/ppo
+    """
+    from teachers.sb3_teacher import train_maskable_ppo
+
+    if algo != "maskable_ppo":
+        raise TlmError(f"unknown teaching algorithm {algo!r} (known: maskable_ppo)")
+    positive(steps, "--steps")
+    g = arena.get_game(game)
+    path = train_maskable_ppo(g, steps, out, seed=seed)
+    console.print(f"teacher saved to {path}; use it as the agent spec sb3:{path}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """The main job end to end on tic-tac-toe: perfect teacher -> DAgger -> fresh MLP -> eval.
+
+    Example: tlm demo
+    """
+    from distill import distill, make_config
+
+    out = _fresh_dir(out)
+    console.print(
+        "tlm demo: the exact tic-tac-toe solver (`perfect`) teaches a freshly initialized "
+        "MLP by DAgger: the student plays, the teacher labels every position it reaches."
+    )
+    cfg = make_config(
+        game="tictactoe", teacher="perfect", student="mlp:64x2", method="dagger",
+        budget_games=500, games_per_round=25, seed=seed, out=out,
+        eval_opponents=["random", "heuristic"], eval_games=200, stop_when_perfect=True,
+    )
+    with _progress_bar(cfg.budget_games, "dagger") as bar:
+        task = bar.add_task("distill", total=cfg.budget_games)
+        report = distill(cfg, progress=lambda row: bar.update(
+            task, completed=int(row["teacher_games"])))
+    _print_distill_report(report, out)
+    student = str(out / "student")
+    console.print(f"\nfinal evaluation of {student}:")
+    eval_cmd(game="tictactoe", agent=student, opponents="random,heuristic,perfect",
+             games=1000, seed=seed, as_json=False, out=None)
+
+
+def _fresh_dir(path: Path) -> Path:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+    for i in range(1, 10_000):
+        candidate = path.with_name(f"{path.name}-{i}")
+        if not candidate.exists():
+            return candidate
+    raise TlmError(f"no free directory name next to {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tlm`` console script; returns the exit code."""
     command = typer.main.get_command(app)
@@ -184,12 +389,15 @@ def main(argv: list[str] | None = None) -> int:
     except TlmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except click.exceptions.UsageError as e:
+    except click_exceptions.UsageError as e:
         print(f"error: {e.format_message()}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return int(e.exit_code)
-    except click.exceptions.Abort:
+    except OSError as e:
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 1
     except EOFError:

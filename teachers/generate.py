@@ -119,15 +119,15 @@ class TeacherLabeller(Agent):
         self.labels = (probs.astype(np.float32), value)
         ex = self.exploration
         actions = sample_from(with_temperature(probs, ex.temperature), rng)
-        if ex.epsilon > 0:
-            explore = rng.random(len(actions)) < ex.epsilon
-            if explore.any():
-                actions[explore] = uniform_legal(mask[explore], rng)
         if self.actor is not None and self.beta < 1.0:
             own = rng.random(len(actions)) >= self.beta
             if own.any():
                 idx = np.flatnonzero(own)
                 actions[idx] = self.actor.act(obs[idx], mask[idx], rng)
+        if ex.epsilon > 0:
+            explore = rng.random(len(actions)) < ex.epsilon
+            if explore.any():
+                actions[explore] = uniform_legal(mask[explore], rng)
         return actions
 
 

@@ -39,7 +39,8 @@ class TicTacToeState(NamedTuple):
     """A batch of tic-tac-toe games.
 
     Attributes:
-        pos: ``[B]`` int16, each game's position number in the engine's tables.
+        pos: ``[B]`` intp, each game's position number in the engine's tables (an
+            index array, so every look-up gathers with it directly).
     """
 
     pos: np.ndarray
@@ -52,7 +53,8 @@ class _Tables(NamedTuple):
     mask: np.ndarray  # [P, 9] int8: legal squares, zero once finished
     obs: np.ndarray  # [P, 3, 3, 2] int8, from the point of view of the seat to move
     next_pos: np.ndarray  # [P * 9] intp: position after a move; -1 illegal; self if done
-    reward: np.ndarray  # [P * 9, 2] float32: rewards of that transition
+    reward: np.ndarray  # [P * 9] int64: the transition's float32 rewards [2], viewed as one
+    to_play: np.ndarray  # [P] int8: seat to move (ply parity)
     index: dict[tuple[int, int], int]  # (seat-0 bits, seat-1 bits) -> position number
 
 
@@ -110,11 +112,15 @@ def _tables() -> _Tables:
             next_pos[p, a] = q
             if _won(child[seat]):
                 reward[p, a, seat], reward[p, a, 1 - seat] = 1.0, -1.0
-    for table in (marks, ply, done, mask, obs, next_pos, reward):
-        table.flags.writeable = False
-    return _Tables(
-        marks, ply, done, mask, obs, next_pos.reshape(-1), reward.reshape(-1, 2), index
+    # A transition's two float32 rewards travel as one 8-byte item: a 1-D gather.
+    reward_items = reward.reshape(-1, 2).view(np.int64).reshape(-1)
+    to_play = (ply & 1).astype(np.int8)
+    tables = _Tables(
+        marks, ply, done, mask, obs, next_pos.reshape(-1), reward_items, to_play, index
     )
+    for table in tables[:-1]:
+        table.flags.writeable = False
+    return tables
 
 
 class TicTacToeEngine:
@@ -141,23 +147,24 @@ class TicTacToeEngine:
         """``n`` empty boards (the game has no randomness; ``seed`` is accepted and unused)."""
         if n < 0:
             raise TlmError(f"the number of games must be >= 0, got {n}")
-        return TicTacToeState(np.zeros(n, dtype=np.int16))
+        return TicTacToeState(np.zeros(n, dtype=np.intp))
 
+    # np.take along axis 0 gathers table rows several times faster than fancy indexing.
     def observe(self, state: TicTacToeState) -> tuple[np.ndarray, np.ndarray]:
-        return self._t.obs[state.pos], self._t.mask[state.pos]
+        return np.take(self._t.obs, state.pos, axis=0), np.take(self._t.mask, state.pos, axis=0)
 
     def legal_mask(self, state: TicTacToeState) -> np.ndarray:
-        return self._t.mask[state.pos]
+        return np.take(self._t.mask, state.pos, axis=0)
 
     def to_play(self, state: TicTacToeState) -> np.ndarray:
-        return self._t.ply[state.pos] & 1
+        return np.take(self._t.to_play, state.pos)
 
     def done(self, state: TicTacToeState) -> np.ndarray:
-        return self._t.done[state.pos]
+        return np.take(self._t.done, state.pos)
 
     def ply(self, state: TicTacToeState) -> np.ndarray:
         """``[B]`` int8: moves played so far."""
-        return self._t.ply[state.pos]
+        return np.take(self._t.ply, state.pos)
 
     def board(self, state: TicTacToeState) -> np.ndarray:
         """``[B, 9]`` int8 squares as PettingZoo's ``Board.squares``: 0 empty, 1 seat 0, 2 seat 1."""
@@ -181,15 +188,14 @@ class TicTacToeEngine:
                 i = int(np.flatnonzero(bad)[0])
                 raise IllegalActionError(f"tictactoe: action {int(a[i])} out of range in game {i}")
             a = np.where(in_range, a, 0)
-        flat = pos.astype(np.intp)
-        flat *= NUM_SQUARES
+        flat = pos * NUM_SQUARES
         flat += a
-        nxt = self._t.next_pos[flat]
+        nxt = np.take(self._t.next_pos, flat)
         if (nxt < 0).any():
             i = int(np.flatnonzero(nxt < 0)[0])
             raise IllegalActionError(f"tictactoe: square {int(a[i])} is taken in game {i}")
-        new_pos = nxt.astype(np.int16)
-        return TicTacToeState(new_pos), self._t.reward[flat], self._t.done[new_pos]
+        rewards = np.take(self._t.reward, flat).view(np.float32).reshape(-1, 2)
+        return TicTacToeState(nxt), rewards, np.take(self._t.done, nxt)
 
     def take(self, state: TicTacToeState, idx: np.ndarray) -> TicTacToeState:
         return TicTacToeState(state.pos[np.asarray(idx)])
@@ -207,7 +213,7 @@ class TicTacToeEngine:
         Raises:
             IllegalActionError: a move is illegal or comes after the game ended.
         """
-        pos = np.zeros(len(games), dtype=np.int16)
+        pos = np.zeros(len(games), dtype=np.intp)
         for i, moves in enumerate(games):
             p = 0
             for k, a in enumerate(moves):

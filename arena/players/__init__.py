@@ -1,0 +1,68 @@
+"""The fixed players of the arena, registered as agent specs at import.
+
+- ``heuristic`` (:class:`HeuristicAgent`, tic-tac-toe and connect four): win, else
+  block, else random;
+- ``perfect`` (:class:`PerfectTicTacToe`): exact tic-tac-toe, with the exhaustive
+  checks that measure any agent against the solved game;
+- ``alphabeta:D`` (:class:`AlphaBetaConnectFour`): connect-four alpha-beta to depth D.
+
+All of them read PettingZoo observations only, so they play the real env and the
+fast engines alike.
+"""
+
+from arena.agents import parse_int_argument, register_agent
+from arena.players.connect_four import AlphaBetaConnectFour, play_moves, scores_to_policy
+from arena.players.heuristic import HeuristicAgent
+from arena.players.tictactoe import (
+    N_NONTERMINAL,
+    N_REACHABLE,
+    ExhaustiveResult,
+    PerfectTicTacToe,
+    all_positions,
+    candidate_moves,
+    exact_strength,
+    exhaustive_check,
+    exhaustive_losses,
+    move_values,
+    optimal_move_accuracy,
+    optimal_moves_mask,
+    position_values,
+)
+
+ALPHABETA_USAGE = "alphabeta:D (D = search depth in plies, e.g. alphabeta:4)"
+
+register_agent(
+    "heuristic",
+    lambda arg, game: HeuristicAgent(game.name),
+    "heuristic",
+    games=("tictactoe", "connect_four"),
+)
+register_agent("perfect", lambda arg, game: PerfectTicTacToe(), "perfect", games=("tictactoe",))
+register_agent(
+    "alphabeta",
+    lambda arg, game: AlphaBetaConnectFour(parse_int_argument(arg, ALPHABETA_USAGE)),
+    "alphabeta:D",
+    games=("connect_four",),
+    needs_argument=True,
+)
+
+__all__ = [
+    "ALPHABETA_USAGE",
+    "N_NONTERMINAL",
+    "N_REACHABLE",
+    "AlphaBetaConnectFour",
+    "ExhaustiveResult",
+    "HeuristicAgent",
+    "PerfectTicTacToe",
+    "all_positions",
+    "candidate_moves",
+    "exact_strength",
+    "exhaustive_check",
+    "exhaustive_losses",
+    "move_values",
+    "optimal_move_accuracy",
+    "optimal_moves_mask",
+    "play_moves",
+    "position_values",
+    "scores_to_policy",
+]

@@ -39,9 +39,10 @@ LINE_GAMES = {
 
 @cache
 def lines_through(board: LineGame) -> np.ndarray:
-    """``[cells, L, k-1]``: for each cell, the other cells of every line through it.
+    """``[cells + 1, L, k-1]``: for each cell, the other cells of every line through it.
 
-    Rows are padded with the index ``n_cells``, a cell that is never occupied.
+    Rows are padded with the index ``n_cells``, a cell that is never occupied; row
+    ``n_cells`` itself (the target of a full column) holds padding only.
     """
     lines: list[list[int]] = []
     for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
@@ -55,7 +56,7 @@ def lines_through(board: LineGame) -> np.ndarray:
         for cell in line:
             per_cell[cell].append([o for o in line if o != cell])
     width = max(len(p) for p in per_cell)
-    out = np.full((board.n_cells, width, board.k - 1), board.n_cells, dtype=np.int64)
+    out = np.full((board.n_cells + 1, width, board.k - 1), board.n_cells, dtype=np.int64)
     for cell, others in enumerate(per_cell):
         out[cell, : len(others)] = others
     return out

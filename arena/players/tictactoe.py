@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arena.core import Agent, PolicyAgent, State, TlmError, masked_argmax
+from arena.games import Game, get_game
 
 N_SQUARES = 9
 OBS_SHAPE = (3, 3, 2)
@@ -233,7 +234,9 @@ def candidate_moves(
         fn = agent.policy if isinstance(agent, PolicyAgent) else agent
         probs = np.asarray(fn(obs, mask), dtype=np.float64)
         if probs.shape != mask.shape:
-            raise TlmError(f"policy returned shape {list(probs.shape)}, expected {list(mask.shape)}")
+            raise TlmError(
+                f"policy returned shape {list(probs.shape)}, expected {list(mask.shape)}"
+            )
         use_argmax = greedy if greedy is not None else getattr(agent, "greedy", False)
         if use_argmax:
             chosen = masked_argmax(probs, mask)
@@ -379,14 +382,17 @@ def optimal_move_accuracy(agent: Agent | PolicyFn, *, seed: int = 0) -> float:
     return float(ok.mean())
 
 
-def exact_strength(agent: Agent | PolicyFn) -> dict[str, float | int]:
-    """Exhaustive tic-tac-toe figures for one agent, for reports.
+def exact_strength(game: str | Game, agent: Agent | PolicyFn) -> dict[str, float | int] | None:
+    """Exhaustive figures for one agent on a solved game, for reports.
 
     Returns:
-        ``exhaustive_losses`` (both seats, against every reply), ``losses_first``,
+        ``None`` unless ``game`` is tic-tac-toe and the agent acts on observations;
+        else ``exhaustive_losses`` (both seats, against every reply), ``losses_first``,
         ``losses_second``, ``losses_vs_perfect`` (both seats, against the perfect
         player's optimal replies only), ``optimal_accuracy`` and ``positions``.
     """
+    if get_game(game).name != "tictactoe" or (isinstance(agent, Agent) and agent.needs_state):
+        return None
     first = exhaustive_check(agent, 0)
     second = exhaustive_check(agent, 1)
     perfect = PerfectTicTacToe()

@@ -1,0 +1,567 @@
+"""The self-play RL teacher on Stable-Baselines3: MaskablePPO against itself and its past.
+
+:func:`train_maskable_ppo` trains sb3-contrib's ``MaskablePPO`` through the Gymnasium
+view of the arena (:class:`teachers.gym_view.ArenaGymEnv`). Each training episode draws
+its opponent from a :class:`SnapshotPool`: the learner's current policy, a frozen past
+snapshot, or ``random`` (so the learner does not overfit to itself). Snapshots are SB3
+zips written by :class:`SelfPlayCallback`, SB3's own callback mechanism, and frozen
+copies are loaded back from those zips.
+
+:class:`SB3Agent` puts any SB3 actor-critic model with a discrete action space behind
+the arena's agent contract (one batched forward for all rows, the masked distribution
+as policy, the critic as value). :func:`register` makes ``sb3:PATH.zip`` an agent spec.
+An SB3 zip unpickles Python objects, so one is only ever loaded from a path the user
+named with ``sb3:``; nothing scans for or loads zips on its own.
+
+Stable-Baselines3 seeds Python's, NumPy's and torch's global generators from the
+``seed`` it is given and shuffles minibatches with NumPy's global generator; that is
+its design, not ours. Everything this module adds (seats, opponent draws, opponent
+sampling) draws from the environments' own seeded generators, and loading a snapshot
+leaves the global generators as it found them, so the same seed gives the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
+
+from arena.agents import RandomAgent, make_agent, register_agent
+from arena.core import Agent, PolicyAgent, State, TlmError
+from arena.evaluation import evaluate
+from arena.games import Game, get_game
+from arena.io import write_json_atomic
+from teachers.gym_view import ArenaGymEnv
+
+DEFAULT_MIX: Mapping[str, float] = {"current": 0.5, "past": 0.4, "random": 0.1}
+"""Opponent mix: the live learner, a uniformly drawn past snapshot, ``random``."""
+
+DEFAULT_PPO: Mapping[str, Any] = {
+    "n_steps": 128,
+    "batch_size": 256,
+    "n_epochs": 8,
+    "learning_rate": 3e-4,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "ent_coef": 0.01,
+}
+"""MaskablePPO hyperparameters used unless ``ppo_kwargs`` overrides them (per env:
+``n_steps``; one rollout is ``n_steps * n_envs`` learner moves)."""
+
+# Loading an SB3 zip re-runs `_setup_model`, which would reseed the global generators
+# from the stored seed; replacing these entries skips that, and the unpickling of
+# schedules and buffer classes (a subclass's, say) that inference never uses.
+_LOAD_OVERRIDES: dict[str, Any] = {
+    "seed": None,
+    "learning_rate": 0.0,
+    "lr_schedule": lambda _: 0.0,
+    "clip_range": lambda _: 0.0,
+    "rollout_buffer_class": None,
+}
+
+_POLICY_MODULES: dict[str, type[BaseAlgorithm]] = {
+    "sb3_contrib.common.maskable.policies": MaskablePPO,
+    "stable_baselines3.common.policies": PPO,
+}
+"""Policy module named in an SB3 zip -> the algorithm class that loads it."""
+
+
+class SB3Agent(PolicyAgent):
+    """An SB3 actor-critic model (MaskablePPO, PPO, A2C) as an arena agent.
+
+    ``policy`` is the model's action distribution with illegal actions masked out
+    (exactly MaskablePPO's masked distribution), computed for all rows in one forward
+    pass; ``value`` is the critic's estimate for the mover (a discounted return in the
+    game's reward units). The model is wrapped, not copied: an agent made from a model
+    in training always plays its current weights.
+
+    Attributes:
+        model: the wrapped SB3 model.
+        greedy: play the most probable legal action instead of sampling.
+    """
+
+    def __init__(
+        self,
+        model: BaseAlgorithm,
+        game: str | Game | None = None,
+        greedy: bool = False,
+        name: str | None = None,
+    ) -> None:
+        """Wrap ``model``.
+
+        Args:
+            model: an SB3 on-policy actor-critic model with a ``Discrete`` action space.
+            game: the game it plays; checked against the model's spaces when given.
+            greedy: argmax instead of sampling in :meth:`act`.
+            name: the agent's name (defaults to ``sb3``).
+
+        Raises:
+            TlmError: the model's action space is not discrete, or its spaces do not
+                fit ``game``.
+        """
+        if not isinstance(model.action_space, spaces.Discrete):
+            raise TlmError(f"SB3 model has action space {model.action_space}, expected Discrete")
+        self.model = model
+        self.greedy = greedy
+        self.name = name if name is not None else "sb3"
+        self.obs_shape = tuple(model.observation_space.shape or ())
+        self.num_actions = int(model.action_space.n)
+        self.game = None
+        if game is not None:
+            g = get_game(game)
+            if self.obs_shape != g.obs_shape or self.num_actions != g.num_actions:
+                raise TlmError(
+                    f"SB3 model takes observations {self.obs_shape} and {self.num_actions} "
+                    f"actions, but {g.name} has {g.obs_shape} and {g.num_actions}"
+                )
+            self.game = g.name
+
+    def _tensor(self, obs: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+        if tuple(obs.shape[1:]) != self.obs_shape:
+            raise TlmError(
+                f"observation shape {tuple(obs.shape[1:])} does not match the SB3 model's "
+                f"{self.obs_shape}"
+            )
+        if mask.shape != (obs.shape[0], self.num_actions):
+            raise TlmError(
+                f"action mask shape {mask.shape} does not match {obs.shape[0]} observations "
+                f"of {self.num_actions} actions"
+            )
+        return torch.as_tensor(np.asarray(obs), device=self.model.policy.device)
+
+    def logits(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``[B, A]`` float64 raw action logits (illegal actions not masked)."""
+        policy = self.model.policy
+        x = self._tensor(obs, mask)
+        with torch.no_grad():
+            # The actor half of the policy's forward pass: SB3's get_distribution minus
+            # building a torch distribution object, which costs more than the network.
+            features = policy.extract_features(x, policy.pi_features_extractor)
+            latent = policy.mlp_extractor.forward_actor(features)
+            logits = policy.action_net(latent)
+        return logits.to("cpu", torch.float64).numpy()
+
+    def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
+        """``probs[B, A]`` (float64): softmax of the logits over the legal actions.
+
+        Raises:
+            TlmError: the observation or mask shape does not fit the model.
+        """
+        z = self.logits(obs, mask)
+        legal = np.asarray(mask).astype(bool)
+        z = np.where(legal, z, -np.inf)
+        top = z.max(axis=1, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)  # rows without a legal action
+        e = np.exp(z - top)
+        total = e.sum(axis=1, keepdims=True)
+        return e / np.where(total > 0, total, 1.0)
+
+    def value(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
+        """``[B]`` (float64): the critic's value of each position for the mover."""
+        x = self._tensor(obs, mask)
+        with torch.no_grad():
+            v = self.model.policy.predict_values(x)
+        return v.reshape(-1).to("cpu", torch.float64).numpy()
+
+
+@contextlib.contextmanager
+def _global_rng_preserved() -> Iterator[None]:
+    """Leave Python's, NumPy's and torch's global generators as they were."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        yield
+    np.random.set_state(np_state)
+    random.setstate(py_state)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _algorithm_of(path: Path) -> type[BaseAlgorithm]:
+    """The algorithm class that loads the SB3 zip at ``path``, read from its JSON header."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+        module = data["policy_class"]["__module__"]
+    except (KeyError, TypeError, ValueError, zipfile.BadZipFile) as error:
+        raise TlmError(f"{path} is not an SB3 model zip ({_one_line(error)})") from None
+    algorithm = _POLICY_MODULES.get(module)
+    if algorithm is None:
+        raise TlmError(f"{path}: SB3 policy from {module} is not a supported actor-critic policy")
+    return algorithm
+
+
+def load_sb3_model(path: str | Path, device: str = "cpu") -> BaseAlgorithm:
+    """Load an SB3 zip (MaskablePPO, or PPO / A2C) for inference.
+
+    The global random generators are left untouched.
+
+    Args:
+        path: the ``.zip`` written by ``model.save``.
+        device: torch device for the policy.
+
+    Raises:
+        TlmError: missing file, not a zip, not an SB3 model, or a model that fails to load.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise TlmError(f"SB3 model {p} does not exist (expected a .zip saved by SB3)")
+    if not zipfile.is_zipfile(p):
+        raise TlmError(f"SB3 model {p} is not a zip file")
+    algorithm = _algorithm_of(p)
+    try:
+        with _global_rng_preserved():
+            return algorithm.load(p, device=device, custom_objects=_LOAD_OVERRIDES)
+    except Exception as error:  # SB3 raises anything from unpickling and torch.load
+        raise TlmError(f"cannot load SB3 model {p}: {_one_line(error)}") from None
+
+
+def load_sb3_agent(path: str | Path, game: str | Game, greedy: bool = True) -> SB3Agent:
+    """An :class:`SB3Agent` for ``game`` from an SB3 zip.
+
+    Raises:
+        TlmError: the zip cannot be loaded, or its model does not fit ``game``.
+    """
+    model = load_sb3_model(path)
+    return SB3Agent(model, game=game, greedy=greedy, name=f"sb3:{path}")
+
+
+def _sb3_spec(arg: str | None, game: Game) -> Agent:
+    assert arg is not None  # the registry enforces needs_argument
+    return load_sb3_agent(arg, game, greedy=True)
+
+
+def register() -> None:
+    """Make ``sb3:PATH.zip`` an agent spec (greedy play of the saved model)."""
+    register_agent("sb3", _sb3_spec, "sb3:PATH.zip", needs_argument=True)
+
+
+class SnapshotPool:
+    """The self-play opponents: the live learner, frozen past snapshots, ``random``.
+
+    Each training episode calls :meth:`sample` with its env's generator. ``current`` is
+    the learner's own model (its weights change only between rollouts); ``past`` is a
+    snapshot zip drawn uniformly, loaded on first use and kept; ``random`` plays
+    uniformly. Until a snapshot exists, ``past`` falls back to ``current``.
+    """
+
+    def __init__(self, game: str | Game, mix: Mapping[str, float] | None = None) -> None:
+        """Build an empty pool.
+
+        Args:
+            game: the game.
+            mix: weights of ``current``, ``past`` and ``random`` (normalized; missing
+                keys weigh zero). Defaults to :data:`DEFAULT_MIX`.
+
+        Raises:
+            TlmError: unknown keys, negative weights, or weights summing to zero.
+        """
+        self.game = get_game(game)
+        mix = dict(DEFAULT_MIX if mix is None else mix)
+        unknown = set(mix) - {"current", "past", "random"}
+        if unknown:
+            raise TlmError(
+                f"unknown opponent mix keys {sorted(unknown)} (use current, past, random)"
+            )
+        weights = np.array([float(mix.get(k, 0.0)) for k in ("current", "past", "random")])
+        if (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
+            raise TlmError(f"opponent mix weights must be >= 0 and not all zero, got {mix}")
+        self.mix = weights / weights.sum()
+        self.snapshots: list[Path] = []
+        self._frozen: dict[Path, SB3Agent] = {}
+        self._current: SB3Agent | None = None
+        self._random = RandomAgent()
+
+    def set_current(self, model: BaseAlgorithm) -> None:
+        """Use ``model`` (shared, not copied) as the ``current`` opponent."""
+        self._current = SB3Agent(model, game=self.game, greedy=False, name="current")
+
+    def add_snapshot(self, path: Path) -> None:
+        """Make the snapshot zip at ``path`` available as a ``past`` opponent."""
+        self.snapshots.append(Path(path))
+
+    def frozen(self, path: Path) -> SB3Agent:
+        """The frozen copy of a snapshot, loaded from its zip once."""
+        agent = self._frozen.get(path)
+        if agent is None:
+            agent = SB3Agent(load_sb3_model(path), game=self.game, greedy=False, name=path.stem)
+            self._frozen[path] = agent
+        return agent
+
+    def sample(self, rng: np.random.Generator) -> Agent:
+        """Draw an opponent for one episode from ``rng``."""
+        kind = int(rng.choice(3, p=self.mix))
+        if kind == 2 or self._current is None:
+            return self._random
+        if kind == 1 and self.snapshots:
+            return self.frozen(self.snapshots[int(rng.integers(len(self.snapshots)))])
+        return self._current
+
+
+class SelfPlayCallback(BaseCallback):
+    """Saves a snapshot zip every ``snapshot_every`` learner steps and adds it to the pool.
+
+    Snapshots are taken at the start of a rollout, so each holds the weights that the
+    rollout plays with. It also counts finished games.
+
+    Attributes:
+        games: training games finished so far.
+        snapshots: the zips written, oldest first.
+    """
+
+    def __init__(self, pool: SnapshotPool, snapshot_dir: Path, snapshot_every: int) -> None:
+        super().__init__()
+        self.pool = pool
+        self.snapshot_dir = snapshot_dir
+        self.snapshot_every = snapshot_every
+        self.games = 0
+        self.snapshots: list[Path] = []
+        self._last_snapshot: int | None = None
+
+    def _on_rollout_start(self) -> None:
+        step = self.model.num_timesteps
+        if self._last_snapshot is None or step - self._last_snapshot >= self.snapshot_every:
+            path = self.snapshot_dir / f"step_{step:09d}.zip"
+            self.model.save(path)
+            self.pool.add_snapshot(path)
+            self.snapshots.append(path)
+            self._last_snapshot = step
+
+    def _on_step(self) -> bool:
+        self.games += int(np.sum(self.locals["dones"]))
+        return True
+
+
+def make_selfplay_env(game: str | Game, pool: SnapshotPool, n_envs: int) -> VecEnv:
+    """``n_envs`` arena views (learner seat drawn per episode) whose opponents come from ``pool``.
+
+    Seeding is left to the model (SB3 seeds env ``i`` with ``seed + i``).
+    """
+    g = get_game(game)
+
+    def make(_: int) -> Any:
+        return lambda: ArenaGymEnv(g, opponent=pool.sample, seat="random")
+
+    return VecMonitor(DummyVecEnv([make(i) for i in range(n_envs)]))
+
+
+@dataclass
+class SelfPlayRun:
+    """A finished self-play training run.
+
+    Attributes:
+        model: the trained model.
+        summary: what :func:`train_maskable_ppo` writes to ``summary.json``.
+        model_path: the final model's zip.
+    """
+
+    model: MaskablePPO
+    summary: dict[str, Any]
+    model_path: Path
+
+
+def _reference_opponents(game: Game) -> list[Agent]:
+    """``random`` and, where the game has one, ``heuristic``."""
+    opponents: list[Agent] = [make_agent("random", game)]
+    with contextlib.suppress(TlmError):
+        opponents.append(make_agent("heuristic", game))
+    return opponents
+
+
+def train_selfplay(
+    game: str | Game,
+    steps: int,
+    out_dir: str | Path,
+    seed: int,
+    *,
+    net_arch: Sequence[int] = (64, 64),
+    snapshot_every: int | None = None,
+    opponent_mix: Mapping[str, float] | None = None,
+    n_envs: int = 8,
+    ppo_kwargs: Mapping[str, Any] | None = None,
+    eval_games: int = 200,
+    model_class: type[MaskablePPO] = MaskablePPO,
+    model_kwargs: Mapping[str, Any] | None = None,
+    torch_threads: int | None = 1,
+    verbose: int = 0,
+) -> SelfPlayRun:
+    """Train a MaskablePPO model (or subclass) by self-play; see :func:`train_maskable_ppo`.
+
+    Args:
+        game: the game.
+        steps: learner moves to train for (SB3 ``total_timesteps``, rounded up to whole
+            rollouts).
+        out_dir: output directory (created).
+        seed: seeds the model, the environments and the evaluation.
+        net_arch: hidden layer sizes of the policy and of the value network.
+        snapshot_every: learner steps between snapshots (default: a twentieth of the
+            run, at least one rollout).
+        opponent_mix: weights of ``current``, ``past`` and ``random`` opponents.
+        n_envs: environments stepped side by side.
+        ppo_kwargs: MaskablePPO hyperparameters replacing :data:`DEFAULT_PPO` entries.
+        eval_games: games against each reference opponent at the end (0: none).
+        model_class: ``MaskablePPO`` or a subclass (kickstarting passes its own).
+        model_kwargs: extra constructor arguments for ``model_class``.
+        torch_threads: torch intra-op threads while training (restored afterwards);
+            ``None`` leaves torch's setting. Networks this small train several times
+            faster on one thread than on several competing for the same cores.
+        verbose: SB3 verbosity.
+
+    Returns:
+        The run: model, summary and the final zip's path.
+
+    Raises:
+        TlmError: bad steps, sizes, mix or arguments.
+    """
+    if torch_threads is not None and torch_threads <= 0:
+        raise TlmError(f"torch_threads must be positive, got {torch_threads}")
+    threads = torch.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    try:
+        return _train_selfplay(
+            game, steps, Path(out_dir), seed, net_arch, snapshot_every, opponent_mix,
+            n_envs, ppo_kwargs, eval_games, model_class, model_kwargs, verbose,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_selfplay(
+    game: str | Game,
+    steps: int,
+    out: Path,
+    seed: int,
+    net_arch: Sequence[int],
+    snapshot_every: int | None,
+    opponent_mix: Mapping[str, float] | None,
+    n_envs: int,
+    ppo_kwargs: Mapping[str, Any] | None,
+    eval_games: int,
+    model_class: type[MaskablePPO],
+    model_kwargs: Mapping[str, Any] | None,
+    verbose: int,
+) -> SelfPlayRun:
+    g = get_game(game)
+    if steps <= 0:
+        raise TlmError(f"steps must be positive, got {steps}")
+    if n_envs <= 0:
+        raise TlmError(f"n_envs must be positive, got {n_envs}")
+    if not net_arch or any(int(w) <= 0 for w in net_arch):
+        raise TlmError(f"net_arch must be positive layer sizes, got {list(net_arch)}")
+    hyper = {**DEFAULT_PPO, **(ppo_kwargs or {})}
+    rollout = int(hyper["n_steps"]) * n_envs
+    every = max(rollout, steps // 20) if snapshot_every is None else int(snapshot_every)
+    if every <= 0:
+        raise TlmError(f"snapshot_every must be positive, got {snapshot_every}")
+    snapshot_dir = out / "snapshots"
+    snapshot_dir.mkdir(parents=True, exist_ok=True)
+
+    pool = SnapshotPool(g, opponent_mix)
+    env = make_selfplay_env(g, pool, n_envs)
+    policy_kwargs = {"net_arch": [int(w) for w in net_arch]}
+    try:
+        model = model_class(
+            "MlpPolicy", env, seed=seed, device="cpu", verbose=verbose,
+            policy_kwargs=policy_kwargs, **hyper, **(model_kwargs or {}),
+        )
+    except TypeError as error:
+        raise TlmError(f"bad training arguments: {_one_line(error)}") from None
+    pool.set_current(model)
+    callback = SelfPlayCallback(pool, snapshot_dir, every)
+
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps, callback=callback)
+    train_seconds = time.perf_counter() - start
+    model_path = out / "model.zip"
+    model.save(model_path)
+
+    evaluation = []
+    if eval_games > 0:
+        agent = SB3Agent(model, game=g, greedy=True, name="model")
+        rows = evaluate(g, agent, _reference_opponents(g), eval_games, seed=seed)
+        evaluation = [r.as_json() for r in rows]
+    summary: dict[str, Any] = {
+        "game": g.name,
+        "algo": model_class.__name__,
+        "seed": seed,
+        "steps": int(model.num_timesteps),
+        "games": callback.games,
+        "net_arch": policy_kwargs["net_arch"],
+        "n_envs": n_envs,
+        "hyperparameters": {k: hyper[k] for k in sorted(hyper)},
+        "opponent_mix": dict(zip(("current", "past", "random"), pool.mix.tolist(), strict=True)),
+        "snapshot_every": every,
+        "snapshots": [p.name for p in callback.snapshots],
+        "evaluation": evaluation,
+        "train_seconds": round(train_seconds, 3),
+        "wall_seconds": round(time.perf_counter() - start, 3),
+    }
+    write_json_atomic(out / "summary.json", summary)
+    env.close()
+    return SelfPlayRun(model, summary, model_path)
+
+
+def train_maskable_ppo(
+    game: str | Game,
+    steps: int,
+    out_dir: str | Path,
+    seed: int,
+    net_arch: Sequence[int] = (64, 64),
+    snapshot_every: int | None = None,
+    opponent_mix: Mapping[str, float] | None = None,
+    *,
+    n_envs: int = 8,
+    ppo_kwargs: Mapping[str, Any] | None = None,
+    eval_games: int = 200,
+    verbose: int = 0,
+) -> Path:
+    """Train MaskablePPO by self-play against itself, its past snapshots and ``random``.
+
+    Writes ``out_dir/snapshots/step_*.zip`` (frozen opponents), ``out_dir/model.zip``
+    (the final model, loadable as ``sb3:out_dir/model.zip``) and
+    ``out_dir/summary.json`` (steps, games, evaluation against ``random`` and, where
+    the game has one, ``heuristic``, wall time). Same seed, same final weights (CPU).
+
+    Args:
+        game: the game.
+        steps: learner moves to train for.
+        out_dir: output directory (created).
+        seed: the run's seed.
+        net_arch: hidden layer sizes of the policy and of the value network.
+        snapshot_every: learner steps between snapshots.
+        opponent_mix: weights of ``current``, ``past`` and ``random`` opponents.
+        n_envs: environments stepped side by side.
+        ppo_kwargs: MaskablePPO hyperparameters replacing :data:`DEFAULT_PPO` entries.
+        eval_games: games against each reference opponent at the end (0: none).
+        verbose: SB3 verbosity.
+
+    Returns:
+        The path of ``model.zip``.
+
+    Raises:
+        TlmError: bad arguments.
+    """
+    run = train_selfplay(
+        game, steps, out_dir, seed, net_arch=net_arch, snapshot_every=snapshot_every,
+        opponent_mix=opponent_mix, n_envs=n_envs, ppo_kwargs=ppo_kwargs,
+        eval_games=eval_games, verbose=verbose,
+    )
+    return run.model_path

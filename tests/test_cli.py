@@ -1,0 +1,138 @@
+"""The tlm command line: tables, JSON, the terminal game, and one-line errors with
+exit code 2 for every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.cli import main
+
+TLM = [sys.executable, "-m", "scripts.cli"]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_eval_json_for_perfect(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["eval", "--game", "tictactoe", "--agent", "perfect", "--opponents",
+                        "random,heuristic", "--games", "400", "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["game"] == "tictactoe" and report["agent"] == "perfect"
+    results = report["results"]
+    assert [(r["opponent"], r["seat"]) for r in results] == [
+        ("random", "first"), ("random", "second"), ("random", "both"),
+        ("heuristic", "first"), ("heuristic", "second"), ("heuristic", "both"),
+    ]
+    for r in results:
+        assert r["losses"] == 0
+        assert r["wins"] + r["draws"] + r["losses"] == r["games"]
+        assert r["ci95"][0] <= r["score"] <= r["ci95"][1]
+    assert report["exact"]["exhaustive_losses"] == 0
+    assert report["exact"]["optimal_accuracy"] == 1.0
+
+
+def test_eval_table_and_out_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "eval.json"
+    code, out, _ = run(["eval", "--game", "connect_four", "--agent", "heuristic",
+                        "--opponents", "random", "--games", "50", "--out", str(out_file)],
+                       capsys)
+    assert code == 0
+    assert "heuristic vs random on connect_four" in out and "95% CI" in out
+    assert json.loads(out_file.read_text())["results"][2]["games"] == 50
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "--game", "checkers", "--agent", "random"], "unknown game 'checkers'"),
+        (["eval", "--game", "tictactoe", "--agent", "wizard"], "unknown agent spec 'wizard'"),
+        (["eval", "--game", "connect_four", "--agent", "perfect"], "plays only tictactoe"),
+        (["eval", "--game", "tictactoe", "--agent", "alphabeta:4"], "plays only connect_four"),
+        (["eval", "--game", "connect_four", "--agent", "alphabeta:x"], "expected a number"),
+        (["eval", "--game", "connect_four", "--agent", "alphabeta"], "needs an argument"),
+        (["eval", "--game", "tictactoe", "--agent", "random", "--games", "0"],
+         "--games must be positive"),
+        (["eval", "--game", "tictactoe", "--agent", "random", "--games", "-3"],
+         "--games must be positive"),
+        (["eval", "--game", "tictactoe", "--agent", "random", "--out",
+          "/nonexistent/dir/x.json"], "does not exist"),
+        (["eval", "--game", "tictactoe", "--agent", "random", "--opponents", ","],
+         "names no agent"),
+        (["eval", "--game", "tictactoe", "--agent", "random", "--gamez", "3"],
+         "No such option"),
+        (["play", "--game", "tictactoe", "--seat", "middle"], "--seat must be first or second"),
+        (["eval", "--game", "tictactoe", "--agent", "random:3"], "takes no argument"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err + out
+
+
+def test_unwritable_out_loses_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    code, _, err = run(["eval", "--game", "tictactoe", "--agent", "random", "--games", "5",
+                        "--out", str(blocker / "x.json")], capsys)
+    assert code == 2 and "does not exist" in err
+    assert blocker.read_text() == "keep me"
+
+
+def test_subprocess_exit_code_and_version() -> None:
+    bad = subprocess.run([*TLM, "eval", "--game", "nope", "--agent", "random"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error: unknown game 'nope'")
+    assert "Traceback" not in bad.stderr
+    ok = subprocess.run([*TLM, "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("tlm ")
+
+
+@pytest.mark.parametrize(
+    "command", ["games", "eval", "play", "generate", "distill", "teach", "demo"]
+)
+def test_every_command_has_help_with_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run([command, "--help"], capsys)
+    assert code == 0
+    assert "Example: tlm " + command in out
+
+
+def test_games_lists_shapes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["games", "--json"], capsys)
+    rows = {r["game"]: r for r in json.loads(out)}
+    assert code == 0
+    assert rows["tictactoe"]["obs_shape"] == [3, 3, 2] and rows["tictactoe"]["actions"] == 9
+    assert rows["connect_four"]["obs_shape"] == [6, 7, 2] and rows["connect_four"]["engine"] == "fast"
+    assert rows["chess"]["actions"] == 4672 and rows["chess"]["engine"] == "generic"
+
+
+def test_play_in_the_terminal_asks_again_on_bad_input() -> None:
+    # The person plays first against `perfect`: junk, an out-of-range square, then
+    # squares in order; each refused input is asked again, the game ends with a result.
+    moves = "hello\n42\n" + "\n".join(str(i) for i in range(9)) * 3 + "\n"
+    proc = subprocess.run(
+        [*TLM, "play", "--game", "tictactoe", "--opponent", "perfect", "--seat", "first"],
+        input=moves, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "'hello' is not a number" in proc.stdout
+    assert "42 is not legal here" in proc.stdout
+    assert "your move [0, 1, 2, 3, 4, 5, 6, 7, 8]" in proc.stdout
+    assert "perfect wins" in proc.stdout or "Draw." in proc.stdout
+    assert "You win" not in proc.stdout
