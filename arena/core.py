@@ -13,6 +13,7 @@ rows they act for.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -160,8 +161,38 @@ def masked_argmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return s.argmax(axis=1).astype(np.int64)
 
 
+_RANK_TABLE_MAX_ACTIONS = 12
+
+
+@functools.cache
+def _rank_tables(n_actions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every mask of ``n_actions`` bits: its legal count, and its k-th legal action."""
+    codes = np.arange(1 << n_actions)
+    bits = (codes[:, None] >> np.arange(n_actions)) & 1
+    kth = np.zeros((1 << n_actions, n_actions), dtype=np.int64)
+    for code in range(1 << n_actions):
+        legal = np.flatnonzero(bits[code])
+        kth[code, : legal.size] = legal
+    weights = (1 << np.arange(n_actions)).astype(np.float32)  # exact below 2**24
+    return bits.sum(axis=1).astype(np.float64), kth.reshape(-1), weights
+
+
 def uniform_legal(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random legal action per row of ``mask[B, A]``."""
-    keys = rng.random(mask.shape)
-    keys[mask == 0] = -1.0
-    return keys.argmax(axis=1).astype(np.int64)
+    """A uniformly random legal action per row of ``mask[B, A]`` (0 where none is legal).
+
+    Small action sets read each row's mask as a number and draw one uniform per row
+    to pick among its legal actions by table; larger ones rank one uniform per action.
+    """
+    n_actions = mask.shape[1]
+    if n_actions > _RANK_TABLE_MAX_ACTIONS:
+        keys = rng.random(mask.shape)
+        keys += mask  # legal keys lie in [1, 2), illegal ones in [0, 1)
+        return keys.argmax(axis=1).astype(np.int64)
+    count, kth, weights = _rank_tables(n_actions)
+    # A float32 matrix-vector product is the fastest way numpy packs rows into numbers.
+    code = (mask.astype(np.float32) @ weights).astype(np.int64)
+    pick = rng.random(len(mask))
+    pick *= np.take(count, code)
+    code *= n_actions
+    code += pick.astype(np.int64)
+    return np.take(kth, code)

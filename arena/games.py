@@ -39,7 +39,7 @@ class Game:
     reference_module: str | None = None
 
     def make_env(self, **kwargs: Any) -> Any:
-        """A fresh PettingZoo AEC env of this game (the reference implementation)."""
+        """A fresh PettingZoo AEC env of this game (over the fast engine where one exists)."""
         module = importlib.import_module(self.env_module)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -155,17 +155,24 @@ def play_matches(
     rows = np.arange(n_games)  # match index of each row of `state`
     forfeits = False
     live = ~engine.done(state)
+    # Per-row copies of per-game arrays, aligned with the rows of `state`: updating
+    # them is one dense pass, where indexing the per-game arrays through `rows` is a
+    # scatter each step. Lengths go back to `length` when rows are dropped.
+    row_seat_a = seat_a
+    row_len = np.zeros(n_games, dtype=np.int64)
     while live.any():
-        if live.mean() < COMPACT_BELOW and len(rows) > 64:
+        if np.count_nonzero(live) < COMPACT_BELOW * len(rows) and len(rows) > 64:
             keep = np.flatnonzero(live)
             state = engine.take(state, keep)
+            length[rows] = row_len
             rows, live = rows[keep], live[keep]
+            row_seat_a, row_len = row_seat_a[keep], row_len[keep]
         if wants_obs:
             obs, mask = engine.observe(state)
         else:
             obs, mask = None, engine.legal_mask(state)
         mover_seat = engine.to_play(state)
-        mover_is_a = mover_seat == seat_a[rows]
+        mover_is_a = mover_seat == row_seat_a
         # Rows forfeited by an illegal action still live in the engine until compacted
         # away: they get some legal action, and their rewards are not counted.
         forfeited = ~live & ~engine.done(state) if forfeits else None
@@ -174,7 +181,7 @@ def play_matches(
             actions[forfeited] = mask[forfeited].argmax(axis=1)
         deciding = live
         if opening_plies:
-            in_opening = live & (length[rows] < opening_plies)
+            in_opening = live & (row_len < opening_plies)
             if in_opening.any():
                 opening = np.flatnonzero(in_opening)
                 actions[opening] = uniform_legal(mask[opening], opening_rng)
@@ -185,19 +192,24 @@ def play_matches(
                 continue
             agent = agents[player]
             sub_state = engine.take(state, idx) if agent.needs_state else None
-            sub_obs = obs[idx] if obs is not None else None
+            # np.take gathers rows several times faster than fancy indexing.
+            sub_obs = np.take(obs, idx, axis=0) if obs is not None else None
+            sub_mask = np.take(mask, idx, axis=0)
             # Agents with uses_observation = False are handed None for obs.
             chosen = np.asarray(
-                agent.act(sub_obs, mask[idx], rngs[player], state=sub_state)  # type: ignore[arg-type]
+                agent.act(sub_obs, sub_mask, rngs[player], state=sub_state)  # type: ignore[arg-type]
             )
             if chosen.shape != (idx.size,):
                 raise TlmError(
                     f"agent {agent.name!r} returned actions of shape {chosen.shape}, "
                     f"expected ({idx.size},)"
                 )
-            chosen = chosen.astype(np.int64)
-            in_range = (chosen >= 0) & (chosen < mask.shape[1])
-            legal = in_range & (mask[idx, np.clip(chosen, 0, mask.shape[1] - 1)] == 1)
+            chosen = chosen.astype(np.int64, copy=False)
+            n_actions = sub_mask.shape[1]
+            in_range = chosen.view(np.uint64) < n_actions  # negative actions wrap to huge
+            flat = np.arange(0, idx.size * n_actions, n_actions)
+            flat += np.where(in_range, chosen, 0)
+            legal = in_range & (np.take(sub_mask, flat) == 1)
             if not legal.all():
                 bad = idx[~legal]
                 if strict:
@@ -212,22 +224,25 @@ def play_matches(
                     seat_returns[m, mover_seat[r]] -= 1.0
                 live[bad] = False
                 forfeits = True
-                chosen = np.where(legal, chosen, mask[idx].argmax(axis=1))
+                chosen = np.where(legal, chosen, sub_mask.argmax(axis=1))
             actions[idx] = chosen
             if observer is not None:
                 ok = idx[legal]
                 observer(Decision(
                     games=rows[ok], player=player, seat=mover_seat[ok],
-                    ply=length[rows[ok]], obs=None if obs is None else obs[ok],
+                    ply=row_len[ok], obs=None if obs is None else obs[ok],
                     mask=mask[ok], actions=chosen[legal],
                 ))
-        live_rows = rows[live]
         if record:
-            steps.append((live_rows, actions[live]))
-        length[live_rows] += 1
+            steps.append((rows[live], actions[live]))
+        row_len += live
         state, rewards, done = engine.step(state, actions)
-        seat_returns[live_rows] += rewards[live]
+        # Rewards are rare (mostly at the end): scatter only the rows that got one.
+        paid = np.flatnonzero(live & ((rewards[:, 0] != 0) | (rewards[:, 1] != 0)))
+        if paid.size:
+            seat_returns[rows[paid]] += rewards[paid]
         live &= ~done
+    length[rows] = row_len
 
     returns = np.empty((n_games, 2), dtype=np.float64)
     idx = np.arange(n_games)

@@ -2,6 +2,7 @@
 that turn a teacher into a freshly initialized student."""
 
 from distill.config import DistillConfig, load_config, make_config
+from distill.kickstart import KickstartMaskablePPO, distill_kickstart, kickstart_weight
 from distill.losses import (
     best_move_cross_entropy,
     kl_teacher_student,
@@ -14,9 +15,12 @@ from distill.train import FitConfig, fit, make_optimizer
 __all__ = [
     "DistillConfig",
     "FitConfig",
+    "KickstartMaskablePPO",
     "best_move_cross_entropy",
     "distill",
+    "distill_kickstart",
     "fit",
+    "kickstart_weight",
     "kl_teacher_student",
     "load_config",
     "make_config",

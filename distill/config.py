@@ -31,6 +31,9 @@ class DistillConfig(BaseModel):
         None, description="offline only: train on this generated dataset's games.")
     beta0: float = Field(1.0, ge=0, le=1, description="DAgger: teacher share in round 0.")
     beta_decay: float = Field(0.5, ge=0, le=1, description="DAgger: beta *= this each round.")
+    opponent: str = Field(
+        "self", description="dagger: who the student plays, `self` or an agent spec "
+        "(`random` shows it every reply); the teacher labels both sides.")
     temperature: float = Field(1.0, ge=0, description="Teacher move sampling temperature.")
     epsilon: float = Field(0.0, ge=0, le=1, description="Random-move probability in games.")
     opening_plies: int = Field(0, ge=0, description="Random opening plies per game.")
@@ -40,6 +43,8 @@ class DistillConfig(BaseModel):
     loss: Literal["kl", "ce"] = Field("kl", description="Policy loss.")
     distill_temperature: float = Field(1.0, gt=0, description="KL loss temperature.")
     value_weight: float = Field(0.5, ge=0, description="Weight of the value loss.")
+    augment: bool = Field(
+        True, description="Also train on the symmetric images of every labelled position.")
     eval_games: int = Field(200, gt=0, description="Games per opponent at each evaluation.")
     eval_opponents: list[str] = Field(
         default_factory=lambda: ["random"], description="Fixed opponents to score against.")

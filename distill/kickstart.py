@@ -16,10 +16,15 @@ student's MLP sizes and a fresh initialization.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Generator, Mapping
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch as th
@@ -32,11 +37,17 @@ from torch.nn import functional
 
 from arena.agents import make_agent
 from arena.core import PolicyAgent, TlmError
+from arena.evaluation import evaluate
 from arena.games import Game, get_game
 from arena.io import write_json_atomic
+from arena.players import exact_strength
 from distill.losses import kl_teacher_student
 from students.networks import parse_spec
-from teachers.sb3_teacher import train_selfplay
+from teachers.datasets import check_output_dir
+from teachers.sb3_teacher import SB3Agent, train_selfplay
+
+if TYPE_CHECKING:
+    from distill.config import DistillConfig
 
 SCHEDULES = ("linear", "exponential")
 """How the distillation weight decays from ``w0`` to zero."""
@@ -185,6 +196,7 @@ class KickstartMaskablePPO(MaskablePPO):
     def _student_logits(self, obs: th.Tensor) -> th.Tensor:
         """The actor's raw logits (the part of ``evaluate_actions`` that computes them)."""
         features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
+        assert isinstance(features, th.Tensor)
         return self.policy.action_net(self.policy.mlp_extractor.forward_actor(features))
 
     def train(self) -> None:
@@ -403,3 +415,64 @@ def distill_kickstart(
     model = run.model
     assert isinstance(model, KickstartMaskablePPO)
     return model
+
+
+def distill_kickstart_run(
+    config: DistillConfig, progress: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """``tlm distill --method kickstart``: :func:`distill_kickstart` from a distill config.
+
+    Uses ``game``, ``teacher``, ``student``, ``seed``, ``kickstart_steps`` (learner
+    steps; the weight anneals to zero over the first half), ``kickstart_weight``,
+    ``distill_temperature``, ``eval_games`` and ``eval_opponents``. Everything is
+    written to a temporary directory moved to ``config.out`` at the end, so a failed
+    run leaves nothing behind.
+
+    Returns:
+        The report, also written as ``report.json``.
+    """
+    g = get_game(config.game)
+    check_output_dir(config.out)
+    opponents = [make_agent(s, g) for s in config.eval_opponents]
+    tmp = Path(tempfile.mkdtemp(prefix=f".{config.out.name}.", dir=config.out.parent))
+    try:
+        start = time.perf_counter()
+        model = distill_kickstart(
+            g, config.teacher, config.student, config.kickstart_steps, config.seed, tmp,
+            w0=config.kickstart_weight, temperature=config.distill_temperature, eval_games=0,
+        )
+        student = SB3Agent(model, game=g, greedy=True, name=f"sb3:{config.out / 'model.zip'}")
+        final: dict[str, Any] = {"steps": int(model.num_timesteps)}
+        for row in evaluate(g, student, opponents, config.eval_games, seed=config.seed + 1):
+            if row.seat == "both":
+                final[f"score_vs_{row.opponent}"] = row.score
+        exact = exact_strength(g, student)
+        if exact is not None:
+            final["exhaustive_losses"] = int(exact["exhaustive_losses"])
+            final["optimal_accuracy"] = float(exact["optimal_accuracy"])
+        final["wall_s"] = time.perf_counter() - start
+        if progress is not None:
+            progress(final)
+        summary = json.loads((tmp / "summary.json").read_text())
+        report = {
+            "game": g.name,
+            "teacher": config.teacher,
+            "student": config.student,
+            "student_params": sum(p.numel() for p in model.policy.parameters()),
+            "method": config.method,
+            "seed": config.seed,
+            "steps": final["steps"],
+            "training_games": summary["games"],
+            "wall_s": final["wall_s"],
+            "final": final,
+            "model": "model.zip",
+            "config": config.model_dump(mode="json"),
+        }
+        write_json_atomic(tmp / "report.json", report)
+        if config.out.exists():
+            config.out.rmdir()
+        os.replace(tmp, config.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report

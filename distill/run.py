@@ -94,6 +94,7 @@ def distill(config: DistillConfig, progress: Progress | None = None) -> dict[str
     if config.dataset is not None and config.method != "offline":
         raise TlmError("--dataset is for the offline method only")
     source = load_dataset(config.dataset, g) if config.dataset is not None else None
+    dagger_opponent = None if config.opponent == "self" else make_agent(config.opponent, g)
 
     seeds = np.random.SeedSequence(config.seed)
     holdout_seed, round_seeds, train_seed = (int(s) for s in seeds.generate_state(3))
@@ -102,6 +103,7 @@ def distill(config: DistillConfig, progress: Progress | None = None) -> dict[str
     fit_config = FitConfig(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, loss=config.loss,
         temperature=config.distill_temperature, value_weight=config.value_weight,
+        augment=config.augment,
     )
     optimizer = make_optimizer(net, fit_config)
     generator = torch.Generator().manual_seed(train_seed)
@@ -128,9 +130,12 @@ def distill(config: DistillConfig, progress: Progress | None = None) -> dict[str
         )
         for rnd, round_seed in enumerate(per_round):
             n = min(config.games_per_round, config.budget_games - games)
+            opponent_labeller = None
             if config.method == "dagger":
                 beta = config.beta0 * config.beta_decay**rnd
                 labeller = TeacherLabeller(teacher, student, beta, exploration)
+                if dagger_opponent is not None:
+                    opponent_labeller = TeacherLabeller(teacher, dagger_opponent, 0.0)
             else:
                 beta = 1.0
                 labeller = TeacherLabeller(teacher, exploration=exploration)
@@ -142,11 +147,14 @@ def distill(config: DistillConfig, progress: Progress | None = None) -> dict[str
                 if len(chunk) == 0:
                     break
             else:
-                chunk = collect_positions(g, labeller, n, int(round_seed), game_offset=games)
+                chunk = collect_positions(
+                    g, labeller, n, int(round_seed), game_offset=games,
+                    opponent=opponent_labeller,
+                )
             data.append(chunk)
             games += n
             positions = Positions.concat(data)
-            losses = fit(net, positions, fit_config, optimizer, generator)
+            losses = fit(net, g, positions, fit_config, optimizer, generator)
             metrics = measure(config, student, opponents, held_out)
             row = {
                 "round": rnd,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from arena import TlmError
+from arena import Game, TlmError
+from arena.symmetry import symmetries
 from distill.losses import best_move_cross_entropy, kl_teacher_student, value_mse
 from teachers.datasets import Positions
 
@@ -30,6 +31,8 @@ class FitConfig:
         loss: ``kl`` (match the teacher's distribution) or ``ce`` (its best move).
         temperature: softening of the KL loss.
         value_weight: weight of the value loss.
+        augment: train on every symmetric image of each position too (8 on
+            tic-tac-toe, 2 on connect four), with the labels transformed alike.
     """
 
     epochs: int = 4
@@ -39,6 +42,7 @@ class FitConfig:
     loss: str = "kl"
     temperature: float = 1.0
     value_weight: float = 0.5
+    augment: bool = True
 
     def __post_init__(self) -> None:
         if self.loss not in ("kl", "ce"):
@@ -62,6 +66,7 @@ def value_targets(positions: Positions) -> np.ndarray:
 
 def fit(
     net: torch.nn.Module,
+    game: str | Game,
     positions: Positions,
     config: FitConfig,
     optimizer: torch.optim.Optimizer,
@@ -74,11 +79,19 @@ def fit(
     """
     if len(positions) == 0:
         raise TlmError("no positions to train on")
-    obs = torch.as_tensor(positions.obs).float()
-    mask = torch.as_tensor(positions.mask).bool()
-    probs = torch.as_tensor(positions.probs).float()
-    values = torch.as_tensor(value_targets(positions)).float()
-    n = len(positions)
+    obs_np, mask_np, probs_np = positions.obs, positions.mask, positions.probs
+    values_np = value_targets(positions)
+    if config.augment and positions.obs.ndim == 4:
+        syms = symmetries(game)
+        obs_np = np.concatenate([s.apply_obs(obs_np) for s in syms])
+        mask_np = np.concatenate([s.apply_actions(mask_np) for s in syms])
+        probs_np = np.concatenate([s.apply_actions(probs_np) for s in syms])
+        values_np = np.tile(values_np, len(syms))
+    obs = torch.as_tensor(obs_np).float()
+    mask = torch.as_tensor(mask_np).bool()
+    probs = torch.as_tensor(probs_np).float()
+    values = torch.as_tensor(values_np).float()
+    n = len(obs)
     net.train()
     totals = {"policy_loss": 0.0, "value_loss": 0.0}
     for _ in range(config.epochs):

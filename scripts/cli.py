@@ -348,17 +348,14 @@ def demo_cmd(
     Example: tlm demo
     """
     from distill import distill, make_config
+    from distill.presets import TICTACTOE_DAGGER
 
     out = _fresh_dir(out)
     console.print(
         "tlm demo: the exact tic-tac-toe solver (`perfect`) teaches a freshly initialized "
         "MLP by DAgger: the student plays, the teacher labels every position it reaches."
     )
-    cfg = make_config(
-        game="tictactoe", teacher="perfect", student="mlp:64x2", method="dagger",
-        budget_games=500, games_per_round=25, seed=seed, out=out,
-        eval_opponents=["random", "heuristic"], eval_games=200, stop_when_perfect=True,
-    )
+    cfg = make_config(**{**TICTACTOE_DAGGER, "seed": seed, "out": out})
     with _progress_bar(cfg.budget_games, "dagger") as bar:
         task = bar.add_task("distill", total=cfg.budget_games)
         report = distill(cfg, progress=lambda row: bar.update(

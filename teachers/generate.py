@@ -137,18 +137,23 @@ def collect_positions(
     n_games: int,
     seed: int,
     game_offset: int = 0,
+    opponent: TeacherLabeller | None = None,
 ) -> Positions:
-    """Play ``n_games`` games of ``labeller`` against itself; every decision, labelled.
+    """Play ``n_games`` games of ``labeller`` against ``opponent`` (default: itself);
+    every decision of both sides, labelled by their teachers.
 
     ``game_id`` runs from ``game_offset``; ``outcome`` is the final return of the
     mover's seat.
     """
     g = get_game(game)
+    other = labeller if opponent is None else opponent
+    labellers = (labeller, other)
     parts: list[dict[str, np.ndarray]] = []
 
     def observe(d: Decision) -> None:
-        assert labeller.labels is not None and d.obs is not None
-        probs, value = labeller.labels
+        labels = labellers[d.player].labels
+        assert labels is not None and d.obs is not None
+        probs, value = labels
         parts.append({
             "obs": d.obs, "mask": d.mask, "probs": probs, "value": value,
             "action": d.actions.astype(np.int32), "game_id": d.games, "ply": d.ply,
@@ -156,7 +161,7 @@ def collect_positions(
         })
 
     result = play_matches(
-        g, labeller, labeller, n_games, seed=seed, observer=observe,
+        g, labeller, other, n_games, seed=seed, observer=observe,
         opening_plies=labeller.exploration.opening_plies,
     )
     if not parts:

@@ -57,7 +57,7 @@ class ArenaGymEnv(gymnasium.Env[np.ndarray, np.int64]):
         skipped_games: games that ended before the learner's first move.
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012
+    metadata: dict[str, Any] = {"render_modes": ["ansi"]}
 
     def __init__(
         self,
@@ -201,6 +201,7 @@ class ArenaGymEnv(gymnasium.Env[np.ndarray, np.int64]):
         """Opponent moves until the learner is to move or the game ends."""
         reward = 0.0
         wants_obs = getattr(self.opponent, "uses_observation", True)
+        obs: Any  # None for an agent that only reads the mask, as in play_matches
         while not self._over and int(self.engine.to_play(self._state)[0]) != self.seat:
             if wants_obs:
                 obs, mask = self.engine.observe(self._state)

@@ -13,13 +13,14 @@ The parts follow the usual split:
 - the *trees* (:class:`SearchTrees`) are flat arrays indexed ``[game, node, action]``
   rather than node objects, so that one numpy operation serves every game;
 - the *search* (:class:`MCTS`) runs PUCT (or UCT) selection, expansion with the
-  evaluator's priors, and backup, and returns root visit counts and values;
+  evaluator's priors, and backup with proven outcomes (MCTS-Solver), and returns root
+  visit counts and values;
 - the *agent* (:class:`MCTSAgent`, spec ``mcts:N``) plays from the engine state that
   :func:`arena.matches.play_matches` hands it.
 
-Engine states cannot be concatenated, so a leaf is reached by copying its game's root
-row and replaying the path's moves; the rows of all games step together, and random
-rollouts simply go on stepping the same rows past their leaves. Values are from the
+The engine interface has no way to join states, so a leaf is reached by copying its
+game's root row and replaying the path's moves; the rows of all games step together,
+and random rollouts simply go on stepping the same rows past their leaves. Values are from the
 point of view of the player to move; the games are two-player and zero-sum.
 """
 
@@ -48,6 +49,9 @@ PolicyValueFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
 
 SEARCH_GAMES = ("tictactoe", "connect_four")
 """Games with a fast engine, the only ones ``mcts:N`` plays."""
+
+COMPACT_BELOW = 0.5
+"""Drop idle rows from a walk's batch when fewer than this fraction are still busy."""
 
 
 # --------------------------------------------------------------------------- leaves
@@ -121,51 +125,51 @@ def reach_leaves(
     value_sum = np.zeros(n_leaves, dtype=np.float64) if rollouts else None
 
     state = engine.take(root, games[leaf])
+    # Rows stay in the batch after their work ends (finished games ignore their
+    # moves; a row parked at its leaf plays any legal move) until half are idle.
+    busy = np.ones(len(leaf), dtype=bool)
+    last_report = int(row_depth.max(initial=0))
     t = 0
-    while len(leaf):
-        if observe:
+    while busy.any():
+        if busy.mean() < COMPACT_BELOW:
+            idx = np.flatnonzero(busy)
+            state = engine.take(state, idx)
+            leaf, first, row_depth = leaf[idx], first[idx], row_depth[idx]
+            row_paths, returns, busy = row_paths[idx], returns[idx], busy[idx]
+        if observe and t <= last_report:
             o, m = engine.observe(state)
         else:
             o, m = None, engine.legal_mask(state)
-        report = (row_depth == t) & first
-        if report.any():
-            at = leaf[report]
-            mask[at] = m[report]
-            to_play[at] = engine.to_play(state)[report]
-            if obs is not None and o is not None:
-                obs[at] = o[report]
-        if not rollouts:
-            # Without rollouts a row's work ends at its leaf.
-            keep = row_depth > t
-            if not keep.all():
-                idx = np.flatnonzero(keep)
-                state = engine.take(state, idx)
-                leaf, first, row_depth = leaf[idx], first[idx], row_depth[idx]
-                row_paths, returns, m = row_paths[idx], returns[idx], m[idx]
-                if not len(leaf):
-                    break
+        if t <= last_report:
+            report = (row_depth == t) & first
+            if report.any():
+                at = leaf[report]
+                mask[at] = m[report]
+                to_play[at] = engine.to_play(state)[report]
+                if obs is not None and o is not None:
+                    obs[at] = o[report]
         on_path = row_depth > t
-        actions = np.zeros(len(leaf), dtype=np.int64)
-        if on_path.any():
-            actions[on_path] = row_paths[on_path, t]
-        if rollouts and not on_path.all():
-            actions[~on_path] = uniform_legal(m[~on_path], rng)
+        if not rollouts:
+            busy &= on_path  # without rollouts a row's work ends at its leaf
+            if not busy.any():
+                break
+        actions = uniform_legal(m, rng) if rollouts else m.argmax(axis=1).astype(np.int64)
+        if t < row_paths.shape[1]:
+            actions = np.where(on_path, row_paths[:, t], actions)
         state, r, done = engine.step(state, actions)
-        ended = done & (row_depth == t + 1) & first
-        terminal[leaf[ended]] = True
-        rewards[leaf[ended]] = r[ended]
-        returns[~on_path] += r[~on_path]
+        ended = busy & done
+        if t < last_report:
+            into_terminal = ended & (row_depth == t + 1) & first
+            terminal[leaf[into_terminal]] = True
+            rewards[leaf[into_terminal]] = r[into_terminal]
         if value_sum is not None:
-            finished = done & ~on_path
-            if finished.any():
+            returns += np.where((busy & ~on_path)[:, None], r, 0.0)
+            scored = ended & ~on_path
+            if scored.any():
                 # A rollout is scored for the seat to move at its leaf.
-                seat = to_play[leaf[finished]]
-                np.add.at(value_sum, leaf[finished], returns[finished, seat])
-        if done.any():
-            idx = np.flatnonzero(~done)
-            state = engine.take(state, idx)
-            leaf, first, row_depth = leaf[idx], first[idx], row_depth[idx]
-            row_paths, returns = row_paths[idx], returns[idx]
+                seat = to_play[leaf[scored]]
+                np.add.at(value_sum, leaf[scored], returns[scored, seat])
+        busy &= ~done
         t += 1
 
     rollout_value = None if value_sum is None else value_sum / copies
@@ -309,7 +313,9 @@ class SearchTrees:
     visit counts and the sum of backed-up values from the point of view of the player
     to move at the parent. A node is *solved* when its outcome is known for certain: a
     terminal node, or (MCTS-Solver) one whose mover has a move to a solved win, or whose
-    moves are all solved; ``outcome`` then holds its value for each seat.
+    moves are all solved; ``outcome`` then holds its value for each seat and
+    ``plies_left`` the number of moves to the end under best play (wins as soon, losses
+    as late as possible).
     """
 
     __slots__ = (
@@ -321,6 +327,7 @@ class SearchTrees:
         "player",
         "solved",
         "outcome",
+        "plies_left",
         "size",
     )
 
@@ -334,6 +341,7 @@ class SearchTrees:
         self.player = np.zeros((n_games, capacity), dtype=np.int8)
         self.solved = np.zeros((n_games, capacity), dtype=bool)
         self.outcome = np.zeros((n_games, capacity, 2), dtype=np.float64)
+        self.plies_left = np.zeros((n_games, capacity), dtype=np.int64)
         self.size = np.zeros(n_games, dtype=np.int64)
 
     def add(self, games: np.ndarray, evaluation: LeafEvaluation, priors: np.ndarray) -> np.ndarray:
@@ -348,13 +356,19 @@ class SearchTrees:
         self.prior[games, node] = priors
         return node
 
-    def child_outcomes(self, rows: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(solved[K, A], value[K, A])`` of each move's child, for the mover at the node."""
+    def child_outcomes(
+        self, rows: np.ndarray, nodes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(solved, value, plies)``, each ``[K, A]``, of the moves at ``nodes``.
+
+        ``value`` is the child's outcome for the mover at the node, ``plies`` the moves
+        to the end counting this one (both meaningful only where ``solved``).
+        """
         child = self.children[rows, nodes].astype(np.int64)
         g, c = rows[:, None], np.maximum(child, 0)
         solved = (child >= 0) & self.solved[g, c]
         value = self.outcome[g, c, self.player[rows, nodes][:, None]]
-        return solved, value
+        return solved, value, self.plies_left[g, c] + 1
 
     def propagate_solved(self, rows: np.ndarray, nodes: np.ndarray, depth: np.ndarray) -> None:
         """Mark solved the ancestors that the newly solved leaves of ``rows`` settle.
@@ -365,14 +379,19 @@ class SearchTrees:
         level = depth[rows] - 1
         while rows.size:
             s = nodes[rows, level]
-            solved, value = self.child_outcomes(rows, s)
+            solved, value, plies = self.child_outcomes(rows, s)
             legal = self.legal[rows, s]
-            value = np.where(solved & legal, value, -np.inf)
-            best = value.argmax(axis=1)
-            settled = (solved | ~legal).all(axis=1) | (value.max(axis=1) >= 1.0)
+            known = solved & legal
+            # The best outcome first; then a win as soon and a loss as late as possible.
+            key = np.where(known, 1e3 * value - np.sign(value) * plies, -np.inf)
+            best = key.argmax(axis=1)
+            win = (known & (value >= 1.0)).any(axis=1)
+            settled = (solved | ~legal).all(axis=1) | win
             rows, s, best, level = rows[settled], s[settled], best[settled], level[settled]
+            child = self.children[rows, s, best]
             self.solved[rows, s] = True
-            self.outcome[rows, s] = self.outcome[rows, self.children[rows, s, best]]
+            self.outcome[rows, s] = self.outcome[rows, child]
+            self.plies_left[rows, s] = self.plies_left[rows, child] + 1
             up = level > 0
             rows, level = rows[up], level[up] - 1
 
@@ -386,10 +405,15 @@ class SearchResult:
 
     Attributes:
         visits: ``[B, A]`` root visit counts.
-        q: ``[B, A]`` mean backed-up value of each root move (0 where unvisited).
-        value: ``[B]`` the root's value estimate (all simulations through it).
+        q: ``[B, A]`` value of each root move: its proven outcome where ``solved``,
+            else the mean of its backed-up values (0 where unvisited).
+        value: ``[B]`` the root's value: proven if the root is solved, else the mean
+            over all simulations through it.
         prior: ``[B, A]`` root priors, Dirichlet noise included.
         legal: ``[B, A]`` legal root moves.
+        solved: ``[B, A]`` root moves whose outcome is proven.
+        plies: ``[B, A]`` for solved moves, the moves to the end under best play,
+            this one included (0 elsewhere).
     """
 
     visits: np.ndarray
@@ -397,21 +421,31 @@ class SearchResult:
     value: np.ndarray
     prior: np.ndarray
     legal: np.ndarray
+    solved: np.ndarray
+    plies: np.ndarray
 
     def policy(self, temperature: float = 1.0) -> np.ndarray:
         """Visit counts as ``probs[B, A]``: ``visits ** (1 / temperature)``, normalised.
 
-        Temperature 0 puts all the mass on the most visited move (ties broken by the
-        higher ``q``, then the lower index). A root with no visited move (one
-        simulation) falls back on its priors.
+        Temperature 0 puts all the mass on one move: the quickest proven win if
+        there is one, else the most visited move that is not a proven loss (ties broken
+        by the higher ``q``, then the lower index), else the slowest loss. A root with
+        no visited move (one simulation) falls back on its priors.
         """
         if temperature < 0:
             raise TlmError(f"temperature must be >= 0, got {temperature}")
         visits = self.visits.astype(np.float64)
         unvisited = visits.sum(axis=1) == 0
         if temperature == 0:
-            # q lies in [-1, 1], so a visit count always outweighs it.
+            # Three tiers (proven win, open or drawn, proven loss), each wider than any
+            # score within it; q lies in [-1, 1], so a visit count outweighs it.
             score = np.where(unvisited[:, None], self.prior, visits + self.q / 4.0)
+            win = self.solved & (self.q >= 1.0)
+            loss = self.solved & (self.q <= -1.0)
+            score = np.where(win, -self.plies, np.where(loss, self.plies, score))
+            tier = 1.0 + win - loss
+            width = 2.0 * (visits.sum(axis=1, keepdims=True) + self.plies.max() + 2.0)
+            score = score + width * tier
             probs = np.zeros_like(visits)
             probs[np.arange(len(probs)), masked_argmax(score, self.legal)] = 1.0
             return probs
@@ -440,7 +474,8 @@ class MCTS:
         n_simulations: simulations per root (>= 1), the root's expansion included.
         c_puct: exploration constant.
         rule: ``"puct"`` (``Q + c P sqrt(N) / (1 + n)``, unvisited moves valued 0) or
-            ``"uct"`` (``Q + c sqrt(ln N / n)``, unvisited moves first; ignores priors).
+            ``"uct"`` (``Q + c sqrt(ln N / n)``, unvisited moves first; it ignores
+            priors, root noise included).
         dirichlet_alpha: concentration of the Dirichlet noise mixed into the root
             priors, or ``None`` for no noise.
         dirichlet_fraction: the noise's weight in the root priors.
@@ -511,11 +546,14 @@ class MCTS:
         visits = trees.visits[:, 0]
         value_sum = trees.value_sum[:, 0]
         q = np.where(visits > 0, value_sum / np.maximum(visits, 1), 0.0)
+        solved, outcome, plies = trees.child_outcomes(games, np.zeros(n_games, dtype=np.int64))
+        q = np.where(solved, outcome, q)
         value = (root_value + value_sum.sum(axis=1)) / (1 + visits.sum(axis=1))
         root_player = trees.player[:, 0].astype(np.int64)
         value = np.where(trees.solved[:, 0], trees.outcome[games, 0, root_player], value)
         return SearchResult(
-            visits.copy(), q, value, trees.prior[:, 0].copy(), trees.legal[:, 0].copy()
+            visits.copy(), q, value, trees.prior[:, 0].copy(), trees.legal[:, 0].copy(),
+            solved, np.where(solved, plies, 0),
         )
 
     def _add_noise(
@@ -555,7 +593,7 @@ class MCTS:
                 bonus = self.c_puct * np.sqrt(np.log(total) / np.maximum(n, 1.0))
                 score = np.where(n > 0, q + bonus, np.inf)
             # A solved move is worth its outcome, with no exploration bonus.
-            solved, outcome = trees.child_outcomes(rows, s)
+            solved, outcome, _ = trees.child_outcomes(rows, s)
             score = np.where(solved, outcome, score)
             score = np.where(trees.legal[rows, s], score, -np.inf)
             a = _argmax_random_ties(score, rng)

@@ -55,7 +55,7 @@ DEFAULT_PPO: Mapping[str, Any] = {
     "n_steps": 128,
     "batch_size": 256,
     "n_epochs": 8,
-    "learning_rate": 3e-4,
+    "learning_rate": 1e-3,
     "gamma": 0.99,
     "gae_lambda": 0.95,
     "ent_coef": 0.01,
@@ -146,7 +146,7 @@ class SB3Agent(PolicyAgent):
 
     def logits(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``[B, A]`` float64 raw action logits (illegal actions not masked)."""
-        policy = self.model.policy
+        policy: Any = self.model.policy  # an ActorCriticPolicy; SB3 types it as BasePolicy
         x = self._tensor(obs, mask)
         with torch.no_grad():
             # The actor half of the policy's forward pass: SB3's get_distribution minus
@@ -174,8 +174,9 @@ class SB3Agent(PolicyAgent):
     def value(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
         """``[B]`` (float64): the critic's value of each position for the mover."""
         x = self._tensor(obs, mask)
+        policy: Any = self.model.policy
         with torch.no_grad():
-            v = self.model.policy.predict_values(x)
+            v = policy.predict_values(x)
         return v.reshape(-1).to("cpu", torch.float64).numpy()
 
 

@@ -118,7 +118,8 @@ def test_games_lists_shapes(capsys: pytest.CaptureFixture[str]) -> None:
     rows = {r["game"]: r for r in json.loads(out)}
     assert code == 0
     assert rows["tictactoe"]["obs_shape"] == [3, 3, 2] and rows["tictactoe"]["actions"] == 9
-    assert rows["connect_four"]["obs_shape"] == [6, 7, 2] and rows["connect_four"]["engine"] == "fast"
+    assert rows["connect_four"]["obs_shape"] == [6, 7, 2]
+    assert rows["connect_four"]["engine"] == "fast"
     assert rows["chess"]["actions"] == 4672 and rows["chess"]["engine"] == "generic"
 
 

@@ -21,7 +21,9 @@ from arena.engines.tictactoe import LINES
 from arena.games import get_game
 from arena.matches import play_matches
 
-ENGINES = {"tictactoe": TicTacToeEngine, "connect_four": ConnectFourEngine}
+ENGINES: dict[str, type[TicTacToeEngine] | type[ConnectFourEngine]] = {
+    "tictactoe": TicTacToeEngine, "connect_four": ConnectFourEngine,
+}
 
 # A 42-move connect-four game that fills the board with no four in a row.
 C4_DRAW = [
@@ -43,7 +45,7 @@ def _play(engine: Engine, moves: list[int]) -> tuple[object, list[np.ndarray], n
     return state, rewards, done
 
 
-@pytest.mark.parametrize(("game", "n_games"), [("tictactoe", 2000), ("connect_four", 600)])
+@pytest.mark.parametrize(("game", "n_games"), [("tictactoe", 2000), ("connect_four", 1000)])
 def test_random_games_match_the_original_env_move_by_move(game: str, n_games: int) -> None:
     g = get_game(game)
     engine = g.make_engine()

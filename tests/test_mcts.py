@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import teachers  # noqa: F401  (registers the mcts spec)
+from arena.adapter import PettingZooEngine
 from arena.agents import RandomAgent, make_agent
 from arena.core import Engine, State, TlmError
-from arena.games import get_game
+from arena.games import Game, get_game
 from arena.matches import play_matches
 from teachers.mcts import (
     MCTS,
@@ -123,7 +124,10 @@ def only_safe_move(engine: Engine, state: State) -> int | None:
     """The one move after which the opponent cannot win at once, if exactly one exists."""
     legal = np.flatnonzero(engine.legal_mask(state)[0])
     after, _, _ = engine.step(engine.take(state, np.zeros(len(legal), dtype=int)), legal)
-    safe = [a for i, a in enumerate(legal) if not immediate_wins(engine, engine.take(after, [i]))]
+    safe = [
+        a for i, a in enumerate(legal)
+        if not immediate_wins(engine, engine.take(after, np.array([i])))
+    ]
     return int(safe[0]) if len(safe) == 1 else None
 
 
@@ -149,6 +153,8 @@ def test_connect_four_solved_tactics() -> None:
     wins: list[tuple[list[int], set[int]]] = []
     blocks: list[tuple[list[int], int]] = []
     for moves, scores in rows:
+        if len(wins) >= 60 and len(blocks) >= 40:
+            break
         state = positions(engine, [moves])
         winning = immediate_wins(engine, state)
         if winning:
@@ -160,7 +166,7 @@ def test_connect_four_solved_tactics() -> None:
         if safe is not None:
             assert scores[safe] == scores.max()
             blocks.append((moves, safe))
-    assert len(wins) >= 50 and len(blocks) >= 30
+    assert len(wins) >= 60 and len(blocks) >= 40
     wins, blocks = wins[:60], blocks[:40]
     search = rollout_mcts(100, rule="uct", c_puct=1.4)
     chosen = search_by_length(engine, [m for m, _ in wins], search, seed=3)
@@ -170,8 +176,8 @@ def test_connect_four_solved_tactics() -> None:
 
 
 def test_connect_four_blunders_rarely() -> None:
-    """A blunder drops the win/draw/loss class; measured about 4% for 200 simulations
-    over all 400 positions, against about 40% for a random mover."""
+    """A blunder drops the win/draw/loss class. Measured for 200 simulations: 5% over
+    all 400 positions, 7-11% over these 120 (by seed); a random mover: 38%."""
     rows = solved_rows()[:120]
     engine = engine_of("connect_four")
     agent = make_agent("mcts:200", "connect_four")
@@ -183,8 +189,8 @@ def test_connect_four_blunders_rarely() -> None:
     blunder = np.sign(scores[np.arange(len(rows)), chosen]) < best_class
     legal = scores > -1000
     random_blunder = ((np.sign(scores) < best_class[:, None]) & legal).sum(1) / legal.sum(1)
-    assert blunder.mean() <= 0.1
-    assert random_blunder.mean() >= 0.25
+    assert blunder.mean() <= 0.15
+    assert random_blunder.mean() >= 0.3
 
 
 # ---------------------------------------------------------------- strength, determinism
@@ -214,7 +220,8 @@ def test_root_state_is_not_modified() -> None:
     moves = [[3, 3, 2], [0, 1, 2]]
     root = positions(engine, moves)
     rollout_mcts(30).search(engine, root, np.random.default_rng(0))
-    np.testing.assert_array_equal(engine.observe(root)[0], engine.observe(positions(engine, moves))[0])
+    fresh = positions(engine, moves)
+    np.testing.assert_array_equal(engine.observe(root)[0], engine.observe(fresh)[0])
 
 
 def test_same_seed_same_matches() -> None:
@@ -290,18 +297,24 @@ def test_values_flip_sign_per_ply() -> None:
     assert result.value[0] == pytest.approx(0.0)  # (+0.5 at the root, -0.5 below) / 2
 
 
-def test_terminal_rewards_back_up_for_the_seat_that_moved() -> None:
+@pytest.mark.parametrize("solve", [False, True])
+def test_terminal_rewards_back_up_for_the_seat_that_moved(solve: bool) -> None:
     engine = engine_of("tictactoe")
     # X to move wins at 2; O to move faces X's double threat (3 and 2) and loses
     root_win = positions(engine, [[0, 3, 1, 4]])
     lost = positions(engine, [[0, 1, 4, 8, 6]])
-    search = rollout_mcts(300)
+    search = rollout_mcts(300, solve=solve)
     rng = np.random.default_rng(0)
     win = search.search(engine, root_win, rng)
     assert win.q[0, 2] == 1.0 and win.value[0] > 0.5
     loss = search.search(engine, lost, rng)
     visited = loss.visits[0] > 0
     assert (loss.q[0, visited] < 0).all() and loss.value[0] < -0.5
+    if solve:
+        # proven: the root's outcome is exact, and every move of the lost side is a loss
+        assert win.value[0] == 1.0 and win.solved[0, 2]
+        assert loss.value[0] == -1.0
+        assert loss.solved[0, loss.legal[0]].all() and (loss.q[0, loss.legal[0]] == -1).all()
 
 
 def test_reach_leaves_matches_stepping_each_game() -> None:
@@ -313,7 +326,7 @@ def test_reach_leaves_matches_stepping_each_game() -> None:
         engine, root, np.arange(3), paths, depth, np.random.default_rng(0), observe=True
     )
     for b in range(3):
-        state = engine.take(root, [b])
+        state = engine.take(root, np.array([b]))
         for a in paths[b, : depth[b]]:
             state, rewards, done = engine.step(state, np.array([a]))
         assert leaves.terminal[b] == done[0] if depth[b] else not leaves.terminal[b]
@@ -339,6 +352,21 @@ def test_random_rollout_values_are_for_the_leaf_mover() -> None:
     assert evaluation.values[0] < -0.3
 
 
+@pytest.mark.parametrize("network", [False, True])
+def test_search_is_the_same_on_the_reference_engine(network: bool) -> None:
+    """Only the engine interface is used: PettingZoo's own env gives the same search."""
+    reference = PettingZooEngine(Game("ttt_reference", "pettingzoo.classic.tictactoe_v3"))
+    fast = engine_of("tictactoe")
+    games = [[0, 3, 1, 4], [0, 4, 8, 2]]
+    evaluator = NetworkEvaluator(UniformPolicyValue()) if network else RandomRolloutEvaluator(2)
+    search = MCTS(evaluator, 30, dirichlet_alpha=0.3)
+    a = search.search(reference, positions(reference, games), np.random.default_rng(0))
+    b = search.search(fast, positions(fast, games), np.random.default_rng(0))
+    np.testing.assert_array_equal(a.visits, b.visits)
+    np.testing.assert_array_equal(a.q, b.q)
+    np.testing.assert_array_equal(a.value, b.value)
+
+
 # ---------------------------------------------------------------- policy and errors
 
 
@@ -346,6 +374,7 @@ def test_visit_policy_temperature() -> None:
     result = SearchResult(
         visits=np.array([[0, 6, 2, 2]]), q=np.array([[0.0, 0.1, 0.3, 0.2]]),
         value=np.zeros(1), prior=np.full((1, 4), 0.25), legal=np.ones((1, 4), dtype=bool),
+        solved=np.zeros((1, 4), dtype=bool), plies=np.zeros((1, 4), dtype=int),
     )
     np.testing.assert_allclose(result.policy(1.0), [[0, 0.6, 0.2, 0.2]])
     np.testing.assert_allclose(result.policy(0.5), [[0, 36 / 44, 4 / 44, 4 / 44]])
@@ -353,8 +382,20 @@ def test_visit_policy_temperature() -> None:
     tie = SearchResult(
         visits=np.array([[0, 2, 2]]), q=np.array([[0.0, 0.1, 0.3]]), value=np.zeros(1),
         prior=np.full((1, 3), 1 / 3), legal=np.ones((1, 3), dtype=bool),
+        solved=np.zeros((1, 3), dtype=bool), plies=np.zeros((1, 3), dtype=int),
     )
     np.testing.assert_array_equal(tie.policy(0.0), [[0, 0, 1]])  # higher q breaks the tie
+    proven = SearchResult(
+        visits=np.array([[9, 2, 5, 30, 1]]), q=np.array([[-1.0, 1.0, 0.2, 1.0, -1.0]]),
+        value=np.zeros(1), prior=np.full((1, 5), 0.2), legal=np.ones((1, 5), dtype=bool),
+        solved=np.array([[True, True, False, True, True]]), plies=np.array([[2, 1, 0, 3, 6]]),
+    )
+    np.testing.assert_array_equal(proven.policy(0.0), [[0, 1, 0, 0, 0]])  # the quickest win
+    proven.solved[0, 1] = proven.solved[0, 3] = False
+    np.testing.assert_array_equal(proven.policy(0.0), [[0, 0, 0, 1, 0]])  # never a proven loss
+    proven.solved[0] = True
+    proven.q[0] = -1.0
+    np.testing.assert_array_equal(proven.policy(0.0), [[0, 0, 0, 0, 1]])  # the slowest loss
 
 
 def test_agent_policy_and_value() -> None:

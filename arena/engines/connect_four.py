@@ -29,10 +29,9 @@ _H = ROWS + 1  # bits per column: six cells and an empty guard bit
 _U = np.uint64
 
 _BOTTOM = np.array([1 << (_H * c) for c in range(COLUMNS)], dtype=_U)
-_TOP = np.array([1 << (_H * c + ROWS - 1) for c in range(COLUMNS)], dtype=_U)
 # Indexed by ``action + COLUMNS * done``: finished rows get a zero "move".
 _BOTTOM_OR_NONE = np.concatenate([_BOTTOM, np.zeros(COLUMNS, dtype=_U)])
-_TOP_OR_NONE = np.concatenate([_TOP, np.zeros(COLUMNS, dtype=_U)])
+_GUARDS = _U(sum(1 << (_H * c + ROWS) for c in range(COLUMNS)))
 _FULL = _U(sum((1 << (_H * c)) * ((1 << ROWS) - 1) for c in range(COLUMNS)))
 _ALL_TOPS = _U(sum(1 << (_H * c + ROWS - 1) for c in range(COLUMNS)))
 # Multiplying the top-cell bits by this gathers them into bits 41..47 (one per
@@ -59,7 +58,7 @@ _OBS_BITS = np.array(
 ).reshape(-1)
 
 for _table in (
-    _BOTTOM, _TOP, _BOTTOM_OR_NONE, _TOP_OR_NONE, _MASK_OF_CODE, _OBS_BITS, _REWARD_ITEMS
+    _BOTTOM, _BOTTOM_OR_NONE, _MASK_OF_CODE, _OBS_BITS, _REWARD_ITEMS
 ):
     _table.flags.writeable = False
 
@@ -103,10 +102,10 @@ class ConnectFourEngine:
     state remains valid (search may keep it without cloning).
     """
 
-    name = "connect_four"
-    num_actions = COLUMNS
-    obs_shape = (ROWS, COLUMNS, 2)
-    obs_dtype = np.dtype(np.int8)
+    name: str = "connect_four"
+    num_actions: int = COLUMNS
+    obs_shape: tuple[int, ...] = (ROWS, COLUMNS, 2)
+    obs_dtype: np.dtype = np.dtype(np.int8)
 
     def reset(self, n: int, seed: int | None = None) -> ConnectFourState:
         """``n`` empty boards (the game has no randomness; ``seed`` is accepted and unused)."""
@@ -160,18 +159,17 @@ class ConnectFourEngine:
                     f"connect_four: column {int(a[i])} out of range in game {i}"
                 )
             a = np.where(in_range, a, 0)
-        # Finished rows look up a zero top and a zero bottom: no check, no stone.
+        # Adding the column's bottom bit carries up to the first free cell of the column;
+        # in a full column it carries into the guard bit, which is how a full column
+        # shows. Finished rows look up a zero bottom: no stone.
         sel = finished * COLUMNS
         sel += a
-        blocked = _TOP_OR_NONE[sel]
-        blocked &= occ
-        if blocked.any():
-            i = int(np.flatnonzero(blocked)[0])
-            raise IllegalActionError(f"connect_four: column {int(a[i])} is full in game {i}")
-        # Adding the column's bottom bit carries up to the first free cell of the column.
         new_occ = _BOTTOM_OR_NONE[sel]
         new_occ += occ
         new_occ |= occ
+        if (new_occ & _GUARDS).any():
+            i = int(np.flatnonzero(new_occ & _GUARDS)[0])
+            raise IllegalActionError(f"connect_four: column {int(a[i])} is full in game {i}")
         stones = new_occ ^ occ
         stones |= mover  # the mover's stones after the move
         if ply.size and ply.max() >= _FIRST_WIN_PLY:
@@ -230,7 +228,10 @@ class ConnectFourEngine:
         return self.concat(states) if states else self.reset(0)
 
     def board(self, state: ConnectFourState) -> np.ndarray:
-        """``[B, 6, 7]`` int8 as PettingZoo's board (row 0 at the top): 0 empty, 1 seat 0, 2 seat 1."""
+        """``[B, 6, 7]`` int8 laid out as PettingZoo's board (row 0 at the top).
+
+        0 is empty, 1 a stone of seat 0, 2 a stone of seat 1.
+        """
         obs, _ = self.observe(state)
         seat = (state.ply & 1).astype(np.int8)[:, None, None]
         mine, theirs = obs[..., 0], obs[..., 1]

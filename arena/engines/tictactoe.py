@@ -55,7 +55,7 @@ class _Tables(NamedTuple):
     next_pos: np.ndarray  # [P * 9] intp: position after a move; -1 illegal; self if done
     reward: np.ndarray  # [P * 9] int64: the transition's float32 rewards [2], viewed as one
     to_play: np.ndarray  # [P] int8: seat to move (ply parity)
-    index: dict[tuple[int, int], int]  # (seat-0 bits, seat-1 bits) -> position number
+    position_of: dict[tuple[int, int], int]  # (seat-0 bits, seat-1 bits) -> position
 
 
 def _won(bits: int) -> bool:
@@ -105,13 +105,12 @@ def _tables() -> _Tables:
     for p in np.flatnonzero(~done):
         x, o = order[p]
         seat = int(mover[p])
-        for a in np.flatnonzero(mask[p]):
-            bit = 1 << int(a)
+        for move in np.flatnonzero(mask[p]).tolist():
+            bit = 1 << move
             child = (x | bit, o) if seat == 0 else (x, o | bit)
-            q = index[child]
-            next_pos[p, a] = q
+            next_pos[p, move] = index[child]
             if _won(child[seat]):
-                reward[p, a, seat], reward[p, a, 1 - seat] = 1.0, -1.0
+                reward[p, move, seat], reward[p, move, 1 - seat] = 1.0, -1.0
     # A transition's two float32 rewards travel as one 8-byte item: a 1-D gather.
     reward_items = reward.reshape(-1, 2).view(np.int64).reshape(-1)
     to_play = (ply & 1).astype(np.int8)
@@ -130,10 +129,10 @@ class TicTacToeEngine:
     state remains valid (search may keep it without cloning).
     """
 
-    name = "tictactoe"
-    num_actions = NUM_SQUARES
-    obs_shape = (3, 3, 2)
-    obs_dtype = np.dtype(np.int8)
+    name: str = "tictactoe"
+    num_actions: int = NUM_SQUARES
+    obs_shape: tuple[int, ...] = (3, 3, 2)
+    obs_dtype: np.dtype = np.dtype(np.int8)
 
     def __init__(self) -> None:
         self._t = _tables()
@@ -167,7 +166,10 @@ class TicTacToeEngine:
         return np.take(self._t.ply, state.pos)
 
     def board(self, state: TicTacToeState) -> np.ndarray:
-        """``[B, 9]`` int8 squares as PettingZoo's ``Board.squares``: 0 empty, 1 seat 0, 2 seat 1."""
+        """``[B, 9]`` int8 squares as PettingZoo's ``Board.squares``.
+
+        0 is empty, 1 a mark of seat 0, 2 a mark of seat 1.
+        """
         marks = self._t.marks[state.pos]
         bits = (marks[:, :, None] >> np.arange(NUM_SQUARES, dtype=np.uint16)) & 1
         return (bits[:, 0] + 2 * bits[:, 1]).astype(np.int8)

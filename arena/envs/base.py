@@ -43,7 +43,9 @@ class EngineEnv(AECEnv, EzPickle):
         self.agents = list(self.agent_names)
         self.possible_agents = self.agents[:]
         n_actions = engine.num_actions
-        self.action_spaces = {a: spaces.Discrete(n_actions) for a in self.agents}
+        self.action_spaces: dict[str, spaces.Space] = {
+            a: spaces.Discrete(n_actions) for a in self.agents
+        }
         self.observation_spaces = {
             a: spaces.Dict({
                 "observation": spaces.Box(
@@ -64,7 +66,7 @@ class EngineEnv(AECEnv, EzPickle):
         self._cumulative_rewards = dict.fromkeys(self.agents, 0)
         self.terminations = dict.fromkeys(self.agents, False)
         self.truncations = dict.fromkeys(self.agents, False)
-        self.infos = {a: {} for a in self.agents}
+        self.infos: dict[str, dict[str, Any]] = {a: {} for a in self.agents}
         self._agent_selector.reinit(self.agents)
         self.agent_selection = self._agent_selector.reset()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from pettingzoo.utils import wrappers
@@ -39,7 +39,8 @@ class ConnectFourEnv(EngineEnv):
         return view
 
     def _paint(self, view: Any) -> None:
-        view.board = [int(v) for v in self.engine.board(self.state)[0].reshape(-1)]
+        board = cast(ConnectFourEngine, self.engine).board(self.state)[0]
+        view.board = [int(v) for v in board.reshape(-1)]
 
 
 raw_env = ConnectFourEnv

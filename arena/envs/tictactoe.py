@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from pettingzoo.utils import wrappers
@@ -39,7 +39,8 @@ class TicTacToeEnv(EngineEnv):
         return view
 
     def _paint(self, view: Any) -> None:
-        view.board.squares = [int(v) for v in self.engine.board(self.state)[0]]
+        squares = cast(TicTacToeEngine, self.engine).board(self.state)[0]
+        view.board.squares = [int(v) for v in squares]
 
 
 raw_env = TicTacToeEnv
