@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -31,6 +31,7 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.buffers import MaskableRolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecNormalize
 from torch.nn import functional
@@ -352,6 +353,7 @@ def distill_kickstart(
     n_envs: int = 8,
     ppo_kwargs: Mapping[str, Any] | None = None,
     eval_games: int = 200,
+    callbacks: Sequence[BaseCallback] = (),
 ) -> KickstartMaskablePPO:
     """Kickstart a fresh MLP student from ``teacher`` by MaskablePPO self-play.
 
@@ -378,6 +380,7 @@ def distill_kickstart(
         n_envs: environments stepped side by side.
         ppo_kwargs: MaskablePPO hyperparameters replacing the self-play defaults.
         eval_games: games against each reference opponent at the end (0: none).
+        callbacks: more SB3 callbacks (one returning ``False`` ends training early).
 
     Returns:
         The trained model.
@@ -403,6 +406,7 @@ def distill_kickstart(
         g, steps, out_dir, seed, net_arch=net_arch, opponent_mix=opponent_mix,
         n_envs=n_envs, ppo_kwargs=ppo_kwargs, eval_games=eval_games,
         model_class=KickstartMaskablePPO,
+        callbacks=callbacks,
         model_kwargs={
             "teacher": agent,
             "kickstart_w0": w0,

@@ -38,7 +38,7 @@ from gymnasium import spaces
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 from arena.agents import RandomAgent, make_agent, register_agent
@@ -402,6 +402,7 @@ def train_selfplay(
     model_kwargs: Mapping[str, Any] | None = None,
     torch_threads: int | None = 1,
     verbose: int = 0,
+    callbacks: Sequence[BaseCallback] = (),
 ) -> SelfPlayRun:
     """Train a MaskablePPO model (or subclass) by self-play; see :func:`train_maskable_ppo`.
 
@@ -424,6 +425,7 @@ def train_selfplay(
             ``None`` leaves torch's setting. Networks this small train several times
             faster on one thread than on several competing for the same cores.
         verbose: SB3 verbosity.
+        callbacks: more SB3 callbacks (one returning ``False`` ends training early).
 
     Returns:
         The run: model, summary and the final zip's path.
@@ -439,7 +441,7 @@ def train_selfplay(
     try:
         return _train_selfplay(
             game, steps, Path(out_dir), seed, net_arch, snapshot_every, opponent_mix,
-            n_envs, ppo_kwargs, eval_games, model_class, model_kwargs, verbose,
+            n_envs, ppo_kwargs, eval_games, model_class, model_kwargs, verbose, callbacks,
         )
     finally:
         torch.set_num_threads(threads)
@@ -459,6 +461,7 @@ def _train_selfplay(
     model_class: type[MaskablePPO],
     model_kwargs: Mapping[str, Any] | None,
     verbose: int,
+    callbacks: Sequence[BaseCallback],
 ) -> SelfPlayRun:
     g = get_game(game)
     if steps <= 0:
@@ -489,7 +492,7 @@ def _train_selfplay(
     callback = SelfPlayCallback(pool, snapshot_dir, every)
 
     start = time.perf_counter()
-    model.learn(total_timesteps=steps, callback=callback)
+    model.learn(total_timesteps=steps, callback=CallbackList([callback, *callbacks]))
     train_seconds = time.perf_counter() - start
     model_path = out / "model.zip"
     model.save(model_path)
