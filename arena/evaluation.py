@@ -86,17 +86,20 @@ def evaluate(
     opponents: list[Agent],
     n_games: int,
     seed: int = 0,
+    opening_plies: int = 0,
 ) -> list[EvalRow]:
     """Play ``agent`` against each opponent for ``n_games`` games (seats alternating).
 
     Each opponent's match gets its own seed derived from ``seed``, so adding an
-    opponent does not change the games against the others.
+    opponent does not change the games against the others. ``opening_plies`` random
+    first moves spread deterministic players over many different games.
     """
     g = get_game(game)
     rows: list[EvalRow] = []
     seeds = np.random.SeedSequence(seed).generate_state(len(opponents))
     for opponent, s in zip(opponents, seeds, strict=True):
-        result = play_matches(g, agent, opponent, n_games, seed=int(s))
+        result = play_matches(g, agent, opponent, n_games, seed=int(s),
+                              opening_plies=opening_plies)
         rows.extend(summarize(result, opponent.name))
     return rows
 

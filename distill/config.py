@@ -48,6 +48,8 @@ class DistillConfig(BaseModel):
     eval_games: int = Field(200, gt=0, description="Games per opponent at each evaluation.")
     eval_opponents: list[str] = Field(
         default_factory=lambda: ["random"], description="Fixed opponents to score against.")
+    eval_opening_plies: int = Field(
+        0, ge=0, description="Random first plies of evaluation games.")
     holdout_games: int = Field(
         50, ge=0, description="Teacher games held out to measure top-1 agreement.")
     stop_when_perfect: bool = Field(

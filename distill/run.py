@@ -63,7 +63,8 @@ def measure(
     """The student's strength now: scores, agreement, and exact figures where known."""
     g = get_game(config.game)
     metrics: dict[str, float] = {}
-    rows = evaluate(g, student, opponents, config.eval_games, seed=config.seed + 1)
+    rows = evaluate(g, student, opponents, config.eval_games, seed=config.seed + 1,
+                    opening_plies=config.eval_opening_plies)
     for r in rows:
         if r.seat == "both":
             metrics[f"score_vs_{r.opponent}"] = r.score

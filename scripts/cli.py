@@ -125,6 +125,9 @@ def eval_cmd(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON to this file.")] = None,
+    opening_plies: Annotated[
+        int, typer.Option(help="Random first plies of every game (varies deterministic play).")
+    ] = 0,
 ) -> None:
     """Evaluate an agent against fixed opponents: per seat, with 95% Wilson intervals.
 
@@ -139,7 +142,9 @@ def eval_cmd(
     if not opponent_specs:
         raise TlmError("--opponents names no agent")
     opps = [arena.make_agent(s, g) for s in opponent_specs]
-    rows = arena.evaluate(g, player, opps, games, seed=seed)
+    if opening_plies < 0:
+        raise TlmError(f"--opening-plies must be >= 0, got {opening_plies}")
+    rows = arena.evaluate(g, player, opps, games, seed=seed, opening_plies=opening_plies)
     report = {"game": g.name, "agent": agent, "results": [r.as_json() for r in rows]}
     extra = arena.exact_strength(g, player)
     if extra is not None:
@@ -364,7 +369,7 @@ def demo_cmd(
     student = str(out / "student")
     console.print(f"\nfinal evaluation of {student}:")
     eval_cmd(game="tictactoe", agent=student, opponents="random,heuristic,perfect",
-             games=1000, seed=seed, as_json=False, out=None)
+             games=1000, seed=seed, as_json=False, out=None, opening_plies=0)
 
 
 def _fresh_dir(path: Path) -> Path:

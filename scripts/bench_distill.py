@@ -1,0 +1,195 @@
+"""Benchmark: how many teacher games a fresh student needs, against RL from scratch.
+
+Tic-tac-toe: teacher games (and labelled positions) until a fresh MLP plays perfectly
+(zero exhaustive losses in both seats) by DAgger and by offline distillation from the
+perfect player, and self-play games until MaskablePPO with the same hidden sizes gets
+there from scratch (and kickstarted), capped at 50x the DAgger budget; the ratios.
+
+Connect four: a student distilled offline from ``alphabeta:4`` games, its size and
+speed per move against the teacher's, and both scores against ``alphabeta:4`` and
+``random``.
+
+Run: ``python scripts/bench_distill.py [--seeds 3] [--c4-games 2000] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from arena import evaluate, make_agent
+from distill import distill, make_config
+from distill.baselines import selfplay_games_to_perfect
+from distill.presets import TICTACTOE_DAGGER
+from students import load_student, param_count
+from teachers import Exploration, generate_dataset, load_dataset
+
+RL_CAP_FACTOR = 50
+
+
+def tictactoe_arms(seed: int, tmp: Path) -> dict[str, Any]:
+    """Games to perfect play for each arm, one seed."""
+    arms: dict[str, Any] = {}
+    for method, budget in (("dagger", TICTACTOE_DAGGER["budget_games"]), ("offline", 5000)):
+        cfg = make_config(**{**TICTACTOE_DAGGER, "method": method, "budget_games": budget,
+                             "seed": seed, "out": tmp / f"ttt-{method}-{seed}",
+                             "holdout_games": 0, "eval_games": 100})
+        start = time.perf_counter()
+        report = distill(cfg)
+        arms[method] = {
+            "games_to_perfect": report["perfect_at_games"],
+            "positions": report["positions"],
+            "wall_s": time.perf_counter() - start,
+        }
+    cap = RL_CAP_FACTOR * TICTACTOE_DAGGER["budget_games"]
+    for name, teacher in (("rl_from_scratch", None), ("kickstart", "perfect")):
+        r = selfplay_games_to_perfect(TICTACTOE_DAGGER["student"], seed, max_games=cap,
+                                      teacher=teacher)
+        arms[name] = {"games_to_perfect": r["games_to_perfect"], "games_played": r["games"],
+                      "steps": r["steps"], "wall_s": r["wall_s"],
+                      "final_exhaustive_losses": r["curve"][-1]["exhaustive_losses"]
+                      if r["curve"] else None}
+    return arms
+
+
+def per_move_seconds(agent: Any, obs: np.ndarray, mask: np.ndarray, batch: int) -> float:
+    """Wall seconds per position when ``agent`` is asked ``batch`` positions at a time."""
+    rng = np.random.default_rng(0)
+    n = (len(obs) // batch) * batch
+    start = time.perf_counter()
+    for i in range(0, n, batch):
+        agent.act(obs[i : i + batch], mask[i : i + batch], rng)
+    return (time.perf_counter() - start) / n
+
+
+def connect_four(seed: int, games: int, student: str, epochs: int, tmp: Path) -> dict[str, Any]:
+    """Distil alphabeta:4 into ``student`` offline; sizes, speeds and scores side by side."""
+    teacher_spec = "alphabeta:4"
+    start = time.perf_counter()
+    data = generate_dataset("connect_four", make_agent(teacher_spec, "connect_four"), games,
+                            tmp / "c4-data", seed=seed,
+                            exploration=Exploration(temperature=1.0, epsilon=0.05,
+                                                    opening_plies=2))
+    generate_s = time.perf_counter() - start
+    cfg = make_config(game="connect_four", teacher=teacher_spec, student=student,
+                      method="offline", dataset=data, budget_games=games,
+                      games_per_round=games, epochs=epochs, batch_size=256, lr=2e-3,
+                      seed=seed, out=tmp / "c4-student", eval_games=100,
+                      eval_opponents=["random"], holdout_games=0)
+    start = time.perf_counter()
+    report = distill(cfg)
+    train_s = time.perf_counter() - start
+    student_agent = load_student(tmp / "c4-student" / "student")
+    teacher = make_agent(teacher_spec, "connect_four")
+    opponents = [make_agent(teacher_spec, "connect_four"), make_agent("random", "connect_four")]
+    scores: dict[str, dict[str, float]] = {}
+    for name, agent in (("teacher", teacher), ("student", student_agent)):
+        rows = evaluate("connect_four", agent, opponents, 200, seed=seed + 7, opening_plies=2)
+        scores[name] = {r.opponent: r.score for r in rows if r.seat == "both"}
+    positions = load_dataset(data)
+    obs, mask = positions.obs[:512], positions.mask[:512]
+    teacher_fresh = make_agent(teacher_spec, "connect_four")  # empty transposition table
+    speed = {
+        "teacher_s_per_move": per_move_seconds(teacher_fresh, obs, mask, 1),
+        "student_s_per_move_batch1": per_move_seconds(student_agent, obs, mask, 1),
+        "student_s_per_move_batch256": per_move_seconds(student_agent, obs, mask, 256),
+    }
+    return {
+        "teacher": teacher_spec,
+        "student": student,
+        "student_params": param_count(student_agent.net),
+        "teacher_games": games,
+        "positions": report["positions"],
+        "generate_s": generate_s,
+        "train_s": train_s,
+        "scores": scores,
+        "speed": speed,
+        "keeps_of_teacher_vs_alphabeta4": scores["student"][teacher_spec]
+        / max(scores["teacher"][teacher_spec], 1e-9),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=1, help="tic-tac-toe seeds per arm")
+    parser.add_argument("--c4-games", type=int, default=2000, help="alphabeta:4 teacher games")
+    parser.add_argument("--c4-student", default="cnn:64x4", help="connect-four student spec")
+    parser.add_argument("--c4-epochs", type=int, default=12, help="connect-four epochs")
+    parser.add_argument("--skip-c4", action="store_true", help="tic-tac-toe only")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    torch.set_num_threads(2)
+    console = Console()
+    out: dict[str, Any] = {"tictactoe": {}, "connect_four": None}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        runs = [tictactoe_arms(seed, tmp) for seed in range(args.seeds)]
+        for arm in runs[0]:
+            games = [r[arm]["games_to_perfect"] for r in runs]
+            out["tictactoe"][arm] = {"per_seed": [r[arm] for r in runs], "games_to_perfect": games}
+        if not args.skip_c4:
+            out["connect_four"] = connect_four(0, args.c4_games, args.c4_student,
+                                               args.c4_epochs, tmp)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    cap = RL_CAP_FACTOR * TICTACTOE_DAGGER["budget_games"]
+    dagger = out["tictactoe"]["dagger"]["games_to_perfect"]
+    dagger_median = statistics.median(g for g in dagger if g is not None) if any(
+        g is not None for g in dagger) else None
+    table = Table(title=f"tic-tac-toe: games until a fresh {TICTACTOE_DAGGER['student']} "
+                        f"never loses ({args.seeds} seed(s))")
+    for col in ("arm", "games to perfect play", "positions", "wall s", "x DAgger games"):
+        table.add_column(col, justify="right")
+    for arm, res in out["tictactoe"].items():
+        per_seed = res["per_seed"]
+        games = res["games_to_perfect"]
+        shown = ", ".join(str(g) if g is not None else f">{cap} (not reached)" for g in games)
+        positions = ", ".join(str(r.get("positions", "-")) for r in per_seed)
+        wall = ", ".join(f"{r['wall_s']:.1f}" for r in per_seed)
+        if dagger_median and all(g is not None for g in games):
+            ratio = f"{statistics.median(games) / dagger_median:.1f}"
+        elif dagger_median:
+            ratio = f">{cap / dagger_median:.0f}"
+        else:
+            ratio = "-"
+        table.add_row(arm, shown, positions, wall, ratio)
+    console.print(table)
+    c4 = out["connect_four"]
+    if c4 is not None:
+        t = Table(title=f"connect four: {c4['student']} distilled from {c4['teacher']} "
+                        f"({c4['teacher_games']} teacher games, {c4['positions']} positions)")
+        for col in ("player", "params", "s / move", "vs alphabeta:4", "vs random"):
+            t.add_column(col, justify="right")
+        sp, sc = c4["speed"], c4["scores"]
+        t.add_row(c4["teacher"], "search", f"{sp['teacher_s_per_move']:.2e}",
+                  f"{sc['teacher']['alphabeta:4']:.3f}", f"{sc['teacher']['random']:.3f}")
+        t.add_row(c4["student"], str(c4["student_params"]),
+                  f"{sp['student_s_per_move_batch1']:.2e} (batch 1), "
+                  f"{sp['student_s_per_move_batch256']:.2e} (batch 256)",
+                  f"{sc['student']['alphabeta:4']:.3f}", f"{sc['student']['random']:.3f}")
+        console.print(t)
+        console.print(
+            f"student speed-up per move: "
+            f"{sp['teacher_s_per_move'] / sp['student_s_per_move_batch1']:.0f}x (batch 1), "
+            f"{sp['teacher_s_per_move'] / sp['student_s_per_move_batch256']:.0f}x (batch 256); "
+            f"student keeps {100 * c4['keeps_of_teacher_vs_alphabeta4']:.0f}% of the teacher's "
+            f"score against alphabeta:4; generation {c4['generate_s']:.0f} s, "
+            f"training {c4['train_s']:.0f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
