@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +30,22 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+@contextmanager
+def staged_directory(out: str | Path) -> Iterator[Path]:
+    """A hidden temp directory beside ``out`` that becomes ``out`` on success.
+
+    ``out`` must not exist or be an empty directory. If the block raises, the temp
+    directory is removed and ``out`` is left as it was.
+    """
+    out = Path(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

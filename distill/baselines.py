@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from arena import TlmError, exact_strength, get_game, make_agent
+from arena import TlmError, exact_strength, get_game
 from distill.kickstart import distill_kickstart, student_net_arch
 from teachers.sb3_teacher import SB3Agent, train_selfplay
 
@@ -91,7 +91,7 @@ def selfplay_games_to_perfect(
                                  eval_games=0, callbacks=[stop])
             num_steps = int(run.model.num_timesteps)
         else:
-            model = distill_kickstart(g, make_agent(teacher, g), student, steps, seed, tmp,
+            model = distill_kickstart(g, teacher, student, steps, seed, tmp,
                                       anneal_steps=steps // 4, eval_games=0, callbacks=[stop])
             num_steps = int(model.num_timesteps)
     return {

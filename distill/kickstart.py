@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
@@ -40,7 +37,7 @@ from arena.agents import make_agent
 from arena.core import PolicyAgent, TlmError
 from arena.evaluation import evaluate
 from arena.games import Game, get_game
-from arena.io import write_json_atomic
+from arena.io import staged_directory, write_json_atomic
 from arena.players import exact_strength
 from distill.losses import kl_teacher_student
 from students.networks import parse_spec
@@ -438,8 +435,7 @@ def distill_kickstart_run(
     g = get_game(config.game)
     check_output_dir(config.out)
     opponents = [make_agent(s, g) for s in config.eval_opponents]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{config.out.name}.", dir=config.out.parent))
-    try:
+    with staged_directory(config.out) as tmp:
         start = time.perf_counter()
         model = distill_kickstart(
             g, config.teacher, config.student, config.kickstart_steps, config.seed, tmp,
@@ -473,10 +469,4 @@ def distill_kickstart_run(
             "config": config.model_dump(mode="json"),
         }
         write_json_atomic(tmp / "report.json", report)
-        if config.out.exists():
-            config.out.rmdir()
-        os.replace(tmp, config.out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report

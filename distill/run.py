@@ -14,9 +14,6 @@ when the run is complete.
 from __future__ import annotations
 
 import csv
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +32,7 @@ from arena import (
     make_agent,
     write_json_atomic,
 )
+from arena.io import staged_directory
 from distill.config import DistillConfig
 from distill.train import FitConfig, fit, make_optimizer
 from students import StudentAgent, build_student, param_count, save_student
@@ -117,8 +115,7 @@ def distill(config: DistillConfig, progress: Progress | None = None) -> dict[str
             seed=holdout_seed, game_offset=-config.holdout_games,
         )
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{config.out.name}.", dir=config.out.parent))
-    try:
+    with staged_directory(config.out) as tmp:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(tmp / "tensorboard"))
@@ -201,12 +198,6 @@ def distill(config: DistillConfig, progress: Progress | None = None) -> dict[str
             "config": config.model_dump(mode="json"),
         }
         write_json_atomic(tmp / "report.json", report)
-        if config.out.exists():
-            config.out.rmdir()
-        os.replace(tmp, config.out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 

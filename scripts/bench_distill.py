@@ -28,7 +28,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from arena import evaluate, make_agent
+from arena import PolicyAgent, evaluate, make_agent
 from distill import distill, make_config
 from distill.baselines import selfplay_games_to_perfect
 from distill.presets import TICTACTOE_DAGGER
@@ -77,7 +77,9 @@ def connect_four(seed: int, games: int, student: str, epochs: int, tmp: Path) ->
     """Distil alphabeta:4 into ``student`` offline; sizes, speeds and scores side by side."""
     teacher_spec = "alphabeta:4"
     start = time.perf_counter()
-    data = generate_dataset("connect_four", make_agent(teacher_spec, "connect_four"), games,
+    teacher = make_agent(teacher_spec, "connect_four")
+    assert isinstance(teacher, PolicyAgent)
+    data = generate_dataset("connect_four", teacher, games,
                             tmp / "c4-data", seed=seed,
                             exploration=Exploration(temperature=1.0, epsilon=0.05,
                                                     opening_plies=2))
@@ -91,7 +93,6 @@ def connect_four(seed: int, games: int, student: str, epochs: int, tmp: Path) ->
     report = distill(cfg)
     train_s = time.perf_counter() - start
     student_agent = load_student(tmp / "c4-student" / "student")
-    teacher = make_agent(teacher_spec, "connect_four")
     opponents = [make_agent(teacher_spec, "connect_four"), make_agent("random", "connect_four")]
     scores: dict[str, dict[str, float]] = {}
     for name, agent in (("teacher", teacher), ("student", student_agent)):

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -90,7 +90,7 @@ def games_cmd(
 
     Example: tlm games
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for g in arena.list_games():
         rows.append({
             "game": g.name,
@@ -145,7 +145,9 @@ def eval_cmd(
     if opening_plies < 0:
         raise TlmError(f"--opening-plies must be >= 0, got {opening_plies}")
     rows = arena.evaluate(g, player, opps, games, seed=seed, opening_plies=opening_plies)
-    report = {"game": g.name, "agent": agent, "results": [r.as_json() for r in rows]}
+    report: dict[str, Any] = {
+        "game": g.name, "agent": agent, "results": [r.as_json() for r in rows],
+    }
     extra = arena.exact_strength(g, player)
     if extra is not None:
         report["exact"] = extra
@@ -167,10 +169,10 @@ def eval_cmd(
         console.print(table)
     if extra is not None:
         console.print(
-            f"exact: {extra['exhaustive_losses']} exhaustive losses against perfect "
-            f"(first {extra['losses_first']}, second {extra['losses_second']}); "
-            f"optimal-move accuracy {extra['optimal_accuracy']:.4f} over "
-            f"{extra['positions']} positions"
+            f"exact: {extra['exhaustive_losses']} lost lines against every reply "
+            f"(first seat {extra['losses_first']}, second {extra['losses_second']}), "
+            f"{extra['losses_vs_perfect']} against perfect; optimal-move accuracy "
+            f"{extra['optimal_accuracy']:.4f} over {extra['positions']} positions"
         )
 
 
@@ -287,9 +289,8 @@ def distill_cmd(
     with _progress_bar(total, cfg.method) as bar:
         task = bar.add_task("distill", total=total)
 
-        def show(row: dict[str, object]) -> None:
-            done = row.get("teacher_games", row.get("steps", 0))
-            bar.update(task, completed=int(done))  # type: ignore[arg-type]
+        def show(row: dict[str, Any]) -> None:
+            bar.update(task, completed=int(row.get("teacher_games", row.get("steps", 0))))
             parts = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in row.items() if k not in ("round", "beta", "wall_s")]
             bar.console.print("  " + "  ".join(parts))
@@ -305,8 +306,12 @@ def _print_distill_report(report: dict[str, object], out: Path) -> None:
                         f"({report['student_params']} parameters) on {report['game']}")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("teacher-labelled games", str(report["teacher_games"]))
-    table.add_row("labelled positions", str(report["positions"]))
+    if "teacher_games" in report:
+        table.add_row("teacher-labelled games", str(report["teacher_games"]))
+        table.add_row("labelled positions", str(report["positions"]))
+    else:
+        table.add_row("self-play games", str(report["training_games"]))
+        table.add_row("learner steps", str(report["steps"]))
     for key, value in final.items():
         if key.startswith("score_vs_") or key in (
             "agreement", "exhaustive_losses", "optimal_accuracy",
@@ -317,8 +322,11 @@ def _print_distill_report(report: dict[str, object], out: Path) -> None:
         table.add_row("perfect play reached at", f"{report['perfect_at_games']} games")
     table.add_row("wall time", f"{report['wall_s']:.1f} s")
     console.print(table)
-    console.print(f"student: {out / 'student'}   curve: {out / 'curve.csv'}, "
-                  f"{out / 'curve.png'}   tensorboard: {out / 'tensorboard'}")
+    if (out / "student").is_dir():
+        console.print(f"student: {out / 'student'}   curve: {out / 'curve.csv'}, "
+                      f"{out / 'curve.png'}   tensorboard: {out / 'tensorboard'}")
+    else:
+        console.print(f"student: sb3:{out / 'model.zip'}   report: {out / 'report.json'}")
 
 
 @app.command("teach")
@@ -337,7 +345,10 @@ def teach_cmd(
 
     if algo != "maskable_ppo":
         raise TlmError(f"unknown teaching algorithm {algo!r} (known: maskable_ppo)")
+    from teachers.datasets import check_output_dir
+
     positive(steps, "--steps")
+    check_output_dir(out)
     g = arena.get_game(game)
     path = train_maskable_ppo(g, steps, out, seed=seed)
     console.print(f"teacher saved to {path}; use it as the agent spec sb3:{path}")
