@@ -93,6 +93,66 @@ def _check_agent(agent: Agent, game: Game) -> None:
         )
 
 
+def _array_state(state: object) -> bool:
+    """Whether ``state`` is a tuple of arrays, so that ``engine.take`` is a cheap gather."""
+    return isinstance(state, tuple) and all(isinstance(f, np.ndarray) for f in state)
+
+
+def _mover_groups(
+    mover_is_a: np.ndarray, live: np.ndarray, all_live: bool
+) -> list[tuple[int, slice | np.ndarray]]:
+    """The rows each player (0 = A, 1 = B) moves in: a slice where they are contiguous.
+
+    With every row live and the rows laid out by A's seat, games that alternate turns
+    in lockstep give each player one contiguous block per step; a slice hands the
+    agent views of the batch where index arrays would gather copies.
+    """
+    n = len(mover_is_a)
+    if all_live:
+        n_a = int(np.count_nonzero(mover_is_a))
+        if n_a == n:
+            return [(0, slice(0, n))]
+        if n_a == 0:
+            return [(1, slice(0, n))]
+        if mover_is_a[:n_a].all():
+            return [(0, slice(0, n_a)), (1, slice(n_a, n))]
+        if mover_is_a[n - n_a :].all():
+            return [(0, slice(n - n_a, n)), (1, slice(0, n - n_a))]
+        sel_a, sel_b = mover_is_a, ~mover_is_a
+    else:
+        sel_a, sel_b = live & mover_is_a, live & ~mover_is_a
+    groups: list[tuple[int, slice | np.ndarray]] = []
+    for player, sel in ((0, sel_a), (1, sel_b)):
+        idx = np.flatnonzero(sel)
+        if idx.size:
+            groups.append((player, idx))
+    return groups
+
+
+def _legal_choices(mask: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """``[k]`` bool: whether ``chosen[i]`` (int64) is a legal action of ``mask[i]``."""
+    k, n_actions = mask.shape
+    in_range = chosen.view(np.uint64) < n_actions  # negative actions wrap to huge
+    if not in_range.all():
+        chosen = np.where(in_range, chosen, 0)
+    if mask.dtype.itemsize == 1 and mask.strides[1] == 1 and mask.strides[0] >= n_actions:
+        # One byte per action, rows at a fixed stride: one gather from the bytes the
+        # rows span reads every choice's flag, contiguous mask or not.
+        stride = mask.strides[0]
+        span = (k - 1) * stride + n_actions if k else 0
+        flat_mask = np.lib.stride_tricks.as_strided(
+            mask, shape=(span,), strides=(1,), writeable=False
+        )
+    else:
+        stride = n_actions
+        flat_mask = np.ascontiguousarray(mask).reshape(-1)
+    flat = np.arange(0, k * stride, stride)
+    flat += chosen
+    legal = np.take(flat_mask, flat) == 1
+    legal &= in_range
+    return legal
+
+
 def play_matches(
     game: str | Game,
     agent_a: Agent,
@@ -152,97 +212,128 @@ def play_matches(
     reasons = [""] * n_games
     steps: list[tuple[np.ndarray, np.ndarray]] = []
 
-    rows = np.arange(n_games)  # match index of each row of `state`
-    forfeits = False
+    # When the state is a tuple of arrays, taking rows is a cheap gather: then the rows
+    # are laid out with A's seat-0 games first and its seat-1 games after, and finished
+    # games are dropped at once, so that every row is live and, in games whose seats
+    # alternate in lockstep, each agent's rows form one block (see _mover_groups).
+    # Other states (lists of envs) are taken by copying, so they are compacted rarely.
+    eager = _array_state(state)
+    if eager:
+        rows = np.concatenate([np.flatnonzero(seat_a == 0), np.flatnonzero(seat_a == 1)])
+        state = engine.take(state, rows)
+    else:
+        rows = np.arange(n_games)  # match index of each row of `state`
+    row_seat_a = seat_a[rows]
     live = ~engine.done(state)
-    # Per-row copies of per-game arrays, aligned with the rows of `state`: updating
-    # them is one dense pass, where indexing the per-game arrays through `rows` is a
-    # scatter each step. Lengths go back to `length` when rows are dropped.
-    row_seat_a = seat_a
-    row_len = np.zeros(n_games, dtype=np.int64)
-    while live.any():
-        if np.count_nonzero(live) < COMPACT_BELOW * len(rows) and len(rows) > 64:
+    n_live = int(np.count_nonzero(live))
+    forfeits = False  # rows forfeited by an illegal action may still live in `state`
+    # Every live row has made the same number of moves: one per step of this loop.
+    ply = 0
+    while n_live:
+        if n_live < len(rows) and (
+            eager or (n_live < COMPACT_BELOW * len(rows) and len(rows) > 64)
+        ):
             keep = np.flatnonzero(live)
             state = engine.take(state, keep)
-            length[rows] = row_len
-            rows, live = rows[keep], live[keep]
-            row_seat_a, row_len = row_seat_a[keep], row_len[keep]
+            rows, row_seat_a = rows[keep], row_seat_a[keep]
+            live = np.ones(n_live, dtype=bool)
+            forfeits = False
+        n = len(rows)
+        all_live = n_live == n
         if wants_obs:
             obs, mask = engine.observe(state)
         else:
             obs, mask = None, engine.legal_mask(state)
         mover_seat = engine.to_play(state)
-        mover_is_a = mover_seat == row_seat_a
-        # Rows forfeited by an illegal action still live in the engine until compacted
-        # away: they get some legal action, and their rewards are not counted.
-        forfeited = ~live & ~engine.done(state) if forfeits else None
-        actions = np.zeros(len(rows), dtype=np.int64)
-        if forfeited is not None and forfeited.any():
-            actions[forfeited] = mask[forfeited].argmax(axis=1)
-        deciding = live
-        if opening_plies:
-            in_opening = live & (row_len < opening_plies)
-            if in_opening.any():
-                opening = np.flatnonzero(in_opening)
-                actions[opening] = uniform_legal(mask[opening], opening_rng)
-                deciding = live & ~in_opening
-        for player, sel in ((0, deciding & mover_is_a), (1, deciding & ~mover_is_a)):
-            idx = np.flatnonzero(sel)
-            if idx.size == 0:
-                continue
+        actions = np.empty(n, dtype=np.int64) if all_live else np.zeros(n, dtype=np.int64)
+        if forfeits:
+            # Forfeited rows still live in the engine until compacted away: they get
+            # some legal action, and their rewards are not counted.
+            forfeited = ~live & ~engine.done(state)
+            if forfeited.any():
+                actions[forfeited] = mask[forfeited].argmax(axis=1)
+        groups: list[tuple[int, slice | np.ndarray]] = []
+        if ply < opening_plies:
+            opening = slice(0, n) if all_live else np.flatnonzero(live)
+            actions[opening] = uniform_legal(mask[opening], opening_rng)
+        else:
+            groups = _mover_groups(mover_seat == row_seat_a, live, all_live)
+        for player, sel in groups:
             agent = agents[player]
-            sub_state = engine.take(state, idx) if agent.needs_state else None
-            # np.take gathers rows several times faster than fancy indexing.
-            sub_obs = np.take(obs, idx, axis=0) if obs is not None else None
-            sub_mask = np.take(mask, idx, axis=0)
+            if isinstance(sel, slice):
+                # Views of the batch, not copies.
+                sub_obs = obs[sel] if obs is not None else None
+                sub_mask = mask[sel]
+                sub_state = (
+                    engine.take(state, np.arange(sel.start, sel.stop))
+                    if agent.needs_state else None
+                )
+            else:
+                # np.take gathers rows several times faster than fancy indexing.
+                sub_obs = np.take(obs, sel, axis=0) if obs is not None else None
+                sub_mask = np.take(mask, sel, axis=0)
+                sub_state = engine.take(state, sel) if agent.needs_state else None
             # Agents with uses_observation = False are handed None for obs.
             chosen = np.asarray(
                 agent.act(sub_obs, sub_mask, rngs[player], state=sub_state)  # type: ignore[arg-type]
             )
-            if chosen.shape != (idx.size,):
+            k = len(sub_mask)
+            if chosen.shape != (k,):
                 raise TlmError(
                     f"agent {agent.name!r} returned actions of shape {chosen.shape}, "
-                    f"expected ({idx.size},)"
+                    f"expected ({k},)"
                 )
             chosen = chosen.astype(np.int64, copy=False)
-            n_actions = sub_mask.shape[1]
-            in_range = chosen.view(np.uint64) < n_actions  # negative actions wrap to huge
-            flat = np.arange(0, idx.size * n_actions, n_actions)
-            flat += np.where(in_range, chosen, 0)
-            legal = in_range & (np.take(sub_mask, flat) == 1)
-            if not legal.all():
-                bad = idx[~legal]
+            legal = _legal_choices(sub_mask, chosen)
+            all_legal = bool(legal.all())
+            if not all_legal:
+                bad_k = np.flatnonzero(~legal)
+                bad = (np.arange(sel.start, sel.stop) if isinstance(sel, slice) else sel)[bad_k]
                 if strict:
                     raise IllegalActionError(
                         f"agent {agent.name!r} played illegal action "
-                        f"{int(chosen[~legal][0])} in game {int(rows[bad[0]])}"
+                        f"{int(chosen[bad_k[0]])} in game {int(rows[bad[0]])}"
                     )
-                for r, a in zip(bad, chosen[~legal], strict=True):
+                for r, a in zip(bad, chosen[bad_k], strict=True):
                     m = int(rows[r])
                     illegal[m] = player
                     reasons[m] = f"illegal action {int(a)} by {agent.name}"
                     seat_returns[m, mover_seat[r]] -= 1.0
+                    length[m] = ply
                 live[bad] = False
+                n_live -= len(bad)
+                all_live = False
                 forfeits = True
                 chosen = np.where(legal, chosen, sub_mask.argmax(axis=1))
-            actions[idx] = chosen
+            actions[sel] = chosen
             if observer is not None:
-                ok = idx[legal]
+                ok: slice | np.ndarray = sel
+                if not all_legal:
+                    ok = (np.arange(sel.start, sel.stop) if isinstance(sel, slice) else sel)[legal]
                 observer(Decision(
                     games=rows[ok], player=player, seat=mover_seat[ok],
-                    ply=row_len[ok], obs=None if obs is None else obs[ok],
-                    mask=mask[ok], actions=chosen[legal],
+                    ply=np.full(len(rows[ok]), ply, dtype=np.int64),
+                    obs=None if obs is None else obs[ok], mask=mask[ok], actions=chosen[legal],
                 ))
         if record:
-            steps.append((rows[live], actions[live]))
-        row_len += live
+            steps.append((rows, actions) if all_live else (rows[live], actions[live]))
+        ply += 1
         state, rewards, done = engine.step(state, actions)
+        ended = done & live if not all_live else done
+        if forfeits:
+            rewards = np.where(live[:, None], rewards, 0.0)
+        ended_rows = np.flatnonzero(ended)
+        length[rows[ended_rows]] = ply
         # Rewards are rare (mostly at the end): scatter only the rows that got one.
-        paid = np.flatnonzero(live & ((rewards[:, 0] != 0) | (rewards[:, 1] != 0)))
-        if paid.size:
-            seat_returns[rows[paid]] += rewards[paid]
-        live &= ~done
-    length[rows] = row_len
+        paid_total = np.count_nonzero(rewards)
+        if paid_total:
+            paid = ended_rows
+            if np.count_nonzero(np.take(rewards, paid, axis=0)) != paid_total:
+                paid = np.flatnonzero((rewards[:, 0] != 0) | (rewards[:, 1] != 0))
+            seat_returns[rows[paid]] += np.take(rewards, paid, axis=0)
+        if ended_rows.size:
+            live &= ~done
+            n_live -= ended_rows.size
 
     returns = np.empty((n_games, 2), dtype=np.float64)
     idx = np.arange(n_games)
