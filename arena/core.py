@@ -161,11 +161,18 @@ def masked_argmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return s.argmax(axis=1).astype(np.int64)
 
 
-_RANK_TABLE_MAX_ACTIONS = 12
+_RANK_TABLE_MAX_ACTIONS = 16
+
+# Multiplying up to eight 0/1 bytes (as one little-endian integer) by this moves byte
+# i's bit to bit 56 + i; no two partial products share a bit, so nothing carries.
+_PACK_BYTES = np.uint64(0x0102040810204080)
+_UINT_OF_WIDTH = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+# Bit generators whose raw outputs carry 64 random bits (MT19937's carry only 32).
+_RAW_64 = (np.random.PCG64, np.random.PCG64DXSM, np.random.SFC64, np.random.Philox)
 
 
 @functools.cache
-def _rank_tables(n_actions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rank_tables(n_actions: int) -> tuple[np.ndarray, np.ndarray]:
     """For every mask of ``n_actions`` bits: its legal count, and its k-th legal action."""
     codes = np.arange(1 << n_actions)
     bits = (codes[:, None] >> np.arange(n_actions)) & 1
@@ -173,26 +180,62 @@ def _rank_tables(n_actions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for code in range(1 << n_actions):
         legal = np.flatnonzero(bits[code])
         kth[code, : legal.size] = legal
-    weights = (1 << np.arange(n_actions)).astype(np.float32)  # exact below 2**24
-    return bits.sum(axis=1).astype(np.float64), kth.reshape(-1), weights
+    count, kth = bits.sum(axis=1).astype(np.uint64), kth.reshape(-1)
+    count.flags.writeable = kth.flags.writeable = False
+    return count, kth
+
+
+def _mask_codes(mask: np.ndarray) -> np.ndarray:
+    """``[B]`` uint64: each row of a one-byte 0/1 ``mask[B, A]`` (A <= 16) as a number.
+
+    A row's bytes are read as one or two (overlapping) integers, which need only the
+    last axis to be contiguous, and their flags are packed by one multiplication.
+    """
+    n_actions = mask.shape[1]
+    width = next(w for w in (1, 2, 4, 8) if 2 * w >= n_actions)
+    uint = _UINT_OF_WIDTH[width]
+    low = mask[:, :width].view(uint)[:, 0].astype(np.uint64)  # actions 0 .. width-1
+    low *= _PACK_BYTES
+    low >>= np.uint64(56)
+    if n_actions > width:
+        high = mask[:, n_actions - width :].view(uint)[:, 0].astype(np.uint64)
+        high *= _PACK_BYTES
+        high >>= np.uint64(56)  # products below bit 56 are partial sums: dropped
+        high <<= np.uint64(n_actions - width)  # actions n - width .. n - 1
+        low |= high
+    return low
+
+
+def _uniform_uint32(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` uniform 32-bit integers (as uint64), two per raw draw where draws hold 64 bits."""
+    if isinstance(rng.bit_generator, _RAW_64):
+        raw = rng.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
+    else:
+        raw = rng.integers(0, 1 << 32, size=n, dtype=np.uint32)
+    return raw.astype(np.uint64)
 
 
 def uniform_legal(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A uniformly random legal action per row of ``mask[B, A]`` (0 where none is legal).
 
-    Small action sets read each row's mask as a number and draw one uniform per row
-    to pick among its legal actions by table; larger ones rank one uniform per action.
+    Up to 16 actions, each row's mask is read as a number and one uniform 32-bit draw
+    per row picks among its legal actions by table (``count * draw >> 32``, biased by
+    less than ``count / 2**32``); larger action sets rank one uniform per action.
     """
-    n_actions = mask.shape[1]
+    n_rows, n_actions = mask.shape
     if n_actions > _RANK_TABLE_MAX_ACTIONS:
         keys = rng.random(mask.shape)
         keys += mask  # legal keys lie in [1, 2), illegal ones in [0, 1)
         return keys.argmax(axis=1).astype(np.int64)
-    count, kth, weights = _rank_tables(n_actions)
-    # A float32 matrix-vector product is the fastest way numpy packs rows into numbers.
-    code = (mask.astype(np.float32) @ weights).astype(np.int64)
-    pick = rng.random(len(mask))
-    pick *= np.take(count, code)
-    code *= n_actions
-    code += pick.astype(np.int64)
-    return np.take(kth, code)
+    count, kth = _rank_tables(n_actions)
+    if mask.dtype.itemsize == 1 and mask.strides[1] == 1 and n_actions > 0:
+        mask = mask.view(np.uint8)
+    else:
+        mask = np.ascontiguousarray(mask != 0, dtype=np.uint8)
+    code = _mask_codes(mask)
+    pick = np.take(count, code)
+    pick *= _uniform_uint32(rng, n_rows)
+    pick >>= np.uint64(32)
+    code *= np.uint64(n_actions)
+    code += pick
+    return np.take(kth, code.view(np.int64))

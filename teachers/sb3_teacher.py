@@ -39,6 +39,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 from arena.agents import RandomAgent, make_agent, register_agent
@@ -489,6 +490,9 @@ def _train_selfplay(
     except TypeError as error:
         raise TlmError(f"bad training arguments: {_one_line(error)}") from None
     pool.set_current(model)
+    # Training curves go to the run's own directory (CSV and TensorBoard) rather than
+    # to the temp folder SB3 creates for every run without a logger.
+    model.set_logger(configure_logger(str(out / "logs"), ["csv", "tensorboard"]))
     callback = SelfPlayCallback(pool, snapshot_dir, every)
 
     start = time.perf_counter()
@@ -542,7 +546,8 @@ def train_maskable_ppo(
     Writes ``out_dir/snapshots/step_*.zip`` (frozen opponents), ``out_dir/model.zip``
     (the final model, loadable as ``sb3:out_dir/model.zip``) and
     ``out_dir/summary.json`` (steps, games, evaluation against ``random`` and, where
-    the game has one, ``heuristic``, wall time). Same seed, same final weights (CPU).
+    the game has one, ``heuristic``, wall time), and the training curves in
+    ``out_dir/logs`` (``progress.csv`` and TensorBoard). Same seed, same final weights (CPU).
 
     Args:
         game: the game.
