@@ -161,12 +161,16 @@ def masked_argmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return s.argmax(axis=1).astype(np.int64)
 
 
-_RANK_TABLE_MAX_ACTIONS = 16
+_RANK_TABLE_MAX_ACTIONS = 12
 
 # Multiplying up to eight 0/1 bytes (as one little-endian integer) by this moves byte
 # i's bit to bit 56 + i; no two partial products share a bit, so nothing carries.
 _PACK_BYTES = np.uint64(0x0102040810204080)
-_UINT_OF_WIDTH = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_SHIFT_56 = np.uint64(56)
+_SHIFT_32 = np.uint64(32)
+_UINT_OF_WIDTH: dict[int, type[np.unsignedinteger]] = {
+    1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64,
+}
 # Bit generators whose raw outputs carry 64 random bits (MT19937's carry only 32).
 _RAW_64 = (np.random.PCG64, np.random.PCG64DXSM, np.random.SFC64, np.random.Philox)
 
@@ -180,9 +184,9 @@ def _rank_tables(n_actions: int) -> tuple[np.ndarray, np.ndarray]:
     for code in range(1 << n_actions):
         legal = np.flatnonzero(bits[code])
         kth[code, : legal.size] = legal
-    count, kth = bits.sum(axis=1).astype(np.uint64), kth.reshape(-1)
-    count.flags.writeable = kth.flags.writeable = False
-    return count, kth
+    count, kth_flat = bits.sum(axis=1).astype(np.uint64), kth.reshape(-1)
+    count.flags.writeable = kth_flat.flags.writeable = False
+    return count, kth_flat
 
 
 def _mask_codes(mask: np.ndarray) -> np.ndarray:
@@ -192,33 +196,37 @@ def _mask_codes(mask: np.ndarray) -> np.ndarray:
     last axis to be contiguous, and their flags are packed by one multiplication.
     """
     n_actions = mask.shape[1]
-    width = next(w for w in (1, 2, 4, 8) if 2 * w >= n_actions)
-    uint = _UINT_OF_WIDTH[width]
-    low = mask[:, :width].view(uint)[:, 0].astype(np.uint64)  # actions 0 .. width-1
-    low *= _PACK_BYTES
-    low >>= np.uint64(56)
+    width, uint, high_shift = _read_plan(n_actions)
+    low = np.multiply(mask[:, :width].view(uint)[:, 0], _PACK_BYTES, dtype=np.uint64)
+    low >>= _SHIFT_56
     if n_actions > width:
-        high = mask[:, n_actions - width :].view(uint)[:, 0].astype(np.uint64)
-        high *= _PACK_BYTES
-        high >>= np.uint64(56)  # products below bit 56 are partial sums: dropped
-        high <<= np.uint64(n_actions - width)  # actions n - width .. n - 1
+        high = np.multiply(mask[:, n_actions - width :].view(uint)[:, 0], _PACK_BYTES,
+                           dtype=np.uint64)
+        high >>= _SHIFT_56  # products below bit 56 are partial sums: dropped
+        high <<= high_shift  # actions n - width .. n - 1
         low |= high
     return low
 
 
+@functools.cache
+def _read_plan(n_actions: int) -> tuple[int, type[np.unsignedinteger], np.uint64]:
+    """How :func:`_mask_codes` reads rows of ``n_actions`` bytes: width, type, high shift."""
+    width = next(w for w in (1, 2, 4, 8) if 2 * w >= n_actions)
+    return width, _UINT_OF_WIDTH[width], np.uint64(max(n_actions - width, 0))
+
+
 def _uniform_uint32(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` uniform 32-bit integers (as uint64), two per raw draw where draws hold 64 bits."""
+    """``n`` uniform uint32, two per raw draw where the bit generator's draws hold 64 bits."""
     if isinstance(rng.bit_generator, _RAW_64):
-        raw = rng.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
-    else:
-        raw = rng.integers(0, 1 << 32, size=n, dtype=np.uint32)
-    return raw.astype(np.uint64)
+        raw: np.ndarray = rng.bit_generator.random_raw((n + 1) // 2)
+        return raw.view(np.uint32)[:n]
+    return rng.integers(0, 1 << 32, size=n, dtype=np.uint32)
 
 
 def uniform_legal(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random legal action per row of ``mask[B, A]`` (0 where none is legal).
+    """A uniformly random legal action per row of a 0/1 ``mask[B, A]`` (0 where none is legal).
 
-    Up to 16 actions, each row's mask is read as a number and one uniform 32-bit draw
+    Up to 12 actions, each row's mask is read as a number and one uniform 32-bit draw
     per row picks among its legal actions by table (``count * draw >> 32``, biased by
     less than ``count / 2**32``); larger action sets rank one uniform per action.
     """
@@ -233,9 +241,9 @@ def uniform_legal(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     else:
         mask = np.ascontiguousarray(mask != 0, dtype=np.uint8)
     code = _mask_codes(mask)
-    pick = np.take(count, code)
+    pick = count.take(code)
     pick *= _uniform_uint32(rng, n_rows)
-    pick >>= np.uint64(32)
+    pick >>= _SHIFT_32
     code *= np.uint64(n_actions)
     code += pick
-    return np.take(kth, code.view(np.int64))
+    return kth.take(code.view(np.int64))

@@ -16,7 +16,11 @@ from arena.core import Agent, IllegalActionError, TlmError, uniform_legal
 from arena.games import Game, get_game
 
 COMPACT_BELOW = 0.5
-"""Drop finished games from the live batch when fewer than this fraction remain live."""
+"""Drop finished games from the live batch when fewer than this fraction remain live.
+
+Applies to engines whose state is not a tuple of arrays (lists of PettingZoo envs,
+which are copied to take rows); array states drop finished games at every step.
+"""
 
 
 @dataclass(frozen=True)
@@ -129,26 +133,59 @@ def _mover_groups(
     return groups
 
 
-def _legal_choices(mask: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """``[k]`` bool: whether ``chosen[i]`` (int64) is a legal action of ``mask[i]``."""
-    k, n_actions = mask.shape
+def _count_nonzero_bits(values: np.ndarray) -> int:
+    """How many entries of ``values`` have a bit set (``-0.0`` counts; adding it is harmless).
+
+    Counting the entries as unsigned integers is several times faster than as floats.
+    """
+    uint = _UINT_OF_SIZE.get(values.dtype.itemsize)
+    if uint is None or not values.flags.c_contiguous:
+        return int(np.count_nonzero(values))
+    return int(np.count_nonzero(values.view(uint)))
+
+
+_UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_row_offsets: dict[int, np.ndarray] = {}
+
+
+def _offsets(k: int, stride: int) -> np.ndarray:
+    """``arange(k) * stride``, read-only, sliced from a cached array that grows as needed."""
+    offsets = _row_offsets.get(stride)
+    if offsets is None or len(offsets) < k:
+        offsets = np.arange(max(k, 1024), dtype=np.intp) * stride
+        offsets.flags.writeable = False
+        _row_offsets[stride] = offsets
+    return offsets[:k]
+
+
+def _flat_rows(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``mask[B, A]`` as one flat array, and the distance between its rows in items.
+
+    A one-byte mask whose rows lie at a fixed stride (a padded engine mask) is viewed,
+    not copied: the flat view covers the bytes from its first row to its last.
+    """
+    n_rows, n_actions = mask.shape
+    if mask.flags.c_contiguous:
+        return mask.reshape(-1), n_actions
+    stride = mask.strides[0]
+    if mask.dtype.itemsize == 1 and mask.strides[1] == 1 and stride >= n_actions:
+        span = (n_rows - 1) * stride + n_actions if n_rows else 0
+        flat = np.lib.stride_tricks.as_strided(mask, shape=(span,), strides=(1,), writeable=False)
+        return flat, stride
+    return np.ascontiguousarray(mask).reshape(-1), n_actions
+
+
+def _legal_choices(
+    flat_mask: np.ndarray, offsets: np.ndarray, chosen: np.ndarray, n_actions: int
+) -> np.ndarray:
+    """``[k]`` bool: whether each ``chosen`` (int64) action is legal in its mask row.
+
+    Row i's flags start at ``flat_mask[offsets[i]]`` (see :func:`_flat_rows`).
+    """
     in_range = chosen.view(np.uint64) < n_actions  # negative actions wrap to huge
     if not in_range.all():
         chosen = np.where(in_range, chosen, 0)
-    if mask.dtype.itemsize == 1 and mask.strides[1] == 1 and mask.strides[0] >= n_actions:
-        # One byte per action, rows at a fixed stride: one gather from the bytes the
-        # rows span reads every choice's flag, contiguous mask or not.
-        stride = mask.strides[0]
-        span = (k - 1) * stride + n_actions if k else 0
-        flat_mask = np.lib.stride_tricks.as_strided(
-            mask, shape=(span,), strides=(1,), writeable=False
-        )
-    else:
-        stride = n_actions
-        flat_mask = np.ascontiguousarray(mask).reshape(-1)
-    flat = np.arange(0, k * stride, stride)
-    flat += chosen
-    legal = np.take(flat_mask, flat) == 1
+    legal = flat_mask.take(offsets + chosen) == 1
     legal &= in_range
     return legal
 
@@ -235,7 +272,7 @@ def play_matches(
         ):
             keep = np.flatnonzero(live)
             state = engine.take(state, keep)
-            rows, row_seat_a = rows[keep], row_seat_a[keep]
+            rows, row_seat_a = rows.take(keep), row_seat_a.take(keep)
             live = np.ones(n_live, dtype=bool)
             forfeits = False
         n = len(rows)
@@ -245,6 +282,7 @@ def play_matches(
         else:
             obs, mask = None, engine.legal_mask(state)
         mover_seat = engine.to_play(state)
+        flat_mask: np.ndarray | None = None
         actions = np.empty(n, dtype=np.int64) if all_live else np.zeros(n, dtype=np.int64)
         if forfeits:
             # Forfeited rows still live in the engine until compacted away: they get
@@ -269,9 +307,9 @@ def play_matches(
                     if agent.needs_state else None
                 )
             else:
-                # np.take gathers rows several times faster than fancy indexing.
-                sub_obs = np.take(obs, sel, axis=0) if obs is not None else None
-                sub_mask = np.take(mask, sel, axis=0)
+                # take gathers rows several times faster than fancy indexing.
+                sub_obs = obs.take(sel, axis=0) if obs is not None else None
+                sub_mask = mask.take(sel, axis=0)
                 sub_state = engine.take(state, sel) if agent.needs_state else None
             # Agents with uses_observation = False are handed None for obs.
             chosen = np.asarray(
@@ -284,7 +322,13 @@ def play_matches(
                     f"expected ({k},)"
                 )
             chosen = chosen.astype(np.int64, copy=False)
-            legal = _legal_choices(sub_mask, chosen)
+            if isinstance(sel, slice):
+                if flat_mask is None:
+                    flat_mask, stride = _flat_rows(mask)
+                legal = _legal_choices(flat_mask, _offsets(n, stride)[sel], chosen, mask.shape[1])
+            else:
+                sub_flat, sub_stride = _flat_rows(sub_mask)
+                legal = _legal_choices(sub_flat, _offsets(k, sub_stride), chosen, mask.shape[1])
             all_legal = bool(legal.all())
             if not all_legal:
                 bad_k = np.flatnonzero(~legal)
@@ -324,13 +368,16 @@ def play_matches(
             rewards = np.where(live[:, None], rewards, 0.0)
         ended_rows = np.flatnonzero(ended)
         length[rows[ended_rows]] = ply
-        # Rewards are rare (mostly at the end): scatter only the rows that got one.
-        paid_total = np.count_nonzero(rewards)
+        # Rewards are rare and mostly come as games end: if the rows that ended hold
+        # every nonzero reward, only they are scattered.
+        paid_total = _count_nonzero_bits(rewards)
         if paid_total:
             paid = ended_rows
-            if np.count_nonzero(np.take(rewards, paid, axis=0)) != paid_total:
+            paid_rewards = rewards.take(paid, axis=0)
+            if _count_nonzero_bits(paid_rewards) != paid_total:
                 paid = np.flatnonzero((rewards[:, 0] != 0) | (rewards[:, 1] != 0))
-            seat_returns[rows[paid]] += np.take(rewards, paid, axis=0)
+                paid_rewards = rewards.take(paid, axis=0)
+            seat_returns[rows[paid]] += paid_rewards
         if ended_rows.size:
             live &= ~done
             n_live -= ended_rows.size
@@ -342,11 +389,11 @@ def play_matches(
     records = None
     if record:
         records = [np.zeros(int(n), dtype=np.int64) for n in length]
-        ply = np.zeros(n_games, dtype=np.int64)
+        filled = np.zeros(n_games, dtype=np.int64)
         for game_rows, acts in steps:
             for m, a in zip(game_rows, acts, strict=True):
-                records[m][ply[m]] = a
-            ply[game_rows] += 1
+                records[m][filled[m]] = a
+            filled[game_rows] += 1
     return MatchResult(
         game=g.name,
         agents=(agent_a.name, agent_b.name),

@@ -22,3 +22,23 @@ TICTACTOE_DAGGER: dict[str, Any] = {
 """DAgger from the perfect player into a fresh 128x2 MLP: the student plays both seats
 (30% of its moves random, so it meets replies it would not make), the teacher labels
 every position, and each position is learned in its 8 symmetric images."""
+
+CONNECT_FOUR_DAGGER: dict[str, Any] = {
+    "game": "connect_four",
+    "teacher": "alphabeta:4",
+    "student": "cnn:64x4",
+    "method": "dagger",
+    "budget_games": 1000,
+    "games_per_round": 200,
+    "opponent": "alphabeta:4",
+    "opening_plies": 2,
+    "epochs": 6,
+    "batch_size": 256,
+    "lr": 2e-3,
+    "eval_games": 100,
+    "eval_opponents": ["alphabeta:4", "random"],
+    "eval_opening_plies": 2,
+    "holdout_games": 20,
+}
+"""DAgger from ``alphabeta:4`` into a fresh 4-layer CNN: the student plays against the
+teacher, the teacher labels both sides, two random opening plies vary the games."""

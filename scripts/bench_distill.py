@@ -5,11 +5,10 @@ Tic-tac-toe: teacher games (and labelled positions) until a fresh MLP plays perf
 perfect player, and self-play games until MaskablePPO with the same hidden sizes gets
 there from scratch (and kickstarted), capped at 50x the DAgger budget; the ratios.
 
-Connect four: a student distilled offline from ``alphabeta:4`` games, its size and
-speed per move against the teacher's, and both scores against ``alphabeta:4`` and
-``random``.
+Connect four: a student taught by ``alphabeta:4`` with DAgger, its size and speed per
+move against the teacher's, and both scores against ``alphabeta:4`` and ``random``.
 
-Run: ``python scripts/bench_distill.py [--seeds 3] [--c4-games 2000] [--json]``.
+Run: ``python scripts/bench_distill.py [--seeds 3] [--c4-games N] [--skip-c4] [--json]``.
 """
 
 from __future__ import annotations
@@ -28,12 +27,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from arena import PolicyAgent, evaluate, make_agent
+from arena import evaluate, make_agent
 from distill import distill, make_config
 from distill.baselines import selfplay_games_to_perfect
-from distill.presets import TICTACTOE_DAGGER
+from distill.presets import CONNECT_FOUR_DAGGER, TICTACTOE_DAGGER
 from students import load_student, param_count
-from teachers import Exploration, generate_dataset, load_dataset
+from teachers import Exploration, TeacherLabeller, collect_positions
 
 RL_CAP_FACTOR = 50
 
@@ -73,60 +72,51 @@ def per_move_seconds(agent: Any, obs: np.ndarray, mask: np.ndarray, batch: int) 
     return (time.perf_counter() - start) / n
 
 
-def connect_four(seed: int, games: int, student: str, epochs: int, tmp: Path) -> dict[str, Any]:
-    """Distil alphabeta:4 into ``student`` offline; sizes, speeds and scores side by side."""
-    teacher_spec = "alphabeta:4"
-    start = time.perf_counter()
-    teacher = make_agent(teacher_spec, "connect_four")
-    assert isinstance(teacher, PolicyAgent)
-    data = generate_dataset("connect_four", teacher, games,
-                            tmp / "c4-data", seed=seed,
-                            exploration=Exploration(temperature=1.0, epsilon=0.05,
-                                                    opening_plies=2))
-    generate_s = time.perf_counter() - start
-    cfg = make_config(game="connect_four", teacher=teacher_spec, student=student,
-                      method="offline", dataset=data, budget_games=games,
-                      games_per_round=games, epochs=epochs, batch_size=256, lr=2e-3,
-                      seed=seed, out=tmp / "c4-student", eval_games=100,
-                      eval_opponents=["random"], holdout_games=0)
+def connect_four(seed: int, budget: int | None, tmp: Path) -> dict[str, Any]:
+    """DAgger from alphabeta:4 into a fresh CNN; sizes, speeds and scores side by side."""
+    settings = {**CONNECT_FOUR_DAGGER, "seed": seed, "out": tmp / "c4-student"}
+    if budget is not None:
+        settings["budget_games"] = budget
+    cfg = make_config(**settings)
     start = time.perf_counter()
     report = distill(cfg)
     train_s = time.perf_counter() - start
     student_agent = load_student(tmp / "c4-student" / "student")
-    opponents = [make_agent(teacher_spec, "connect_four"), make_agent("random", "connect_four")]
+    teacher = make_agent(cfg.teacher, "connect_four")
+    assert isinstance(teacher, PolicyAgent)
+    opponents = [make_agent(cfg.teacher, "connect_four"), make_agent("random", "connect_four")]
     scores: dict[str, dict[str, float]] = {}
     for name, agent in (("teacher", teacher), ("student", student_agent)):
         rows = evaluate("connect_four", agent, opponents, 200, seed=seed + 7, opening_plies=2)
         scores[name] = {r.opponent: r.score for r in rows if r.seat == "both"}
-    positions = load_dataset(data)
-    obs, mask = positions.obs[:512], positions.mask[:512]
-    teacher_fresh = make_agent(teacher_spec, "connect_four")  # empty transposition table
-    speed = {
-        "teacher_s_per_move": per_move_seconds(teacher_fresh, obs, mask, 1),
-        "student_s_per_move_batch1": per_move_seconds(student_agent, obs, mask, 1),
-        "student_s_per_move_batch256": per_move_seconds(student_agent, obs, mask, 256),
-    }
+    # Positions to time on: a fresh teacher game set, so no search result is cached.
+    labeller = TeacherLabeller(teacher, exploration=Exploration(opening_plies=2))
+    positions = collect_positions("connect_four", labeller, 40, seed=seed + 11)
+    obs, mask = positions.obs[:1024], positions.mask[:1024]
+    speed = {"teacher_s_per_move": per_move_seconds(
+        make_agent(cfg.teacher, "connect_four"), obs[:256], mask[:256], 1)}
+    for batch in (1, 256, 1024):
+        speed[f"student_s_per_move_batch{batch}"] = per_move_seconds(
+            student_agent, obs, mask, batch)
     return {
-        "teacher": teacher_spec,
-        "student": student,
+        "teacher": cfg.teacher,
+        "student": cfg.student,
         "student_params": param_count(student_agent.net),
-        "teacher_games": games,
+        "teacher_games": report["teacher_games"],
         "positions": report["positions"],
-        "generate_s": generate_s,
-        "train_s": train_s,
+        "distill_s": train_s,
         "scores": scores,
         "speed": speed,
-        "keeps_of_teacher_vs_alphabeta4": scores["student"][teacher_spec]
-        / max(scores["teacher"][teacher_spec], 1e-9),
+        "keeps_of_teacher_vs_alphabeta4": scores["student"][cfg.teacher]
+        / max(scores["teacher"][cfg.teacher], 1e-9),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1, help="tic-tac-toe seeds per arm")
-    parser.add_argument("--c4-games", type=int, default=2000, help="alphabeta:4 teacher games")
-    parser.add_argument("--c4-student", default="cnn:64x4", help="connect-four student spec")
-    parser.add_argument("--c4-epochs", type=int, default=12, help="connect-four epochs")
+    parser.add_argument("--c4-games", type=int, default=None,
+                        help="connect-four teacher-game budget (default: the preset's)")
     parser.add_argument("--skip-c4", action="store_true", help="tic-tac-toe only")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
@@ -141,8 +131,7 @@ def main() -> None:
             games = [r[arm]["games_to_perfect"] for r in runs]
             out["tictactoe"][arm] = {"per_seed": [r[arm] for r in runs], "games_to_perfect": games}
         if not args.skip_c4:
-            out["connect_four"] = connect_four(0, args.c4_games, args.c4_student,
-                                               args.c4_epochs, tmp)
+            out["connect_four"] = connect_four(0, args.c4_games, tmp)
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -170,7 +159,7 @@ def main() -> None:
     console.print(table)
     c4 = out["connect_four"]
     if c4 is not None:
-        t = Table(title=f"connect four: {c4['student']} distilled from {c4['teacher']} "
+        t = Table(title=f"connect four: {c4['student']} taught by {c4['teacher']} with DAgger "
                         f"({c4['teacher_games']} teacher games, {c4['positions']} positions)")
         for col in ("player", "params", "s / move", "vs alphabeta:4", "vs random"):
             t.add_column(col, justify="right")
@@ -179,16 +168,16 @@ def main() -> None:
                   f"{sc['teacher']['alphabeta:4']:.3f}", f"{sc['teacher']['random']:.3f}")
         t.add_row(c4["student"], str(c4["student_params"]),
                   f"{sp['student_s_per_move_batch1']:.2e} (batch 1), "
-                  f"{sp['student_s_per_move_batch256']:.2e} (batch 256)",
+                  f"{sp['student_s_per_move_batch1024']:.2e} (batch 1024)",
                   f"{sc['student']['alphabeta:4']:.3f}", f"{sc['student']['random']:.3f}")
         console.print(t)
         console.print(
             f"student speed-up per move: "
             f"{sp['teacher_s_per_move'] / sp['student_s_per_move_batch1']:.0f}x (batch 1), "
-            f"{sp['teacher_s_per_move'] / sp['student_s_per_move_batch256']:.0f}x (batch 256); "
-            f"student keeps {100 * c4['keeps_of_teacher_vs_alphabeta4']:.0f}% of the teacher's "
-            f"score against alphabeta:4; generation {c4['generate_s']:.0f} s, "
-            f"training {c4['train_s']:.0f} s"
+            f"{sp['teacher_s_per_move'] / sp['student_s_per_move_batch256']:.0f}x (batch 256), "
+            f"{sp['teacher_s_per_move'] / sp['student_s_per_move_batch1024']:.0f}x "
+            f"(batch 1024); student keeps {100 * c4['keeps_of_teacher_vs_alphabeta4']:.0f}% of "
+            f"the teacher's score against alphabeta:4; distillation {c4['distill_s']:.0f} s"
         )
 
 

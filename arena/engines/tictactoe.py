@@ -51,6 +51,7 @@ class _Tables(NamedTuple):
     ply: np.ndarray  # [P] int8: marks on the board
     done: np.ndarray  # [P] bool
     mask: np.ndarray  # [P, 9] int8: legal squares, zero once finished
+    mask_items: np.ndarray  # [P] 16-byte items: each a row of ``mask`` and 7 zero bytes
     obs: np.ndarray  # [P, 3, 3, 2] int8, from the point of view of the seat to move
     next_pos: np.ndarray  # [P * 9] intp: position after a move; -1 illegal; self if done
     reward: np.ndarray  # [P * 9] int64: the transition's float32 rewards [2], viewed as one
@@ -114,8 +115,13 @@ def _tables() -> _Tables:
     # A transition's two float32 rewards travel as one 8-byte item: a 1-D gather.
     reward_items = reward.reshape(-1, 2).view(np.int64).reshape(-1)
     to_play = (ply & 1).astype(np.int8)
+    # numpy gathers 16-byte items several times faster than 9-byte rows.
+    padded = np.zeros((n, 16), dtype=np.int8)
+    padded[:, :NUM_SQUARES] = mask
+    mask_items = padded.view(np.dtype("V16")).reshape(-1)
     tables = _Tables(
-        marks, ply, done, mask, obs, next_pos.reshape(-1), reward_items, to_play, index
+        marks, ply, done, mask, mask_items, obs, next_pos.reshape(-1), reward_items, to_play,
+        index,
     )
     for table in tables[:-1]:
         table.flags.writeable = False
@@ -148,22 +154,24 @@ class TicTacToeEngine:
             raise TlmError(f"the number of games must be >= 0, got {n}")
         return TicTacToeState(np.zeros(n, dtype=np.intp))
 
-    # np.take along axis 0 gathers table rows several times faster than fancy indexing.
+    # take along axis 0 gathers table rows several times faster than fancy indexing.
     def observe(self, state: TicTacToeState) -> tuple[np.ndarray, np.ndarray]:
-        return np.take(self._t.obs, state.pos, axis=0), np.take(self._t.mask, state.pos, axis=0)
+        return self._t.obs.take(state.pos, axis=0), self.legal_mask(state)
 
     def legal_mask(self, state: TicTacToeState) -> np.ndarray:
-        return np.take(self._t.mask, state.pos, axis=0)
+        """``[B, 9]`` int8; a view whose rows lie 16 bytes apart (the gather is cheaper)."""
+        rows = self._t.mask_items.take(state.pos)
+        return rows.view(np.int8).reshape(len(rows), 16)[:, :NUM_SQUARES]
 
     def to_play(self, state: TicTacToeState) -> np.ndarray:
-        return np.take(self._t.to_play, state.pos)
+        return self._t.to_play.take(state.pos)
 
     def done(self, state: TicTacToeState) -> np.ndarray:
-        return np.take(self._t.done, state.pos)
+        return self._t.done.take(state.pos)
 
     def ply(self, state: TicTacToeState) -> np.ndarray:
         """``[B]`` int8: moves played so far."""
-        return np.take(self._t.ply, state.pos)
+        return self._t.ply.take(state.pos)
 
     def board(self, state: TicTacToeState) -> np.ndarray:
         """``[B, 9]`` int8 squares as PettingZoo's ``Board.squares``.
@@ -192,15 +200,15 @@ class TicTacToeEngine:
             a = np.where(in_range, a, 0)
         flat = pos * NUM_SQUARES
         flat += a
-        nxt = np.take(self._t.next_pos, flat)
+        nxt = self._t.next_pos.take(flat)
         if (nxt < 0).any():
             i = int(np.flatnonzero(nxt < 0)[0])
             raise IllegalActionError(f"tictactoe: square {int(a[i])} is taken in game {i}")
-        rewards = np.take(self._t.reward, flat).view(np.float32).reshape(-1, 2)
-        return TicTacToeState(nxt), rewards, np.take(self._t.done, nxt)
+        rewards = self._t.reward.take(flat).view(np.float32).reshape(-1, 2)
+        return TicTacToeState(nxt), rewards, self._t.done.take(nxt)
 
     def take(self, state: TicTacToeState, idx: np.ndarray) -> TicTacToeState:
-        return TicTacToeState(state.pos[np.asarray(idx)])
+        return TicTacToeState(state.pos.take(np.asarray(idx)))
 
     def clone(self, state: TicTacToeState) -> TicTacToeState:
         return TicTacToeState(state.pos.copy())
