@@ -27,7 +27,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from arena import evaluate, make_agent
+from arena import PolicyAgent, evaluate, make_agent
 from distill import distill, make_config
 from distill.baselines import selfplay_games_to_perfect
 from distill.presets import CONNECT_FOUR_DAGGER, TICTACTOE_DAGGER
