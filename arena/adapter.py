@@ -67,6 +67,7 @@ class PettingZooEngine:
     def __init__(self, game: Game) -> None:
         self.game = game
         self.name = game.name
+        self.cheap_take = False
         self.obs_shape, self.obs_dtype, self.num_actions = game.spaces
         probe = game.make_env()
         self.agents: list[str] = list(probe.possible_agents)

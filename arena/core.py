@@ -38,6 +38,9 @@ class Engine(Protocol):
     num_actions: int
     obs_shape: tuple[int, ...]
     obs_dtype: np.dtype
+    cheap_take: bool
+    """Whether ``take`` is a cheap array gather (matches then drop finished games every
+    step); ``False`` for engines whose rows are objects that must be copied."""
 
     def reset(self, n: int, seed: int | None = None) -> State:
         """Start ``n`` new games."""
@@ -46,7 +49,8 @@ class Engine(Protocol):
     def observe(self, state: State) -> tuple[np.ndarray, np.ndarray]:
         """``(obs[B, *obs_shape], mask[B, A] int8)`` from the mover's point of view.
 
-        Finished games get an all-zero mask.
+        Finished games get an all-zero mask. Both may be read-only views (a mask's rows
+        need not be contiguous): copy them before writing.
         """
         ...
 

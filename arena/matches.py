@@ -97,11 +97,6 @@ def _check_agent(agent: Agent, game: Game) -> None:
         )
 
 
-def _array_state(state: object) -> bool:
-    """Whether ``state`` is a tuple of arrays, so that ``engine.take`` is a cheap gather."""
-    return isinstance(state, tuple) and all(isinstance(f, np.ndarray) for f in state)
-
-
 def _mover_groups(
     mover_is_a: np.ndarray, live: np.ndarray, all_live: bool
 ) -> list[tuple[int, slice | np.ndarray]]:
@@ -249,12 +244,12 @@ def play_matches(
     reasons = [""] * n_games
     steps: list[tuple[np.ndarray, np.ndarray]] = []
 
-    # When the state is a tuple of arrays, taking rows is a cheap gather: then the rows
+    # When the engine's `take` is a cheap gather (`cheap_take`), the rows
     # are laid out with A's seat-0 games first and its seat-1 games after, and finished
     # games are dropped at once, so that every row is live and, in games whose seats
     # alternate in lockstep, each agent's rows form one block (see _mover_groups).
     # Other states (lists of envs) are taken by copying, so they are compacted rarely.
-    eager = _array_state(state)
+    eager = bool(getattr(engine, "cheap_take", False))
     if eager:
         rows = np.concatenate([np.flatnonzero(seat_a == 0), np.flatnonzero(seat_a == 1)])
         state = engine.take(state, rows)
@@ -354,9 +349,10 @@ def play_matches(
                 ok: slice | np.ndarray = sel
                 if not all_legal:
                     ok = (np.arange(sel.start, sel.stop) if isinstance(sel, slice) else sel)[legal]
+                games = rows[ok]
                 observer(Decision(
-                    games=rows[ok], player=player, seat=mover_seat[ok],
-                    ply=np.full(len(rows[ok]), ply, dtype=np.int64),
+                    games=games, player=player, seat=mover_seat[ok],
+                    ply=np.full(len(games), ply, dtype=np.int64),
                     obs=None if obs is None else obs[ok], mask=mask[ok], actions=chosen[legal],
                 ))
         if record:

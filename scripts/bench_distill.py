@@ -122,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     torch.set_num_threads(2)
-    console = Console()
+    console = Console(width=130)
     out: dict[str, Any] = {"tictactoe": {}, "connect_four": None}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -87,13 +87,18 @@ def four_in_a_row(stones: np.ndarray) -> np.ndarray:
     # Two scratch arrays serve all four directions: fresh large arrays cost page faults.
     pair = np.empty_like(stones)
     quad = np.empty_like(stones)
-    found = np.zeros_like(stones)
+    found: np.ndarray | None = None
     for d in _DIRECTIONS:
         np.right_shift(stones, _U(d), out=pair)
         pair &= stones
-        np.right_shift(pair, _U(2 * d), out=quad)
-        quad &= pair
-        found |= quad
+        if found is None:
+            found = pair >> _U(2 * d)
+            found &= pair
+        else:
+            np.right_shift(pair, _U(2 * d), out=quad)
+            quad &= pair
+            found |= quad
+    assert found is not None
     return found != 0
 
 
@@ -105,6 +110,7 @@ class ConnectFourEngine:
     """
 
     name: str = "connect_four"
+    cheap_take: bool = True
     num_actions: int = COLUMNS
     obs_shape: tuple[int, ...] = (ROWS, COLUMNS, 2)
     obs_dtype: np.dtype = np.dtype(np.int8)

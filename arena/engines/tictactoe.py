@@ -136,6 +136,7 @@ class TicTacToeEngine:
     """
 
     name: str = "tictactoe"
+    cheap_take: bool = True
     num_actions: int = NUM_SQUARES
     obs_shape: tuple[int, ...] = (3, 3, 2)
     obs_dtype: np.dtype = np.dtype(np.int8)
