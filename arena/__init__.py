@@ -25,7 +25,7 @@ from arena.core import (
     sample_from,
     uniform_legal,
 )
-from arena.evaluation import EvalRow, evaluate, summarize, wilson_interval
+from arena.evaluation import EvalRow, evaluate, summarize, top1_agreement, wilson_interval
 from arena.games import Game, get_game, list_games, make_engine, register_game
 from arena.human import play_human
 from arena.io import write_bytes_atomic, write_json_atomic
@@ -69,6 +69,7 @@ __all__ = [
     "register_loader",
     "sample_from",
     "summarize",
+    "top1_agreement",
     "uniform_legal",
     "wilson_interval",
     "write_bytes_atomic",

@@ -9,7 +9,7 @@ from distill.losses import (
     teacher_log_probs,
     value_mse,
 )
-from distill.run import distill, measure, top1_agreement
+from distill.run import distill, measure
 from distill.train import FitConfig, fit, make_optimizer
 
 __all__ = [
@@ -27,6 +27,5 @@ __all__ = [
     "make_optimizer",
     "measure",
     "teacher_log_probs",
-    "top1_agreement",
     "value_mse",
 ]

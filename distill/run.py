@@ -30,6 +30,7 @@ from arena import (
     exact_strength,
     get_game,
     make_agent,
+    top1_agreement,
     write_json_atomic,
 )
 from arena.io import staged_directory
@@ -40,16 +41,6 @@ from teachers.datasets import Positions, check_output_dir, load_dataset
 from teachers.generate import Exploration, TeacherLabeller, collect_positions
 
 Progress = Callable[[dict[str, Any]], None]
-
-
-def top1_agreement(agent: PolicyAgent, positions: Positions) -> float:
-    """Share of positions where the agent's most probable move is one of the teacher's."""
-    if len(positions) == 0:
-        return float("nan")
-    probs = agent.policy(positions.obs, positions.mask)
-    choice = probs.argmax(axis=1)
-    teacher_best = positions.probs >= positions.probs.max(axis=1, keepdims=True) - 1e-6
-    return float(teacher_best[np.arange(len(choice)), choice].mean())
 
 
 def measure(
@@ -66,7 +57,10 @@ def measure(
     for r in rows:
         if r.seat == "both":
             metrics[f"score_vs_{r.opponent}"] = r.score
-    metrics["agreement"] = top1_agreement(student, held_out)
+    metrics["agreement"] = (
+        top1_agreement(student, held_out.obs, held_out.mask, held_out.probs)
+        if len(held_out) else float("nan")
+    )
     exact = exact_strength(g, student)
     if exact is not None:
         metrics["exhaustive_losses"] = float(exact["exhaustive_losses"])

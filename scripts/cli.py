@@ -128,6 +128,11 @@ def eval_cmd(
     opening_plies: Annotated[
         int, typer.Option(help="Random first plies of every game (varies deterministic play).")
     ] = 0,
+    agreement: Annotated[
+        Path | None,
+        typer.Option(help="A dataset from `tlm generate`: report top-1 agreement with its "
+                          "teacher on its positions."),
+    ] = None,
 ) -> None:
     """Evaluate an agent against fixed opponents: per seat, with 95% Wilson intervals.
 
@@ -144,6 +149,12 @@ def eval_cmd(
     opps = [arena.make_agent(s, g) for s in opponent_specs]
     if opening_plies < 0:
         raise TlmError(f"--opening-plies must be >= 0, got {opening_plies}")
+    held_out = None
+    if agreement is not None:
+        from teachers.datasets import load_dataset, read_manifest
+
+        held_out = load_dataset(agreement, g)
+        held_out_teacher = read_manifest(agreement)["teacher"]
     rows = arena.evaluate(g, player, opps, games, seed=seed, opening_plies=opening_plies)
     report: dict[str, Any] = {
         "game": g.name, "agent": agent, "results": [r.as_json() for r in rows],
@@ -151,6 +162,12 @@ def eval_cmd(
     extra = arena.exact_strength(g, player)
     if extra is not None:
         report["exact"] = extra
+    if held_out is not None:
+        report["agreement"] = {
+            "teacher": held_out_teacher,
+            "positions": len(held_out),
+            "top1": arena.top1_agreement(player, held_out.obs, held_out.mask, held_out.probs),
+        }
     if out is not None:
         arena.write_json_atomic(out, report)
     if as_json:
@@ -174,6 +191,10 @@ def eval_cmd(
             f"{extra['losses_vs_perfect']} against perfect; optimal-move accuracy "
             f"{extra['optimal_accuracy']:.4f} over {extra['positions']} positions"
         )
+    if held_out is not None:
+        a = report["agreement"]
+        console.print(f"top-1 agreement with {a['teacher']}: {a['top1']:.4f} over "
+                      f"{a['positions']} positions of {agreement}")
 
 
 @app.command("play")

@@ -137,3 +137,48 @@ def test_play_in_the_terminal_asks_again_on_bad_input() -> None:
     assert "your move [0, 1, 2, 3, 4, 5, 6, 7, 8]" in proc.stdout
     assert "perfect wins" in proc.stdout or "Draw." in proc.stdout
     assert "You win" not in proc.stdout
+
+
+def test_checkpoint_and_dataset_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import arena
+    from students import build_student, save_student
+    from teachers import generate_dataset
+
+    ckpt = save_student(build_student("mlp:16x1", "tictactoe", seed=0), tmp_path / "ttt")
+    code, _, err = run(["eval", "--game", "connect_four", "--agent", str(ckpt),
+                        "--games", "4"], capsys)
+    assert code == 2 and "is for tictactoe, not connect_four" in err
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-9])
+    code, _, err = run(["eval", "--game", "tictactoe", "--agent", str(ckpt), "--games", "4"],
+                       capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    data = generate_dataset("tictactoe", arena.make_agent("perfect", "tictactoe"), 4,
+                            tmp_path / "data", seed=0)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["shards"] = []
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run(["distill", "--game", "tictactoe", "--teacher", "perfect", "--method",
+                        "offline", "--dataset", str(data), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "holds no positions" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_eval_reports_agreement_with_a_dataset_teacher(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import arena
+    from teachers import generate_dataset
+
+    data = generate_dataset("tictactoe", arena.make_agent("perfect", "tictactoe"), 20,
+                            tmp_path / "data", seed=0)
+    code, out, _ = run(["eval", "--game", "tictactoe", "--agent", "perfect", "--games", "10",
+                        "--agreement", str(data), "--json"], capsys)
+    assert code == 0
+    agreement = json.loads(out)["agreement"]
+    assert agreement["teacher"] == "perfect" and agreement["top1"] == 1.0
+    code, out, _ = run(["eval", "--game", "tictactoe", "--agent", "random", "--games", "10",
+                        "--agreement", str(data), "--json"], capsys)
+    assert 0.2 < json.loads(out)["agreement"]["top1"] < 0.9
