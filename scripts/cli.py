@@ -24,6 +24,7 @@ import arena
 import students  # noqa: F401  (registers checkpoint paths as agent specs)
 import teachers  # noqa: F401  (registers mcts and sb3 agent specs)
 from arena import TlmError
+from arena.io import staged_directory
 
 try:  # recent typer releases carry their own copy of click
     from typer._click import exceptions as click_exceptions
@@ -371,7 +372,16 @@ def teach_cmd(
     positive(steps, "--steps")
     check_output_dir(out)
     g = arena.get_game(game)
-    path = train_maskable_ppo(g, steps, out, seed=seed)
+    with staged_directory(out) as tmp:
+        train_maskable_ppo(g, steps, tmp, seed=seed)
+    path = out / "model.zip"
+    summary = json.loads((out / "summary.json").read_text())
+    console.print(f"{summary['games']} self-play games, {summary['steps']} steps in "
+                  f"{summary['wall_seconds']:.0f} s")
+    for row in summary["evaluation"]:
+        if row["seat"] == "both":
+            console.print(f"  score vs {row['opponent']}: {row['score']:.3f} "
+                          f"[{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]")
     console.print(f"teacher saved to {path}; use it as the agent spec sb3:{path}")
 
 
