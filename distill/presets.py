@@ -26,10 +26,10 @@ every position, and each position is learned in its 8 symmetric images."""
 CONNECT_FOUR_DAGGER: dict[str, Any] = {
     "game": "connect_four",
     "teacher": "alphabeta:4",
-    "student": "cnn:64x4",
+    "student": "res:64x3",
     "method": "dagger",
-    "budget_games": 1000,
-    "games_per_round": 200,
+    "budget_games": 2000,
+    "games_per_round": 400,
     "opponent": "alphabeta:4",
     "opening_plies": 2,
     "epochs": 6,
@@ -40,5 +40,6 @@ CONNECT_FOUR_DAGGER: dict[str, Any] = {
     "eval_opening_plies": 2,
     "holdout_games": 20,
 }
-"""DAgger from ``alphabeta:4`` into a fresh 4-layer CNN: the student plays against the
-teacher, the teacher labels both sides, two random opening plies vary the games."""
+"""DAgger from ``alphabeta:4`` into a fresh small residual network (3 blocks of 64
+channels): the student plays against the teacher, the teacher labels both sides, two
+random opening plies vary the games."""
