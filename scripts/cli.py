@@ -284,6 +284,17 @@ def distill_cmd(
     eval_games: Annotated[int | None, typer.Option(help="Games per opponent per eval.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per round.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    epsilon: Annotated[float | None, typer.Option(help="Random-move probability.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Teacher move temperature.")] = None,
+    opening_plies: Annotated[int | None, typer.Option(help="Random opening plies.")] = None,
+    opponent: Annotated[
+        str | None, typer.Option(help="dagger: `self` or the agent the student plays.")
+    ] = None,
+    beta_decay: Annotated[float | None, typer.Option(help="dagger: beta decay a round.")] = None,
+    eval_opening_plies: Annotated[
+        int | None, typer.Option(help="Random opening plies of evaluation games.")
+    ] = None,
+    kickstart_steps: Annotated[int | None, typer.Option(help="kickstart: PPO steps.")] = None,
     stop_when_perfect: Annotated[
         bool | None, typer.Option("--stop-when-perfect", help="Stop at zero exhaustive losses.")
     ] = None,
@@ -300,7 +311,10 @@ def distill_cmd(
         "game": game, "teacher": teacher, "student": student, "method": method,
         "budget_games": budget_games, "games_per_round": games_per_round, "seed": seed,
         "out": out, "dataset": dataset, "eval_games": eval_games, "epochs": epochs, "lr": lr,
-        "stop_when_perfect": stop_when_perfect,
+        "stop_when_perfect": stop_when_perfect, "epsilon": epsilon,
+        "temperature": temperature, "opening_plies": opening_plies, "opponent": opponent,
+        "beta_decay": beta_decay, "eval_opening_plies": eval_opening_plies,
+        "kickstart_steps": kickstart_steps,
         "eval_opponents": None if eval_opponents is None else [
             s.strip() for s in eval_opponents.split(",") if s.strip()
         ],
