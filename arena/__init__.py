@@ -22,6 +22,7 @@ from arena.core import (
     State,
     TlmError,
     masked_argmax,
+    masked_softmax,
     sample_from,
     uniform_legal,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "make_agent",
     "make_engine",
     "masked_argmax",
+    "masked_softmax",
     "parse_int_argument",
     "play_human",
     "play_matches",

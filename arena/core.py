@@ -159,6 +159,20 @@ def sample_from(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum(actions, probs.shape[1] - 1).astype(np.int64)
 
 
+def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``probs[B, A]`` (float64): softmax of ``logits`` over the legal actions of ``mask``.
+
+    Float64 so rows sum to one to machine precision, as samplers expect; a row with no
+    legal action is all zeros.
+    """
+    z = np.where(mask.astype(bool), np.asarray(logits, dtype=np.float64), -np.inf)
+    top = z.max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    e = np.exp(z - top)
+    total = e.sum(axis=1, keepdims=True)
+    return e / np.where(total > 0, total, 1.0)
+
+
 def masked_argmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Argmax of ``scores`` over legal actions (first of ties)."""
     s = np.where(mask.astype(bool), scores, -np.inf)

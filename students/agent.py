@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from arena.core import PolicyAgent, State, TlmError
+from arena.core import PolicyAgent, State, TlmError, masked_softmax
 from students.networks import StudentNet, format_shape
 
 
@@ -57,15 +57,7 @@ class StudentAgent(PolicyAgent):
 
     @staticmethod
     def _masked_probs(logits: torch.Tensor, mask: np.ndarray) -> np.ndarray:
-        # In float64 so that rows sum to one to machine precision, as samplers expect.
-        z = logits.detach().to("cpu", torch.float64).numpy()
-        legal = mask.astype(bool)
-        z = np.where(legal, z, -np.inf)
-        top = z.max(axis=1, keepdims=True)
-        top = np.where(np.isfinite(top), top, 0.0)  # rows without a legal action
-        e = np.exp(z - top)
-        total = e.sum(axis=1, keepdims=True)
-        return e / np.where(total > 0, total, 1.0)
+        return masked_softmax(logits.detach().to("cpu", torch.float64).numpy(), mask)
 
     def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
         """``probs[B, A]`` (float64): the softmax of the logits over the legal actions.

@@ -43,7 +43,7 @@ from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 from arena.agents import RandomAgent, make_agent, register_agent
-from arena.core import Agent, PolicyAgent, State, TlmError
+from arena.core import Agent, PolicyAgent, State, TlmError, masked_softmax
 from arena.evaluation import evaluate
 from arena.games import Game, get_game
 from arena.io import write_json_atomic
@@ -163,14 +163,7 @@ class SB3Agent(PolicyAgent):
         Raises:
             TlmError: the observation or mask shape does not fit the model.
         """
-        z = self.logits(obs, mask)
-        legal = np.asarray(mask).astype(bool)
-        z = np.where(legal, z, -np.inf)
-        top = z.max(axis=1, keepdims=True)
-        top = np.where(np.isfinite(top), top, 0.0)  # rows without a legal action
-        e = np.exp(z - top)
-        total = e.sum(axis=1, keepdims=True)
-        return e / np.where(total > 0, total, 1.0)
+        return masked_softmax(self.logits(obs, mask), np.asarray(mask))
 
     def value(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
         """``[B]`` (float64): the critic's value of each position for the mover."""
