@@ -182,3 +182,13 @@ def test_eval_reports_agreement_with_a_dataset_teacher(
     code, out, _ = run(["eval", "--game", "tictactoe", "--agent", "random", "--games", "10",
                         "--agreement", str(data), "--json"], capsys)
     assert 0.2 < json.loads(out)["agreement"]["top1"] < 0.9
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["demo", "--out", str(tmp_path / "demo")], capsys)
+    assert code == 0
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["perfect_at_games"] is not None and report["perfect_at_games"] <= 500
+    assert "final evaluation of" in out
+    assert "0 lost lines against every reply" in out
