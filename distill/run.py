@@ -120,28 +120,28 @@ def distill(config: DistillConfig, progress: Progress | None = None) -> dict[str
         per_round = np.random.SeedSequence(round_seeds).generate_state(
             -(-config.budget_games // config.games_per_round)
         )
+        # A dataset's games are taken in order of their ids, a round's worth at a time.
+        source_games = np.unique(source.game_id) if source is not None else None
         for rnd, round_seed in enumerate(per_round):
             n = min(config.games_per_round, config.budget_games - games)
-            opponent_labeller = None
-            if config.method == "dagger":
-                beta = config.beta0 * config.beta_decay**rnd
-                labeller = TeacherLabeller(teacher, student, beta, exploration)
-                if dagger_opponent is not None:
-                    opponent_labeller = TeacherLabeller(teacher, dagger_opponent, 0.0)
-            else:
-                beta = 1.0
-                labeller = TeacherLabeller(teacher, exploration=exploration)
-            if source is not None:
-                chunk = source.select(
-                    (source.game_id >= games + source.game_id.min())
-                    & (source.game_id < games + n + source.game_id.min())
-                )
-                if len(chunk) == 0:
+            beta = config.beta0 * config.beta_decay**rnd if config.method == "dagger" else 1.0
+            if source is not None and source_games is not None:
+                ids = source_games[games : games + n]
+                if len(ids) == 0:
                     break
+                chunk = source.select(np.isin(source.game_id, ids))
+                n = len(ids)
+            elif config.method == "dagger":
+                chunk = collect_positions(
+                    g, TeacherLabeller(teacher, student, beta, exploration), n,
+                    int(round_seed), game_offset=games,
+                    opponent=None if dagger_opponent is None
+                    else TeacherLabeller(teacher, dagger_opponent, 0.0),
+                )
             else:
                 chunk = collect_positions(
-                    g, labeller, n, int(round_seed), game_offset=games,
-                    opponent=opponent_labeller,
+                    g, TeacherLabeller(teacher, exploration=exploration), n, int(round_seed),
+                    game_offset=games,
                 )
             data.append(chunk)
             games += n
@@ -163,10 +163,7 @@ def distill(config: DistillConfig, progress: Progress | None = None) -> dict[str
                     writer.add_scalar(key, value, games)
             if progress is not None:
                 progress(row)
-            perfect = row.get("exhaustive_losses") == 0
-            if config.stop_when_perfect and perfect:
-                break
-            if games >= config.budget_games:
+            if config.stop_when_perfect and row.get("exhaustive_losses") == 0:
                 break
         writer.close()
         save_student(net, tmp / "student", provenance={
