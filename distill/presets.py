@@ -28,7 +28,7 @@ CONNECT_FOUR_DAGGER: dict[str, Any] = {
     "teacher": "alphabeta:4",
     "student": "res:64x3",
     "method": "dagger",
-    "budget_games": 2000,
+    "budget_games": 3000,
     "games_per_round": 400,
     "opponent": "alphabeta:4",
     "opening_plies": 2,
