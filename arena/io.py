@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from arena.core import TlmError
+
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
@@ -32,14 +34,32 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
     return write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def check_output_dir(path: str | Path) -> None:
+    """An output directory must be new (or empty) and its parent a writable directory.
+
+    Raises:
+        TlmError: naming the problem.
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise TlmError(f"output {path} already exists and is not an empty directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise TlmError(f"output {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise TlmError(f"output {path}: directory {parent} is not writable")
+
+
 @contextmanager
 def staged_directory(out: str | Path) -> Iterator[Path]:
     """A hidden temp directory beside ``out`` that becomes ``out`` on success.
 
-    ``out`` must not exist or be an empty directory. If the block raises, the temp
-    directory is removed and ``out`` is left as it was.
+    ``out`` must not exist or be an empty directory; that is checked before the block
+    runs. If the block raises, the temp directory is removed and ``out`` is left as
+    it was.
     """
     out = Path(out)
+    check_output_dir(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         yield tmp

@@ -33,11 +33,11 @@ from arena import (
     top1_agreement,
     write_json_atomic,
 )
-from arena.io import staged_directory
+from arena.io import check_output_dir, staged_directory
 from distill.config import DistillConfig
 from distill.train import FitConfig, fit, make_optimizer
 from students import StudentAgent, build_student, param_count, save_student
-from teachers.datasets import Positions, check_output_dir, load_dataset
+from teachers.datasets import Positions, load_dataset
 from teachers.generate import Exploration, TeacherLabeller, collect_positions
 
 Progress = Callable[[dict[str, Any]], None]

@@ -244,7 +244,7 @@ def generate_cmd(
 
     Example: tlm generate --game connect_four --teacher alphabeta:4 --games 2000 --out data/c4
     """
-    from teachers.datasets import check_output_dir
+    from arena.io import check_output_dir
     from teachers.generate import Exploration, generate_dataset
 
     positive(games, "--games")
@@ -381,7 +381,7 @@ def teach_cmd(
 
     if algo != "maskable_ppo":
         raise TlmError(f"unknown teaching algorithm {algo!r} (known: maskable_ppo)")
-    from teachers.datasets import check_output_dir
+    from arena.io import check_output_dir
 
     positive(steps, "--steps")
     check_output_dir(out)

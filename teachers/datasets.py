@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,35 +126,30 @@ def _from_table(table: pa.Table, game: Game) -> Positions:
 
 
 class DatasetWriter:
-    """Writes shards into a hidden temp directory; :meth:`commit` renames it into place.
+    """Writes shards, then the manifest, into a directory (typically one staged by
+    :func:`arena.io.staged_directory`, so the dataset appears only once complete)."""
 
-    Use as a context manager: an exception (or a bad input) removes the temp directory,
-    so a failed run leaves no partial dataset behind.
-    """
-
-    def __init__(self, out_dir: str | Path, game: Game, info: dict[str, Any]) -> None:
-        self.out_dir = Path(out_dir)
-        check_output_dir(self.out_dir)
+    def __init__(self, directory: str | Path, game: Game, info: dict[str, Any]) -> None:
+        self.directory = Path(directory)
         self.game = game
         self.info = info
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", dir=self.out_dir.parent))
         self.shards: list[dict[str, Any]] = []
 
     def write(self, positions: Positions) -> None:
-        """Add one shard."""
+        """Add one shard (written atomically)."""
         name = f"shard-{len(self.shards):05d}.parquet"
-        tmp_file = self.tmp / f".{name}.tmp"
+        tmp_file = self.directory / f".{name}.tmp"
         pq.write_table(_to_table(positions), tmp_file, compression="zstd")
-        os.replace(tmp_file, self.tmp / name)
+        os.replace(tmp_file, self.directory / name)
         self.shards.append({
             "file": name,
             "positions": len(positions),
             "games": int(len(np.unique(positions.game_id))),
         })
 
-    def commit(self) -> Path:
-        """Write the manifest and move the dataset into place."""
-        manifest = {
+    def close(self) -> None:
+        """Write the manifest: the dataset is complete."""
+        write_json_atomic(self.directory / "manifest.json", {
             "format": FORMAT,
             "game": self.game.name,
             "obs_shape": list(self.game.obs_shape),
@@ -166,33 +159,7 @@ class DatasetWriter:
             "positions": sum(s["positions"] for s in self.shards),
             "shards": self.shards,
             **self.info,
-        }
-        write_json_atomic(self.tmp / "manifest.json", manifest)
-        if self.out_dir.exists():
-            self.out_dir.rmdir()  # checked empty on entry
-        os.replace(self.tmp, self.out_dir)
-        return self.out_dir
-
-    def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> DatasetWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self.abort()
-
-
-def check_output_dir(path: Path) -> None:
-    """An output directory must be new (or empty) and its parent writable."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise TlmError(f"output {path} already exists and is not an empty directory")
-    parent = path.parent
-    if not parent.is_dir():
-        raise TlmError(f"output {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise TlmError(f"output {path}: directory {parent} is not writable")
+        })
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

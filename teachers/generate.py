@@ -30,6 +30,7 @@ from arena import (
     sample_from,
     uniform_legal,
 )
+from arena.io import staged_directory
 from teachers.datasets import DatasetWriter, Positions
 
 
@@ -218,7 +219,8 @@ def generate_dataset(
         },
     }
     shard_seeds = np.random.SeedSequence(seed).generate_state(-(-n_games // games_per_shard))
-    with DatasetWriter(out_dir, g, info) as writer:
+    with staged_directory(out_dir) as tmp:
+        writer = DatasetWriter(tmp, g, info)
         done = 0
         for shard_seed in shard_seeds:
             n = min(games_per_shard, n_games - done)
@@ -226,4 +228,5 @@ def generate_dataset(
             done += n
             if progress is not None:
                 progress(done)
-        return writer.commit()
+        writer.close()
+    return Path(out_dir)
