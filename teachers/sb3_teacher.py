@@ -380,6 +380,18 @@ def _reference_opponents(game: Game) -> list[Agent]:
     return opponents
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: leave them), then restore."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_selfplay(
     game: str | Game,
     steps: int,
@@ -429,95 +441,71 @@ def train_selfplay(
     """
     if torch_threads is not None and torch_threads <= 0:
         raise TlmError(f"torch_threads must be positive, got {torch_threads}")
-    threads = torch.get_num_threads()
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
-    try:
-        return _train_selfplay(
-            game, steps, Path(out_dir), seed, net_arch, snapshot_every, opponent_mix,
-            n_envs, ppo_kwargs, eval_games, model_class, model_kwargs, verbose, callbacks,
-        )
-    finally:
-        torch.set_num_threads(threads)
+    out = Path(out_dir)
+    with _torch_threads(torch_threads):
+        g = get_game(game)
+        if steps <= 0:
+            raise TlmError(f"steps must be positive, got {steps}")
+        if n_envs <= 0:
+            raise TlmError(f"n_envs must be positive, got {n_envs}")
+        if not net_arch or any(int(w) <= 0 for w in net_arch):
+            raise TlmError(f"net_arch must be positive layer sizes, got {list(net_arch)}")
+        hyper = {**DEFAULT_PPO, **(ppo_kwargs or {})}
+        rollout = int(hyper["n_steps"]) * n_envs
+        every = max(rollout, steps // 20) if snapshot_every is None else int(snapshot_every)
+        if every <= 0:
+            raise TlmError(f"snapshot_every must be positive, got {snapshot_every}")
+        snapshot_dir = out / "snapshots"
+        snapshot_dir.mkdir(parents=True, exist_ok=True)
 
+        pool = SnapshotPool(g, opponent_mix)
+        env = make_selfplay_env(g, pool, n_envs)
+        policy_kwargs = {"net_arch": [int(w) for w in net_arch]}
+        try:
+            model = model_class(
+                "MlpPolicy", env, seed=seed, device="cpu", verbose=verbose,
+                policy_kwargs=policy_kwargs, **hyper, **(model_kwargs or {}),
+            )
+        except TypeError as error:
+            raise TlmError(f"bad training arguments: {_one_line(error)}") from None
+        pool.set_current(model)
+        # Training curves go to the run's own directory (CSV and TensorBoard) rather than
+        # to the temp folder SB3 creates for every run without a logger.
+        model.set_logger(configure_logger(str(out / "logs"), ["csv", "tensorboard"]))
+        callback = SelfPlayCallback(pool, snapshot_dir, every)
 
-def _train_selfplay(
-    game: str | Game,
-    steps: int,
-    out: Path,
-    seed: int,
-    net_arch: Sequence[int],
-    snapshot_every: int | None,
-    opponent_mix: Mapping[str, float] | None,
-    n_envs: int,
-    ppo_kwargs: Mapping[str, Any] | None,
-    eval_games: int,
-    model_class: type[MaskablePPO],
-    model_kwargs: Mapping[str, Any] | None,
-    verbose: int,
-    callbacks: Sequence[BaseCallback],
-) -> SelfPlayRun:
-    g = get_game(game)
-    if steps <= 0:
-        raise TlmError(f"steps must be positive, got {steps}")
-    if n_envs <= 0:
-        raise TlmError(f"n_envs must be positive, got {n_envs}")
-    if not net_arch or any(int(w) <= 0 for w in net_arch):
-        raise TlmError(f"net_arch must be positive layer sizes, got {list(net_arch)}")
-    hyper = {**DEFAULT_PPO, **(ppo_kwargs or {})}
-    rollout = int(hyper["n_steps"]) * n_envs
-    every = max(rollout, steps // 20) if snapshot_every is None else int(snapshot_every)
-    if every <= 0:
-        raise TlmError(f"snapshot_every must be positive, got {snapshot_every}")
-    snapshot_dir = out / "snapshots"
-    snapshot_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        model.learn(total_timesteps=steps, callback=CallbackList([callback, *callbacks]))
+        train_seconds = time.perf_counter() - start
+        model_path = out / "model.zip"
+        model.save(model_path)
 
-    pool = SnapshotPool(g, opponent_mix)
-    env = make_selfplay_env(g, pool, n_envs)
-    policy_kwargs = {"net_arch": [int(w) for w in net_arch]}
-    try:
-        model = model_class(
-            "MlpPolicy", env, seed=seed, device="cpu", verbose=verbose,
-            policy_kwargs=policy_kwargs, **hyper, **(model_kwargs or {}),
-        )
-    except TypeError as error:
-        raise TlmError(f"bad training arguments: {_one_line(error)}") from None
-    pool.set_current(model)
-    # Training curves go to the run's own directory (CSV and TensorBoard) rather than
-    # to the temp folder SB3 creates for every run without a logger.
-    model.set_logger(configure_logger(str(out / "logs"), ["csv", "tensorboard"]))
-    callback = SelfPlayCallback(pool, snapshot_dir, every)
-
-    start = time.perf_counter()
-    model.learn(total_timesteps=steps, callback=CallbackList([callback, *callbacks]))
-    train_seconds = time.perf_counter() - start
-    model_path = out / "model.zip"
-    model.save(model_path)
-
-    evaluation = []
-    if eval_games > 0:
-        agent = SB3Agent(model, game=g, greedy=True, name="model")
-        rows = evaluate(g, agent, _reference_opponents(g), eval_games, seed=seed)
-        evaluation = [r.as_json() for r in rows]
-    summary: dict[str, Any] = {
-        "game": g.name,
-        "algo": model_class.__name__,
-        "seed": seed,
-        "steps": int(model.num_timesteps),
-        "games": callback.games,
-        "net_arch": policy_kwargs["net_arch"],
-        "n_envs": n_envs,
-        "hyperparameters": {k: hyper[k] for k in sorted(hyper)},
-        "opponent_mix": dict(zip(("current", "past", "random"), pool.mix.tolist(), strict=True)),
-        "snapshot_every": every,
-        "snapshots": [p.name for p in callback.snapshots],
-        "evaluation": evaluation,
-        "train_seconds": round(train_seconds, 3),
-        "wall_seconds": round(time.perf_counter() - start, 3),
-    }
-    write_json_atomic(out / "summary.json", summary)
-    env.close()
-    return SelfPlayRun(model, summary, model_path)
+        evaluation = []
+        if eval_games > 0:
+            agent = SB3Agent(model, game=g, greedy=True, name="model")
+            rows = evaluate(g, agent, _reference_opponents(g), eval_games, seed=seed)
+            evaluation = [r.as_json() for r in rows]
+        summary: dict[str, Any] = {
+            "game": g.name,
+            "algo": model_class.__name__,
+            "seed": seed,
+            "steps": int(model.num_timesteps),
+            "games": callback.games,
+            "net_arch": policy_kwargs["net_arch"],
+            "n_envs": n_envs,
+            "hyperparameters": {k: hyper[k] for k in sorted(hyper)},
+            "opponent_mix": dict(
+                zip(("current", "past", "random"), pool.mix.tolist(), strict=True)
+            ),
+            "snapshot_every": every,
+            "snapshots": [p.name for p in callback.snapshots],
+            "evaluation": evaluation,
+            "train_seconds": round(train_seconds, 3),
+            "wall_seconds": round(time.perf_counter() - start, 3),
+        }
+        write_json_atomic(out / "summary.json", summary)
+        env.close()
+        return SelfPlayRun(model, summary, model_path)
 
 
 def train_maskable_ppo(
