@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 import arena
@@ -25,6 +16,8 @@ import students  # noqa: F401  (registers checkpoint paths as agent specs)
 import teachers  # noqa: F401  (registers mcts and sb3 agent specs)
 from arena import TlmError
 from arena.io import staged_directory
+from scripts.cli_common import console, positive, progress_bar, writable_file
+from scripts.cli_league import league_app
 
 try:  # recent typer releases carry their own copy of click
     from typer._click import exceptions as click_exceptions
@@ -36,7 +29,7 @@ app = typer.Typer(
     help="tlm: self-play arena, teachers and distillation into small students.",
     rich_markup_mode=None,
 )
-console = Console()
+app.add_typer(league_app, name="league")
 
 
 def _version() -> str:
@@ -59,28 +52,6 @@ def _root(
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit()
-
-
-def positive(value: int, flag: str) -> int:
-    """``value`` if positive, else a one-line error naming ``flag``."""
-    if value <= 0:
-        raise TlmError(f"{flag} must be positive, got {value}")
-    return value
-
-
-def writable_file(path: Path, flag: str) -> Path:
-    """Fail before any work if ``path`` cannot be written (probed with a temp file)."""
-    parent = path.parent
-    if path.is_dir():
-        raise TlmError(f"{flag} {path} is a directory")
-    if not parent.is_dir():
-        raise TlmError(f"{flag} {path}: directory {parent} does not exist")
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as e:
-        raise TlmError(f"{flag} {path} is not writable ({e.strerror})") from None
-    return path
 
 
 @app.command("games")
@@ -221,13 +192,6 @@ def play_cmd(
     arena.play_human(g, agent, 0 if seat == "first" else 1, read, typer.echo, seed=seed)
 
 
-def _progress_bar(total: int, label: str) -> Progress:
-    return Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
-    )
-
-
 @app.command("generate")
 def generate_cmd(
     game: Annotated[str, typer.Option(help="Game name.")],
@@ -255,7 +219,7 @@ def generate_cmd(
     if not isinstance(agent, arena.PolicyAgent):
         raise TlmError(f"teacher {teacher!r} gives no policy to label positions with")
     exploration = Exploration(temperature, epsilon, opening_plies)
-    with _progress_bar(games, "games") as bar:
+    with progress_bar(games, "games") as bar:
         task = bar.add_task("generate", total=games)
         path = generate_dataset(
             g, agent, games, out, seed=seed, exploration=exploration,
@@ -322,7 +286,7 @@ def distill_cmd(
     cfg = load_config(config, **fields) if config is not None else make_config(**fields)
     arena.get_game(cfg.game)
     total = cfg.budget_games if cfg.method != "kickstart" else cfg.kickstart_steps
-    with _progress_bar(total, cfg.method) as bar:
+    with progress_bar(total, cfg.method) as bar:
         task = bar.add_task("distill", total=total)
 
         def show(row: dict[str, Any]) -> None:
@@ -417,7 +381,7 @@ def demo_cmd(
         "MLP by DAgger: the student plays, the teacher labels every position it reaches."
     )
     cfg = make_config(**{**TICTACTOE_DAGGER, "seed": seed, "out": out})
-    with _progress_bar(cfg.budget_games, "dagger") as bar:
+    with progress_bar(cfg.budget_games, "dagger") as bar:
         task = bar.add_task("distill", total=cfg.budget_games)
         report = distill(cfg, progress=lambda row: bar.update(
             task, completed=int(row["teacher_games"])))
