@@ -6,6 +6,23 @@ recomputed from it, and reports read it. Nothing here trains: learners and the l
 that drives them live above ``arena`` and use this package.
 """
 
+from arena.league.matchmaking import (
+    KINDS,
+    LEARNER_ROLES,
+    WEIGHTINGS,
+    Matchmaker,
+    learner_role,
+    pfsp_weights,
+    win_rates,
+)
+from arena.league.ratings import (
+    Rating,
+    elo_history,
+    elo_ratings,
+    openskill_ratings,
+    pair_totals,
+    payoff_matrix,
+)
 from arena.league.store import (
     ROLES,
     SCHEMA_VERSION,
@@ -17,11 +34,24 @@ from arena.league.store import (
 )
 
 __all__ = [
+    "KINDS",
+    "LEARNER_ROLES",
     "ROLES",
     "SCHEMA_VERSION",
+    "WEIGHTINGS",
     "AgentRecord",
     "LeagueStore",
     "MatchRecord",
+    "Matchmaker",
+    "Rating",
+    "elo_history",
+    "elo_ratings",
+    "learner_role",
+    "openskill_ratings",
+    "pair_totals",
+    "payoff_matrix",
+    "pfsp_weights",
     "staged_checkpoint",
     "tree_sha256",
+    "win_rates",
 ]
