@@ -2,15 +2,27 @@
 
 A spec is ``kind`` or ``kind:argument`` (``random``, ``alphabeta:4``, ``mcts:200``,
 ``sb3:runs/ppo.zip``) or a path that a registered loader recognises (a student
-checkpoint directory). Layers above ``arena`` add kinds and loaders at import time
-(``teachers`` adds ``mcts`` and ``sb3``, ``students`` adds checkpoint paths), so
-``arena`` itself never imports them.
+checkpoint directory). ``arena`` registers its own kinds here; the kinds of the layers
+above it (``mcts``, ``sb3``, checkpoint paths) are declared as entry points, Python's
+plugin mechanism, so ``arena`` never imports them and every spec works whatever the
+caller imported first:
+
+- group ``tlm.agents``: the entry point's name is the spec kind, its object a function
+  of no arguments that registers the kind with :func:`register_agent` (or a module
+  that does so when imported);
+- group ``tlm.agent_loaders``: the object is a loader ``(spec, game) -> Agent | None``
+  for specs recognised by their shape rather than a kind (a checkpoint directory).
+
+:func:`make_agent` loads a kind's entry point the first time a spec names a kind it
+does not know, and the loaders the first time no kind matches; any installed package
+can add kinds the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 
 import numpy as np
 
@@ -35,8 +47,15 @@ class AgentKind:
     needs_argument: bool = False
 
 
+AGENT_GROUP = "tlm.agents"
+"""Entry-point group of spec kinds: name = kind, object = a function that registers it."""
+
+LOADER_GROUP = "tlm.agent_loaders"
+"""Entry-point group of loaders ``(spec, game) -> Agent | None`` for specs without a kind."""
+
 _KINDS: dict[str, AgentKind] = {}
 _LOADERS: list[AgentLoader] = []
+_LOADED_GROUPS: set[str] = set()
 
 
 def register_agent(
@@ -64,8 +83,50 @@ def register_loader(loader: AgentLoader) -> None:
         _LOADERS.append(loader)
 
 
+def _load_entry_point(ep: EntryPoint, group: str) -> object:
+    try:
+        return ep.load()
+    except ImportError as error:
+        # A broken or half-installed plugin is the environment's problem, not a bug here.
+        raise TlmError(f"agent plugin {ep.name!r} ({group}: {ep.value}) cannot be imported: "
+                       f"{error}") from None
+
+
+def _find_kind(kind: str) -> AgentKind | None:
+    """The registered kind, after loading its entry point if it has one and is not in yet."""
+    entry = _KINDS.get(kind)
+    if entry is not None:
+        return entry
+    for ep in entry_points(group=AGENT_GROUP, name=kind):
+        registrar = _load_entry_point(ep, AGENT_GROUP)
+        if callable(registrar):
+            registrar()
+    return _KINDS.get(kind)
+
+
+def _loaders() -> list[AgentLoader]:
+    """The registered loaders, those declared as entry points included."""
+    if LOADER_GROUP not in _LOADED_GROUPS:
+        for ep in entry_points(group=LOADER_GROUP):
+            loader = _load_entry_point(ep, LOADER_GROUP)
+            if callable(loader):
+                register_loader(loader)
+        _LOADED_GROUPS.add(LOADER_GROUP)
+    return _LOADERS
+
+
+def load_agent_plugins() -> None:
+    """Register every kind declared in the ``tlm.agents`` entry-point group now."""
+    if AGENT_GROUP in _LOADED_GROUPS:
+        return
+    for ep in entry_points(group=AGENT_GROUP):
+        _find_kind(ep.name)
+    _LOADED_GROUPS.add(AGENT_GROUP)
+
+
 def agent_usages() -> list[str]:
-    """How each registered kind is written, for help texts."""
+    """How each kind is written (entry-point kinds included), for help texts and errors."""
+    load_agent_plugins()
     return [k.usage for k in _KINDS.values()]
 
 
@@ -80,7 +141,7 @@ def make_agent(spec: str, game: str | Game) -> Agent:
     if not spec:
         raise TlmError("empty agent spec")
     kind, sep, arg = spec.partition(":")
-    entry = _KINDS.get(kind)
+    entry = _find_kind(kind)
     if entry is not None:
         if entry.games is not None and g.name not in entry.games:
             raise TlmError(
@@ -93,7 +154,7 @@ def make_agent(spec: str, game: str | Game) -> Agent:
         agent = entry.factory(arg if sep else None, g)
         agent.name = spec
         return agent
-    for loader in _LOADERS:
+    for loader in _loaders():
         agent_or_none = loader(spec, g)
         if agent_or_none is not None:
             agent_or_none.name = spec
