@@ -212,3 +212,47 @@ def test_a_newer_schema_is_refused(store: LeagueStore) -> None:
     conn.close()
     with pytest.raises(TlmError, match="schema version 99"):
         LeagueStore.open(store.directory, readonly=True)
+
+
+def test_league_member_as_an_agent_spec(tmp_path: Path) -> None:
+    import numpy as np
+
+    import arena
+    import students
+
+    lg = tmp_path / "lg"
+    store = LeagueStore.create(lg, "tictactoe", {})
+    try:
+        target = lg / "snapshots" / "s1"
+        with staged_checkpoint(target) as tmp:
+            students.save_student(students.build_student("mlp:16x1", "tictactoe", seed=0),
+                                  tmp / "student")
+        store.add_agent("s1", "snapshot", "{league}/snapshots/s1/student", checkpoint=target)
+        store.add_agent("perfect", "reference", "perfect")
+        store.add_agent("loop", "reference", f"league:{lg}/loop")
+    finally:
+        store.close()
+    direct = arena.make_agent(str(target / "student"), "tictactoe")
+    member = arena.make_agent(f"league:{lg}/s1", "tictactoe")
+    assert member.name == f"league:{lg}/s1"
+    game = arena.get_game("tictactoe")
+    obs, mask = arena.make_engine(game).observe(arena.make_engine(game).reset(4, seed=0))
+    assert np.array_equal(direct.act(obs, mask, np.random.default_rng(0)),
+                          member.act(obs, mask, np.random.default_rng(0)))
+    perfect = arena.make_agent(f"league:{lg}/perfect", "tictactoe")
+    result = arena.play_matches("tictactoe", perfect, arena.make_agent("random", "tictactoe"),
+                                20, seed=0)
+    assert (result.outcome >= 0).all()  # the stored spec really is the perfect player
+    with pytest.raises(TlmError, match="plays tictactoe, not connect_four"):
+        arena.make_agent(f"league:{lg}/s1", "connect_four")
+    with pytest.raises(TlmError, match="no agent 'ghost'"):
+        arena.make_agent(f"league:{lg}/ghost", "tictactoe")
+    with pytest.raises(TlmError, match="is not a league directory"):
+        arena.make_agent(f"league:{tmp_path}/s1", "tictactoe")
+    with pytest.raises(TlmError, match="DIR/NAME"):
+        arena.make_agent("league:s1", "tictactoe")
+    with pytest.raises(TlmError, match="stored as itself"):
+        arena.make_agent(f"league:{lg}/loop", "tictactoe")
+    (target / "student" / "config.json").write_text("{}")
+    with pytest.raises(TlmError, match="changed since it was frozen"):
+        arena.make_agent(f"league:{lg}/s1", "tictactoe")

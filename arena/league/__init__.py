@@ -6,6 +6,7 @@ recomputed from it, and reports read it. Nothing here trains: learners and the l
 that drives them live above ``arena`` and use this package.
 """
 
+from arena.league import agents as _agents  # noqa: F401  (registers ``league:DIR/NAME``)
 from arena.league.matchmaking import (
     KINDS,
     LEARNER_ROLES,

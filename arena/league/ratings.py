@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 from arena.core import TlmError
 from arena.league.store import MatchRecord
@@ -163,6 +162,8 @@ def fit_elo(
         posterior at the optimum, the anchor's row and column removed); the anchor's
         sd is 0.
     """
+    from scipy.optimize import minimize  # imported here: ``import arena`` stays light
+
     k = len(totals.names)
     elo = np.zeros(k)
     sd = np.zeros(k)
