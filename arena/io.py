@@ -1,12 +1,25 @@
-"""Atomic file writes: a temp file beside the target, then a rename, so a crash or a
-bad input never leaves a half-written file behind."""
+"""Atomic writes and staged output directories, so that a crash, a kill or a bad input
+never leaves a half-written output behind.
+
+Files are written to a temp file beside the target, then renamed. A run's output
+directory ``OUT`` is built in a staging directory beside it, ``.OUT.partial``, that
+becomes ``OUT`` by a rename when the run succeeds. The staging directory's name is
+fixed, so the next run to the same output finds what a killed run left there: it
+resumes from it or removes it. Who owns it is told by an exclusive ``flock`` on
+``.OUT.lock`` (the kernel drops it when its process dies, even by ``kill -9``, so a
+reused pid is never mistaken for a live owner); the lock file also holds the owner's
+pid and start time, for the message that a second run gets.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,22 +63,115 @@ def check_output_dir(path: str | Path) -> None:
         raise TlmError(f"output {path}: directory {parent} is not writable")
 
 
-@contextmanager
-def staged_directory(out: str | Path) -> Iterator[Path]:
-    """A hidden temp directory beside ``out`` that becomes ``out`` on success.
+def staging_path(out: str | Path) -> Path:
+    """The staging directory of output ``out``: ``.NAME.partial`` beside it."""
+    out = Path(out)
+    return out.parent / f".{out.name}.partial"
 
-    ``out`` must not exist or be an empty directory; that is checked before the block
-    runs. If the block raises, the temp directory is removed and ``out`` is left as
-    it was.
+
+def lock_path(out: str | Path) -> Path:
+    """The lock file of output ``out``: ``.NAME.lock`` beside it."""
+    out = Path(out)
+    return out.parent / f".{out.name}.lock"
+
+
+def _owner(lock: Path) -> str:
+    """``pid N`` of the lock's owner, as written in the file (best effort)."""
+    try:
+        info = json.loads(lock.read_text())
+        return f"pid {int(info['pid'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextmanager
+def output_lock(out: str | Path) -> Iterator[Path]:
+    """Hold the exclusive lock of output ``out`` for the block; yields the lock file.
+
+    Raises:
+        TlmError: another live process holds it (``output X is being written by pid N``).
+    """
+    out = Path(out)
+    lock = lock_path(out)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise TlmError(f"output {out}: cannot create lock file {lock} "
+                           f"({error.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise TlmError(f"output {out} is being written by {_owner(lock)}") from None
+            raise
+        # The previous owner may have removed the file between our open and our lock;
+        # a lock on a file that is no longer at `lock` guards nothing, so start over.
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "started": time.time()}).encode())
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+@contextmanager
+def staged_directory(out: str | Path, resume: bool = False) -> Iterator[Path]:
+    """A staging directory beside ``out`` (``.NAME.partial``) that becomes ``out`` on success.
+
+    ``out`` must not exist or be an empty directory; that is checked, and the output's
+    lock taken, before the block runs. A staging directory left by a dead run (killed,
+    or interrupted) is removed, unless ``resume`` is set: then the block gets it with
+    its previous contents, and the caller decides what to reuse (it is empty when there
+    was nothing to resume).
+
+    If the block raises, the staging directory is removed and ``out`` is left as it
+    was; with ``resume`` set, a ``KeyboardInterrupt`` keeps it for the next run.
+
+    Args:
+        out: the output directory.
+        resume: hand over the staging directory of a dead run instead of removing it.
+
+    Raises:
+        TlmError: ``out`` is not a new or empty directory in a writable directory, or
+            another live process is writing it.
     """
     out = Path(out)
     check_output_dir(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    stage = staging_path(out)
+    with output_lock(out):
+        check_output_dir(out)  # again: a run that held the lock may have finished it
+        if stage.exists() and not resume:
+            _remove(stage)
+        try:
+            stage.mkdir(exist_ok=True)
+        except OSError as error:
+            raise TlmError(f"output {out}: cannot create {stage} ({error.strerror})") from None
+        try:
+            yield stage
+            if out.exists():
+                out.rmdir()
+            os.replace(stage, out)
+        except KeyboardInterrupt:
+            if not resume:
+                _remove(stage)
+            raise
+        except BaseException:
+            _remove(stage)
+            raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
