@@ -31,12 +31,20 @@ from arena.evaluation import EvalRow, evaluate, summarize, top1_agreement, wilso
 from arena.games import Game, get_game, list_games, make_engine, register_game
 from arena.human import play_human
 from arena.io import write_bytes_atomic, write_json_atomic
-from arena.matches import Decision, MatchResult, play_matches
+from arena.matches import Decision, MatchResult, MatchTally, play_match_tally, play_matches
 from arena.players import (
     AlphaBetaConnectFour,
     HeuristicAgent,
     PerfectTicTacToe,
     exact_strength,
+)
+from arena.runners import (
+    LocalRunner,
+    RayRunner,
+    ShardPlan,
+    make_runner,
+    register_payload,
+    start_local_ray,
 )
 
 __all__ = [
@@ -48,11 +56,15 @@ __all__ = [
     "Game",
     "HeuristicAgent",
     "IllegalActionError",
+    "LocalRunner",
     "MatchResult",
+    "MatchTally",
     "PerfectTicTacToe",
     "PettingZooEngine",
     "PolicyAgent",
     "RandomAgent",
+    "RayRunner",
+    "ShardPlan",
     "State",
     "TlmError",
     "agent_usages",
@@ -62,15 +74,19 @@ __all__ = [
     "list_games",
     "make_agent",
     "make_engine",
+    "make_runner",
     "masked_argmax",
     "masked_softmax",
     "parse_int_argument",
     "play_human",
+    "play_match_tally",
     "play_matches",
     "register_agent",
     "register_game",
     "register_loader",
+    "register_payload",
     "sample_from",
+    "start_local_ray",
     "summarize",
     "top1_agreement",
     "uniform_legal",

@@ -14,7 +14,8 @@ import numpy as np
 
 from arena.core import Agent, PolicyAgent, TlmError
 from arena.games import Game, get_game
-from arena.matches import MatchResult, play_matches
+from arena.matches import MatchResult, MatchTally, play_match_tally
+from arena.runners import DEFAULT_SHARD_GAMES, Progress, Runner
 
 Z95 = 1.959963984540054
 
@@ -52,18 +53,14 @@ class EvalRow:
         return d
 
 
-def summarize(result: MatchResult, opponent: str) -> list[EvalRow]:
-    """Rows for seat ``first``, ``second`` and ``both`` from one match."""
+def summarize(result: MatchResult | MatchTally, opponent: str) -> list[EvalRow]:
+    """Rows for seat ``first``, ``second`` and ``both`` from one match (or its counts)."""
+    tally = result if isinstance(result, MatchTally) else MatchTally.of(result)
     rows = []
-    outcome = result.outcome
-    for label, sel in (
-        ("first", result.seat_a == 0),
-        ("second", result.seat_a == 1),
-        ("both", np.ones(result.n_games, dtype=bool)),
-    ):
-        o = outcome[sel]
-        n = int(sel.sum())
-        wins, draws, losses = int((o > 0).sum()), int((o == 0).sum()), int((o < 0).sum())
+    for label, seats in (("first", [0]), ("second", [1]), ("both", [0, 1])):
+        n = int(tally.games[seats].sum())
+        wins, draws = int(tally.wins[seats].sum()), int(tally.draws[seats].sum())
+        losses = int(tally.losses[seats].sum())
         score = (wins + 0.5 * draws) / n if n else 0.0
         rows.append(EvalRow(
             opponent=opponent,
@@ -74,8 +71,8 @@ def summarize(result: MatchResult, opponent: str) -> list[EvalRow]:
             losses=losses,
             score=score,
             ci95=wilson_interval(score, n),
-            mean_return=float(result.returns[sel, 0].mean()) if n else 0.0,
-            illegal=int((result.illegal[sel] == 0).sum()),
+            mean_return=float(tally.return_a[seats].sum()) / n if n else 0.0,
+            illegal=int(tally.illegal_a[seats].sum()),
         ))
     return rows
 
@@ -87,22 +84,46 @@ def evaluate(
     n_games: int,
     seed: int = 0,
     opening_plies: int = 0,
+    *,
+    runner: Runner | None = None,
+    shard_games: int = DEFAULT_SHARD_GAMES,
+    progress: Progress | None = None,
 ) -> list[EvalRow]:
     """Play ``agent`` against each opponent for ``n_games`` games (seats alternating).
 
     Each opponent's match gets its own seed derived from ``seed``, so adding an
     opponent does not change the games against the others. ``opening_plies`` random
-    first moves spread deterministic players over many different games.
+    first moves spread deterministic players over many different games. Matches are
+    counted shard by shard (:func:`arena.matches.play_match_tally`), so memory does not
+    grow with ``n_games``, and played on ``runner`` (default: this process) with the
+    same results whatever the runner.
+
+    Args:
+        game: the game.
+        agent: the agent evaluated (agent A of every match).
+        opponents: its opponents.
+        n_games: games against each opponent.
+        seed: the evaluation's seed.
+        opening_plies: uniformly random first plies of every game.
+        runner: where the shards are played.
+        shard_games: games per shard.
+        progress: called with the number of games finished, over all opponents.
     """
     g = get_game(game)
     rows: list[EvalRow] = []
     seeds = np.random.SeedSequence(seed).generate_state(len(opponents))
-    for opponent, s in zip(opponents, seeds, strict=True):
-        result = play_matches(g, agent, opponent, n_games, seed=int(s),
-                              opening_plies=opening_plies)
-        rows.extend(summarize(result, opponent.name))
+    for k, (opponent, s) in enumerate(zip(opponents, seeds, strict=True)):
+        tally = play_match_tally(
+            g, agent, opponent, n_games, seed=int(s), opening_plies=opening_plies,
+            runner=runner, shard_games=shard_games,
+            progress=None if progress is None else _offset(progress, k * n_games),
+        )
+        rows.extend(summarize(tally, opponent.name))
     return rows
 
+
+def _offset(progress: Progress, before: int) -> Progress:
+    return lambda done: progress(before + done)
 
 
 def top1_agreement(

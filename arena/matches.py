@@ -14,6 +14,19 @@ import numpy as np
 
 from arena.core import Agent, IllegalActionError, TlmError, uniform_legal
 from arena.games import Game, get_game
+from arena.runners import (
+    DEFAULT_SHARD_GAMES,
+    AgentPayload,
+    Job,
+    LocalRunner,
+    Progress,
+    Runner,
+    Shard,
+    ShardPlan,
+    agent_payload,
+    build_agent,
+    child_seed,
+)
 
 COMPACT_BELOW = 0.5
 """Drop finished games from the live batch when fewer than this fraction remain live.
@@ -185,12 +198,12 @@ def _legal_choices(
     return legal
 
 
-def play_matches(
-    game: str | Game,
+def _play_shard(
+    g: Game,
     agent_a: Agent,
     agent_b: Agent,
     n_games: int,
-    seed: int | None = 0,
+    seed: np.random.SeedSequence,
     *,
     record: bool = False,
     strict: bool = False,
@@ -198,39 +211,9 @@ def play_matches(
     first_seat: int = 0,
     opening_plies: int = 0,
 ) -> MatchResult:
-    """Play ``n_games`` games of A against B, all at once, and return per-game results.
-
-    Seats alternate: A sits in seat ``first_seat`` in even games and the other seat in
-    odd ones, so each seat gets half the games. Each step, every agent is called
-    once, for all the games waiting on it. Same seed, same result.
-
-    Args:
-        game: a registry name or a :class:`Game`.
-        agent_a: agent A.
-        agent_b: agent B (may be the same object as A).
-        n_games: number of games (> 0).
-        seed: seeds the games' randomness and each agent's generator.
-        record: keep each game's actions in ``MatchResult.records``.
-        strict: raise :class:`IllegalActionError` on an illegal action instead of
-            scoring the game as lost by the agent that played it.
-        observer: called with every :class:`Decision` (for data collection).
-        first_seat: A's seat in game 0.
-        opening_plies: the first plies of every game are uniformly random moves, made
-            for neither agent (to spread deterministic agents over many positions);
-            they count in ``length`` and ``records`` but are not shown to ``observer``.
-
-    Returns:
-        A :class:`MatchResult`.
-    """
-    g = get_game(game)
-    if n_games <= 0:
-        raise TlmError(f"the number of games must be positive, got {n_games}")
-    if opening_plies < 0:
-        raise TlmError(f"opening plies must be >= 0, got {opening_plies}")
-    for agent in (agent_a, agent_b):
-        _check_agent(agent, g)
+    """One shard: ``n_games`` games played all at once (see :func:`play_matches`)."""
     engine = g.make_engine()
-    engine_seq, seq_a, seq_b, seq_open = np.random.SeedSequence(seed).spawn(4)
+    engine_seq, seq_a, seq_b, seq_open = (child_seed(seed, k) for k in range(4))
     rngs = (np.random.default_rng(seq_a), np.random.default_rng(seq_b))
     opening_rng = np.random.default_rng(seq_open)
     agents = (agent_a, agent_b)
@@ -400,3 +383,279 @@ def play_matches(
         reasons=reasons,
         records=records,
     )
+
+
+@dataclass
+class MatchTally:
+    """The counts of a match, by agent A's seat (index 0: A moved first, 1: second).
+
+    What evaluation needs, in memory that does not grow with the number of games.
+
+    Attributes:
+        game: the game's name.
+        agents: the names of agents A and B.
+        games: ``[2]`` games played.
+        wins: ``[2]`` games A won (higher return than B).
+        draws: ``[2]`` games with equal returns.
+        losses: ``[2]`` games A lost.
+        return_a: ``[2]`` the sum of A's returns.
+        illegal_a: ``[2]`` games A lost by an illegal action.
+        moves: total moves played.
+    """
+
+    game: str
+    agents: tuple[str, str]
+    games: np.ndarray
+    wins: np.ndarray
+    draws: np.ndarray
+    losses: np.ndarray
+    return_a: np.ndarray
+    illegal_a: np.ndarray
+    moves: int = 0
+
+    @classmethod
+    def of(cls, result: MatchResult) -> MatchTally:
+        """The counts of a :class:`MatchResult`."""
+        outcome = result.outcome
+        seat = result.seat_a.astype(np.intp)
+
+        def per_seat(flags: np.ndarray) -> np.ndarray:
+            return np.bincount(seat, weights=flags, minlength=2)[:2].astype(np.int64)
+
+        return cls(
+            game=result.game,
+            agents=result.agents,
+            games=np.bincount(seat, minlength=2)[:2].astype(np.int64),
+            wins=per_seat(outcome > 0),
+            draws=per_seat(outcome == 0),
+            losses=per_seat(outcome < 0),
+            return_a=np.array([result.returns[seat == s, 0].sum() for s in (0, 1)]),
+            illegal_a=per_seat(result.illegal == 0),
+            moves=int(result.length.sum()),
+        )
+
+    def __add__(self, other: MatchTally) -> MatchTally:
+        return MatchTally(
+            game=self.game,
+            agents=self.agents,
+            games=self.games + other.games,
+            wins=self.wins + other.wins,
+            draws=self.draws + other.draws,
+            losses=self.losses + other.losses,
+            return_a=self.return_a + other.return_a,
+            illegal_a=self.illegal_a + other.illegal_a,
+            moves=self.moves + other.moves,
+        )
+
+    @property
+    def n_games(self) -> int:
+        return int(self.games.sum())
+
+
+MAX_RESULT_GAMES = 20_000_000
+"""The most games :func:`play_matches` returns one by one (about 40 bytes a game);
+:func:`play_match_tally` counts any number in constant memory."""
+
+
+@dataclass(frozen=True)
+class _MatchOptions:
+    record: bool
+    strict: bool
+    opening_plies: int
+
+
+@dataclass
+class _MatchContext:
+    game: Game
+    agent_a: Agent
+    agent_b: Agent
+    options: _MatchOptions
+    observer: Observer | None = None
+
+
+def _match_payload(
+    ctx: _MatchContext,
+) -> tuple[str, AgentPayload, AgentPayload | None, _MatchOptions]:
+    same = ctx.agent_b is ctx.agent_a
+    return (ctx.game.name, agent_payload(ctx.agent_a),
+            None if same else agent_payload(ctx.agent_b), ctx.options)
+
+
+def _match_setup(
+    payload: tuple[str, AgentPayload, AgentPayload | None, _MatchOptions],
+) -> _MatchContext:
+    name, pa, pb, options = payload
+    g = get_game(name)
+    a = build_agent(pa, g)
+    b = a if pb is None else build_agent(pb, g)
+    return _MatchContext(g, a, b, options)
+
+
+def _shard_result(ctx: _MatchContext, shard: Shard) -> MatchResult:
+    observer = ctx.observer
+    if observer is not None and shard.start:
+        inner, offset = observer, shard.start
+
+        def observer(d: Decision) -> None:
+            inner(Decision(games=d.games + offset, player=d.player, seat=d.seat, ply=d.ply,
+                           obs=d.obs, mask=d.mask, actions=d.actions))
+
+    o = ctx.options
+    return _play_shard(
+        ctx.game, ctx.agent_a, ctx.agent_b, shard.n_games, shard.seed,
+        record=o.record, strict=o.strict, observer=observer, first_seat=shard.first_seat,
+        opening_plies=o.opening_plies,
+    )
+
+
+def _shard_tally(ctx: _MatchContext, shard: Shard) -> MatchTally:
+    return MatchTally.of(_shard_result(ctx, shard))
+
+
+def _match_job(
+    game: str | Game,
+    agent_a: Agent,
+    agent_b: Agent,
+    n_games: int,
+    seed: int | np.random.SeedSequence | None,
+    *,
+    record: bool,
+    strict: bool,
+    observer: Observer | None,
+    first_seat: int,
+    opening_plies: int,
+    shard_games: int,
+    runner: Runner | None,
+    tally: bool,
+) -> tuple[Job, ShardPlan]:
+    g = get_game(game)
+    plan = ShardPlan.make(n_games, seed, shard_games, first_seat)
+    if opening_plies < 0:
+        raise TlmError(f"opening plies must be >= 0, got {opening_plies}")
+    for agent in (agent_a, agent_b):
+        _check_agent(agent, g)
+    if observer is not None and runner is not None and not isinstance(runner, LocalRunner):
+        raise TlmError("an observer sees decisions in this process: play with the local runner")
+    ctx = _MatchContext(g, agent_a, agent_b, _MatchOptions(record, strict, opening_plies),
+                        observer)
+    job = Job(work=_shard_tally if tally else _shard_result, context=ctx,
+              payload=lambda: _match_payload(ctx), setup=_match_setup)
+    return job, plan
+
+
+def _concat(parts: list[MatchResult], record: bool) -> MatchResult:
+    if len(parts) == 1:
+        return parts[0]
+    records: list[np.ndarray] | None = None
+    if record:
+        records = [r for p in parts for r in (p.records or [])]
+    return MatchResult(
+        game=parts[0].game,
+        agents=parts[0].agents,
+        seat_a=np.concatenate([p.seat_a for p in parts]),
+        returns=np.concatenate([p.returns for p in parts]),
+        length=np.concatenate([p.length for p in parts]),
+        illegal=np.concatenate([p.illegal for p in parts]),
+        reasons=[r for p in parts for r in p.reasons],
+        records=records,
+    )
+
+
+def play_matches(
+    game: str | Game,
+    agent_a: Agent,
+    agent_b: Agent,
+    n_games: int,
+    seed: int | np.random.SeedSequence | None = 0,
+    *,
+    record: bool = False,
+    strict: bool = False,
+    observer: Observer | None = None,
+    first_seat: int = 0,
+    opening_plies: int = 0,
+    runner: Runner | None = None,
+    shard_games: int = DEFAULT_SHARD_GAMES,
+    progress: Progress | None = None,
+) -> MatchResult:
+    """Play ``n_games`` games of A against B and return per-game results.
+
+    The games are played in shards of ``shard_games`` (see
+    :class:`arena.runners.ShardPlan`), each shard all at once: every step, every agent
+    is called once, for all the games of the shard waiting on it. Seats alternate: A
+    sits in seat ``first_seat`` in even games and the other seat in odd ones, so each
+    seat gets half the games. Same seed and shard size, same result, whatever the
+    runner and its number of workers.
+
+    Args:
+        game: a registry name or a :class:`Game`.
+        agent_a: agent A.
+        agent_b: agent B (may be the same object as A).
+        n_games: number of games (> 0, at most :data:`MAX_RESULT_GAMES`; count more
+            with :func:`play_match_tally`).
+        seed: seeds the games' randomness and each agent's generator.
+        record: keep each game's actions in ``MatchResult.records``.
+        strict: raise :class:`IllegalActionError` on an illegal action instead of
+            scoring the game as lost by the agent that played it.
+        observer: called with every :class:`Decision` (for data collection); only
+            with the local runner.
+        first_seat: A's seat in game 0.
+        opening_plies: the first plies of every game are uniformly random moves, made
+            for neither agent (to spread deterministic agents over many positions);
+            they count in ``length`` and ``records`` but are not shown to ``observer``.
+        runner: where the shards are played (default: this process).
+        shard_games: games per shard.
+        progress: called with the number of games finished after each shard.
+
+    Returns:
+        A :class:`MatchResult`.
+    """
+    if n_games > MAX_RESULT_GAMES:
+        raise TlmError(
+            f"{n_games} games are too many to return one by one (at most "
+            f"{MAX_RESULT_GAMES}); count them with play_match_tally"
+        )
+    job, plan = _match_job(
+        game, agent_a, agent_b, n_games, seed, record=record, strict=strict,
+        observer=observer, first_seat=first_seat, opening_plies=opening_plies,
+        shard_games=shard_games, runner=runner, tally=False,
+    )
+    parts: list[MatchResult] = []
+    done = 0
+    for part in (runner or LocalRunner()).map(job, plan):
+        parts.append(part)
+        done += part.n_games
+        if progress is not None:
+            progress(done)
+    return _concat(parts, record)
+
+
+def play_match_tally(
+    game: str | Game,
+    agent_a: Agent,
+    agent_b: Agent,
+    n_games: int,
+    seed: int | np.random.SeedSequence | None = 0,
+    *,
+    first_seat: int = 0,
+    opening_plies: int = 0,
+    runner: Runner | None = None,
+    shard_games: int = DEFAULT_SHARD_GAMES,
+    progress: Progress | None = None,
+) -> MatchTally:
+    """The counts of :func:`play_matches` with the same arguments, in bounded memory.
+
+    Shards are played (on ``runner``) and counted as they finish, so any number of
+    games fits in memory. The counts equal those of ``MatchTally.of(play_matches(...))``.
+    """
+    job, plan = _match_job(
+        game, agent_a, agent_b, n_games, seed, record=False, strict=False, observer=None,
+        first_seat=first_seat, opening_plies=opening_plies, shard_games=shard_games,
+        runner=runner, tally=True,
+    )
+    total: MatchTally | None = None
+    for part in (runner or LocalRunner()).map(job, plan):
+        total = part if total is None else total + part
+        if progress is not None:
+            progress(total.n_games)
+    assert total is not None
+    return total

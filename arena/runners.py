@@ -1,0 +1,537 @@
+"""Runners: where the shards of a match (or of a game generation) are played.
+
+A long match is cut into *shards* of a fixed number of games (:class:`ShardPlan`), each
+with its own seed and first seat, so the result of a shard depends only on the plan,
+never on who plays it. A runner plays the shards of a :class:`Job` and yields their
+results in shard order:
+
+- :class:`LocalRunner` (the default) plays them one after the other in this process;
+- :class:`RayRunner` spreads them over Ray actors, on a local Ray it starts or on a
+  cluster it joins. Each actor receives the job's agents once, as plain data
+  (:func:`agent_payload`), builds them and keeps them for every shard it plays. A
+  driver-side queue keeps a few shards in flight per actor, requeues the shards of an
+  actor that dies (replacing the actor) and gives up after
+  :data:`MAX_SHARD_FAILURES` failures of one shard.
+
+The same seed therefore gives the same result with either runner and any number of
+workers. Agents travel as their spec (``agent.name``), unless the layer that defines
+their class registered a payload with :func:`register_payload` (students ship their
+weights, teachers their labellers), so ``arena`` imports nothing above it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import itertools
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from arena.core import Agent, TlmError
+from arena.games import Game
+
+DEFAULT_SHARD_GAMES = 1024
+"""Games per shard unless the caller says otherwise: big enough that a shard of search
+or network play carries well over the ~2 ms a Ray task costs, small enough that a few
+thousand games already spread over several workers."""
+
+MAX_SHARD_GAMES = 1 << 20
+"""The largest shard size accepted (a shard is played as one batch in memory)."""
+
+MAX_WORKERS = 4096
+"""The most Ray workers a runner accepts."""
+
+MAX_SHARD_FAILURES = 3
+"""A shard whose worker died this many times ends the run with an error."""
+
+IN_FLIGHT_PER_WORKER = 2
+"""Shards queued on each actor, so that it never waits for the driver between two."""
+
+WINDOW_PER_WORKER = 8
+"""How far (in shards per worker) submissions may run ahead of the oldest unfinished
+shard; bounds the results the driver holds while it waits for a slow one."""
+
+
+# ---------------------------------------------------------------------------- shards
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A run of consecutive games of a match, seeded on its own.
+
+    Attributes:
+        index: the shard's position in its plan.
+        start: the match index of its first game.
+        n_games: how many games it holds.
+        seed: its seed sequence (the match's own for a single-shard plan).
+        first_seat: agent A's seat in the shard's first game, keeping the match's
+            alternation of seats.
+    """
+
+    index: int
+    start: int
+    n_games: int
+    seed: np.random.SeedSequence
+    first_seat: int
+
+
+def check_shard_games(shard_games: int) -> int:
+    """``shard_games`` if it is a valid shard size, else a one-line :class:`TlmError`."""
+    if not 0 < shard_games <= MAX_SHARD_GAMES:
+        raise TlmError(f"games per shard must be in 1..{MAX_SHARD_GAMES}, got {shard_games}")
+    return shard_games
+
+
+def seed_sequence(seed: int | np.random.SeedSequence | None) -> np.random.SeedSequence:
+    """A seed as a :class:`numpy.random.SeedSequence` (``None``: fresh entropy, fixed now)."""
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    return np.random.SeedSequence(seed)
+
+
+def child_seed(seq: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
+    """The ``i``-th child of ``seq``: what ``seq.spawn`` would give, without mutating it."""
+    return np.random.SeedSequence(
+        seq.entropy, spawn_key=(*seq.spawn_key, i), pool_size=seq.pool_size
+    )
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """How ``n_games`` games are cut into shards of ``shard_games``.
+
+    A match that fits in one shard is played under its own seed (exactly as an
+    unsharded match); otherwise shard ``i`` is seeded by the ``i``-th child of the
+    match's seed sequence. Shards are made on demand, so a plan of billions of games
+    costs nothing to hold.
+    """
+
+    n_games: int
+    seed: np.random.SeedSequence
+    shard_games: int = DEFAULT_SHARD_GAMES
+    first_seat: int = 0
+
+    @classmethod
+    def make(
+        cls,
+        n_games: int,
+        seed: int | np.random.SeedSequence | None,
+        shard_games: int = DEFAULT_SHARD_GAMES,
+        first_seat: int = 0,
+    ) -> ShardPlan:
+        """A plan, after checking its numbers (a :class:`TlmError` for bad ones)."""
+        if n_games <= 0:
+            raise TlmError(f"the number of games must be positive, got {n_games}")
+        if first_seat not in (0, 1):
+            raise TlmError(f"first seat must be 0 or 1, got {first_seat}")
+        return cls(n_games, seed_sequence(seed), check_shard_games(shard_games), first_seat)
+
+    def __len__(self) -> int:
+        return -(-self.n_games // self.shard_games)
+
+    def shard(self, i: int) -> Shard:
+        """Shard ``i`` (``0 <= i < len(plan)``)."""
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        start = i * self.shard_games
+        seed = self.seed if len(self) == 1 else child_seed(self.seed, i)
+        return Shard(
+            index=i,
+            start=start,
+            n_games=min(self.shard_games, self.n_games - start),
+            seed=seed,
+            first_seat=(self.first_seat + start) % 2,
+        )
+
+    def __iter__(self) -> Iterator[Shard]:
+        return (self.shard(i) for i in range(len(self)))
+
+
+# --------------------------------------------------------------------------- payloads
+
+PayloadDump = Callable[[Any], Any]
+"""Turns an agent into plain data (numbers, strings, bytes, numpy arrays, dicts)."""
+
+PayloadLoad = Callable[[Any, Game], Agent]
+"""Rebuilds the agent from that data, for a game; a module-level function."""
+
+_PAYLOADS: list[tuple[type, PayloadDump, PayloadLoad]] = []
+
+
+def register_payload(cls: type, dump: PayloadDump, load: PayloadLoad) -> None:
+    """Say how agents of class ``cls`` (and its subclasses) travel to workers.
+
+    ``load`` must be a module-level function: it travels by reference, so a worker
+    imports its module (registering that layer's agents) before it calls it.
+    The latest registration for a class wins.
+    """
+    _PAYLOADS[:] = [entry for entry in _PAYLOADS if entry[0] is not cls]
+    _PAYLOADS.insert(0, (cls, dump, load))
+
+
+@dataclass(frozen=True)
+class AgentPayload:
+    """An agent as plain data, for a worker to rebuild once and keep.
+
+    Attributes:
+        name: the agent's name (its spec when it was built from one).
+        load: rebuilds the agent from ``data``.
+        data: plain data.
+        module: the module defining the agent's class, imported first on the worker
+            so that its layer registers its spec kinds.
+    """
+
+    name: str
+    load: PayloadLoad
+    data: Any
+    module: str
+
+
+def _load_spec(spec: Any, game: Game) -> Agent:
+    from arena.agents import make_agent
+
+    return make_agent(str(spec), game)
+
+
+def agent_payload(agent: Agent) -> AgentPayload:
+    """``agent`` as data: its registered payload, or else its spec (``agent.name``)."""
+    module = type(agent).__module__
+    for cls, dump, load in _PAYLOADS:
+        if isinstance(agent, cls):
+            return AgentPayload(agent.name, load, dump(agent), module)
+    return AgentPayload(agent.name, _load_spec, agent.name, module)
+
+
+def build_agent(payload: AgentPayload, game: Game) -> Agent:
+    """The agent that ``payload`` describes, for ``game``."""
+    if payload.module not in ("__main__", "builtins"):
+        # A spec still works if its kind is registered some other way.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(payload.module)
+    agent = payload.load(payload.data, game)
+    agent.name = payload.name
+    return agent
+
+
+# ------------------------------------------------------------------------------ jobs
+
+
+_job_keys = itertools.count()
+
+
+@dataclass
+class Job:
+    """Work a runner spreads over shards.
+
+    Attributes:
+        work: ``work(context, shard) -> result``; a module-level function.
+        context: what ``work`` needs, built in this process (the local runner uses it).
+        payload: makes plain data from which ``setup`` rebuilds ``context`` on a worker.
+        setup: ``setup(payload) -> context``; a module-level function.
+    """
+
+    work: Callable[[Any, Shard], Any]
+    context: Any
+    payload: Callable[[], Any]
+    setup: Callable[[Any], Any]
+    key: int = field(default_factory=lambda: next(_job_keys))
+
+
+Progress = Callable[[int], Any]
+"""Called with the number of games finished so far."""
+
+
+class LocalRunner:
+    """Plays every shard in this process, in order. Starts nothing."""
+
+    workers = 1
+
+    def __enter__(self) -> LocalRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, job: Job, plan: ShardPlan | list[Shard]) -> Iterator[Any]:
+        """The result of each shard of ``plan``, in order."""
+        for shard in plan:
+            yield job.work(job.context, shard)
+
+
+def make_runner(workers: int | None = None, ray_address: str | None = None) -> Runner:
+    """:class:`LocalRunner` when both are ``None``, else a :class:`RayRunner`.
+
+    Raises:
+        TlmError: a worker count out of ``1..MAX_WORKERS``.
+    """
+    if workers is None and ray_address is None:
+        return LocalRunner()
+    return RayRunner(workers=workers, address=ray_address)
+
+
+# ------------------------------------------------------------------------------- ray
+
+
+def _quiet_ray_environment() -> None:
+    # Ray 2.60 otherwise turns on token authentication, warns and writes a token file.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def start_local_ray(num_cpus: int) -> None:
+    """Start a quiet local Ray with ``num_cpus`` CPUs, dashboard and log relay off.
+
+    The caller shuts it down (``ray.shutdown()``).
+    """
+    if not 0 < num_cpus <= MAX_WORKERS:
+        raise TlmError(f"a local Ray needs 1..{MAX_WORKERS} CPUs, got {num_cpus}")
+    _quiet_ray_environment()
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        configure_logging=True,
+    )
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a ``host:port`` nothing listens on, before Ray retries for a minute."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise TlmError(
+            f"--ray-address must be auto, host:port or ray://host:port, got {address!r}"
+        )
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5):
+            pass
+    except OSError as e:
+        raise TlmError(
+            f"cannot reach a Ray cluster at {address}: {e.strerror or e}"
+        ) from None
+
+
+def join_ray(address: str) -> None:
+    """Connect to the Ray cluster at ``address`` (``auto``, ``host:port``, ``ray://...``).
+
+    Raises:
+        TlmError: nothing answers there, or it is not a Ray cluster.
+    """
+    _quiet_ray_environment()
+    if address != "auto":
+        _check_reachable(address.removeprefix("ray://"))
+    import ray
+
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TlmError(f"cannot join the Ray cluster at {address}: {first}") from None
+
+
+class _ShardWorker:
+    """A Ray actor: builds a job's context once, then plays its shards."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[int, Any] = {}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def setup(self, key: int, setup: Callable[[Any], Any], payload: Any) -> None:
+        # Keep the latest few contexts: a caller alternating between jobs (a league's
+        # pairings) does not rebuild agents every time.
+        if key not in self._contexts:
+            if len(self._contexts) >= 4:
+                self._contexts.pop(next(iter(self._contexts)))
+            self._contexts[key] = setup(payload)
+
+    def run(self, key: int, work: Callable[[Any, Shard], Any], shard: Shard) -> Any:
+        return work(self._contexts[key], shard)
+
+
+class RayRunner:
+    """Plays shards on Ray actors: a local Ray it starts, or a cluster it joins.
+
+    Use it as a context manager: entering starts (``workers``) or joins (``address``)
+    Ray, or reuses a Ray this process already runs; leaving stops the actors and shuts
+    down what it started. Never more actors than the cluster has CPUs.
+
+    Args:
+        workers: actors to run (a local Ray gets this many CPUs); ``None``: one per
+            CPU of the cluster.
+        address: an existing cluster (``auto``, ``host:port``, ``ray://host:10001``);
+            ``None`` starts a local Ray.
+    """
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        if workers is not None and not 0 < workers <= MAX_WORKERS:
+            raise TlmError(f"--workers must be in 1..{MAX_WORKERS}, got {workers}")
+        if address is not None and not address.strip():
+            raise TlmError("--ray-address is empty")
+        self.requested = workers
+        self.address = address.strip() if address is not None else None
+        self.workers = 0
+        self._owns_ray = False
+        self._actor_cls: Any = None
+        self._actors: list[Any] = []
+        self._ready: list[set[int]] = []  # job keys each actor has been set up for
+        self._payload_refs: dict[int, Any] = {}
+        self.failures = 0
+        """Worker deaths survived so far (shards requeued)."""
+
+    def __enter__(self) -> RayRunner:
+        import ray
+
+        if not ray.is_initialized():
+            if self.address is not None:
+                join_ray(self.address)
+            else:
+                start_local_ray(self.requested or os.cpu_count() or 1)
+            self._owns_ray = True
+        try:
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            if cpus < 1:
+                raise TlmError("the Ray cluster has no CPUs to run workers on")
+            self.workers = min(self.requested or cpus, cpus)
+            self._actor_cls = ray.remote(num_cpus=1, max_restarts=0)(_ShardWorker)
+            self._actors = [self._actor_cls.remote() for _ in range(self.workers)]
+            self._ready = [set() for _ in self._actors]
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the actors, and Ray itself if this runner started or joined it."""
+        import ray
+
+        if ray.is_initialized():
+            for actor in self._actors:
+                ray.kill(actor)
+            if self._owns_ray:
+                ray.shutdown()
+        self._actors, self._ready, self._payload_refs = [], [], {}
+        self._owns_ray = False
+
+    def worker_pids(self) -> list[int]:
+        """The process id of each actor (to watch them, or to test their loss)."""
+        import ray
+
+        return [int(pid) for pid in ray.get([a.pid.remote() for a in self._actors])]
+
+    def _replace(self, slot: int) -> None:
+        import ray
+
+        ray.kill(self._actors[slot])
+        self._actors[slot] = self._actor_cls.remote()
+        self._ready[slot] = set()
+
+    def map(self, job: Job, plan: ShardPlan | list[Shard]) -> Iterator[Any]:
+        """The result of each shard of ``plan``, in order, played on the actors.
+
+        Raises:
+            TlmError: a worker raised one (bad input: not retried), or a shard's
+                worker died :data:`MAX_SHARD_FAILURES` times.
+        """
+        import ray
+        from ray.exceptions import (
+            ObjectLostError,
+            RayActorError,
+            RayTaskError,
+            WorkerCrashedError,
+        )
+
+        if not self._actors:
+            raise TlmError("RayRunner is not started: use it in a `with` block")
+        lost = (RayActorError, WorkerCrashedError, ObjectLostError)
+        payload_ref = ray.put(job.payload())
+        n_shards = len(plan)
+        requeued: deque[int] = deque()
+        next_new = 0
+        next_out = 0
+        window = WINDOW_PER_WORKER * len(self._actors)
+        in_flight: dict[Any, tuple[int, int]] = {}  # ref -> (slot, shard index)
+        load = [0] * len(self._actors)
+        done: dict[int, Any] = {}
+        failures: dict[int, int] = {}
+        try:
+            while next_out < n_shards:
+                for slot in range(len(self._actors)):
+                    while load[slot] < IN_FLIGHT_PER_WORKER:
+                        if requeued:
+                            i = requeued.popleft()
+                        elif next_new < n_shards and next_new < next_out + window:
+                            i, next_new = next_new, next_new + 1
+                        else:
+                            break
+                        actor = self._actors[slot]
+                        if job.key not in self._ready[slot]:
+                            actor.setup.remote(job.key, job.setup, payload_ref)
+                            self._ready[slot].add(job.key)
+                        shard = plan[i] if isinstance(plan, list) else plan.shard(i)
+                        in_flight[actor.run.remote(job.key, job.work, shard)] = (slot, i)
+                        load[slot] += 1
+                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                for ref in ready:
+                    slot, i = in_flight.pop(ref)
+                    load[slot] -= 1
+                    try:
+                        done[i] = ray.get(ref)
+                    except RayTaskError as e:
+                        cause = e.cause if isinstance(e.cause, BaseException) else e
+                        if isinstance(cause, TlmError):
+                            raise TlmError(str(cause)) from None
+                        raise cause from None
+                    except lost:
+                        failures[i] = failures.get(i, 0) + 1
+                        self.failures += 1
+                        if failures[i] >= MAX_SHARD_FAILURES:
+                            raise TlmError(
+                                f"shard {i} failed {failures[i]} times: its Ray worker "
+                                "died each time (out of memory, or killed?)"
+                            ) from None
+                        requeued.append(i)
+                        if not _alive(self._actors[slot]):
+                            # Its other shards fail on their own and are requeued then.
+                            self._replace(slot)
+                while next_out in done:
+                    yield done.pop(next_out)
+                    next_out += 1
+        finally:
+            for ref in in_flight:  # an abandoned run leaves no work queued on the actors
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
+
+
+def _alive(actor: Any) -> bool:
+    import ray
+
+    try:
+        ray.get(actor.pid.remote(), timeout=10)
+    except Exception:
+        return False
+    return True
+
+
+Runner = LocalRunner | RayRunner
+"""Anything that plays shards: a :class:`LocalRunner` or a :class:`RayRunner`."""
