@@ -8,15 +8,29 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.table import Table
 
 import arena
-import students  # noqa: F401  (registers checkpoint paths as agent specs)
-import teachers  # noqa: F401  (registers mcts and sb3 agent specs)
 from arena import TlmError
 from arena.io import staged_directory
-from scripts.cli_common import console, positive, progress_bar, writable_file
+from scripts.cli_common import (
+    MAX_DATASET_GAMES,
+    MAX_EPOCHS,
+    MAX_GAMES,
+    MAX_LR,
+    MAX_PLIES,
+    MAX_STEPS,
+    MAX_TEMPERATURE,
+    console,
+    float_option,
+    int_option,
+    positive,
+    progress_bar,
+    seed_option,
+    writable_file,
+)
 from scripts.cli_league import league_app
 
 try:  # recent typer releases carry their own copy of click
@@ -93,17 +107,25 @@ def eval_cmd(
     opponents: Annotated[
         str, typer.Option(help="Comma-separated opponent specs.")
     ] = "random",
-    games: Annotated[int, typer.Option("--games", help="Games per opponent.")] = 200,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    games: Annotated[
+        int, int_option("--games", help="Games per opponent.", hi=MAX_GAMES)
+    ] = 200,
+    seed: Annotated[int, seed_option()] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON to this file.")] = None,
     opening_plies: Annotated[
-        int, typer.Option(help="Random first plies of every game (varies deterministic play).")
+        int, int_option(help="Random first plies of every game (varies deterministic play).",
+                        lo=0, hi=MAX_PLIES)
     ] = 0,
     agreement: Annotated[
         Path | None,
         typer.Option(help="A dataset from `tlm generate`: report top-1 agreement with its "
                           "teacher on its positions."),
+    ] = None,
+    positions: Annotated[
+        Path | None,
+        typer.Option(help="A solver-labelled positions file (CSV: moves,score_c0,...): "
+                          "report optimal-move, blunder and illegal-move rates on it."),
     ] = None,
 ) -> None:
     """Evaluate an agent against fixed opponents: per seat, with 95% Wilson intervals.
@@ -127,6 +149,11 @@ def eval_cmd(
 
         held_out = load_dataset(agreement, g)
         held_out_teacher = read_manifest(agreement)["teacher"]
+    solved = None
+    if positions is not None:
+        from arena.positions import load_positions
+
+        solved = load_positions(positions, g)
     rows = arena.evaluate(g, player, opps, games, seed=seed, opening_plies=opening_plies)
     report: dict[str, Any] = {
         "game": g.name, "agent": agent, "results": [r.as_json() for r in rows],
@@ -140,6 +167,10 @@ def eval_cmd(
             "positions": len(held_out),
             "top1": arena.top1_agreement(player, held_out.obs, held_out.mask, held_out.probs),
         }
+    if solved is not None:
+        from arena.positions import evaluate_positions
+
+        report["positions"] = evaluate_positions(player, solved, np.random.default_rng(seed))
     if out is not None:
         arena.write_json_atomic(out, report)
     if as_json:
@@ -167,6 +198,17 @@ def eval_cmd(
         a = report["agreement"]
         console.print(f"top-1 agreement with {a['teacher']}: {a['top1']:.4f} over "
                       f"{a['positions']} positions of {agreement}")
+    if solved is not None:
+        pr = report["positions"]
+        table = Table(title=f"{agent} on {pr['positions']} positions of {positions}")
+        for col in ("measure", "count", "rate", "95% CI"):
+            table.add_column(col, justify="right")
+        for key, label in (("optimal", "optimal moves"), ("blunders", "blunders"),
+                           ("illegal", "illegal moves")):
+            m = pr[key]
+            table.add_row(label, str(m["count"]), f"{m['rate']:.3f}",
+                          f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]")
+        console.print(table)
 
 
 @app.command("play")
@@ -174,7 +216,7 @@ def play_cmd(
     game: Annotated[str, typer.Option(help="Game name.")],
     opponent: Annotated[str, typer.Option(help="Agent spec to play against.")] = "random",
     seat: Annotated[str, typer.Option(help="Your seat: first or second.")] = "first",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, seed_option()] = 0,
 ) -> None:
     """Play a game against an agent in the terminal.
 
@@ -196,13 +238,21 @@ def play_cmd(
 def generate_cmd(
     game: Annotated[str, typer.Option(help="Game name.")],
     teacher: Annotated[str, typer.Option(help="Teacher agent spec (perfect, alphabeta:4, ...).")],
-    games: Annotated[int, typer.Option("--games", help="Games to generate.")],
+    games: Annotated[
+        int, int_option("--games", help="Games to generate.", hi=MAX_DATASET_GAMES)
+    ],
     out: Annotated[Path, typer.Option(help="New dataset directory.")],
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    temperature: Annotated[float, typer.Option(help="Teacher move temperature.")] = 1.0,
-    epsilon: Annotated[float, typer.Option(help="Random-move probability.")] = 0.0,
-    opening_plies: Annotated[int, typer.Option(help="Random opening plies per game.")] = 0,
-    games_per_shard: Annotated[int, typer.Option(help="Games per Parquet shard.")] = 2000,
+    seed: Annotated[int, seed_option()] = 0,
+    temperature: Annotated[
+        float, float_option(help="Teacher move temperature.", lo=0, hi=MAX_TEMPERATURE)
+    ] = 1.0,
+    epsilon: Annotated[float, float_option(help="Random-move probability.", lo=0, hi=1)] = 0.0,
+    opening_plies: Annotated[
+        int, int_option(help="Random opening plies per game.", lo=0, hi=MAX_PLIES)
+    ] = 0,
+    games_per_shard: Annotated[
+        int, int_option(help="Games per Parquet shard.", hi=MAX_GAMES)
+    ] = 2000,
 ) -> None:
     """Generate teacher games as Parquet shards with a manifest (written atomically).
 
@@ -239,26 +289,45 @@ def distill_cmd(
     teacher: Annotated[str | None, typer.Option(help="Teacher agent spec.")] = None,
     student: Annotated[str | None, typer.Option(help="Student spec (mlp:64x2, ...).")] = None,
     method: Annotated[str | None, typer.Option(help="offline, dagger or kickstart.")] = None,
-    budget_games: Annotated[int | None, typer.Option(help="Teacher games at most.")] = None,
-    games_per_round: Annotated[int | None, typer.Option(help="Games between evaluations.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    budget_games: Annotated[
+        int | None, int_option(help="Teacher games at most.", hi=MAX_DATASET_GAMES)
+    ] = None,
+    games_per_round: Annotated[
+        int | None, int_option(help="Games between evaluations.", hi=MAX_GAMES)
+    ] = None,
+    seed: Annotated[int | None, seed_option()] = None,
     out: Annotated[Path | None, typer.Option(help="New output directory.")] = None,
     dataset: Annotated[Path | None, typer.Option(help="offline: a generated dataset.")] = None,
     eval_opponents: Annotated[str | None, typer.Option(help="Comma-separated opponents.")] = None,
-    eval_games: Annotated[int | None, typer.Option(help="Games per opponent per eval.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs per round.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-    epsilon: Annotated[float | None, typer.Option(help="Random-move probability.")] = None,
-    temperature: Annotated[float | None, typer.Option(help="Teacher move temperature.")] = None,
-    opening_plies: Annotated[int | None, typer.Option(help="Random opening plies.")] = None,
+    eval_games: Annotated[
+        int | None, int_option(help="Games per opponent per eval.", hi=MAX_GAMES)
+    ] = None,
+    epochs: Annotated[int | None, int_option(help="Epochs per round.", hi=MAX_EPOCHS)] = None,
+    lr: Annotated[
+        float | None, float_option(help="Learning rate.", lo=0, hi=MAX_LR, lo_open=True)
+    ] = None,
+    epsilon: Annotated[
+        float | None, float_option(help="Random-move probability.", lo=0, hi=1)
+    ] = None,
+    temperature: Annotated[
+        float | None, float_option(help="Teacher move temperature.", lo=0, hi=MAX_TEMPERATURE)
+    ] = None,
+    opening_plies: Annotated[
+        int | None, int_option(help="Random opening plies.", lo=0, hi=MAX_PLIES)
+    ] = None,
     opponent: Annotated[
         str | None, typer.Option(help="dagger: `self` or the agent the student plays.")
     ] = None,
-    beta_decay: Annotated[float | None, typer.Option(help="dagger: beta decay a round.")] = None,
-    eval_opening_plies: Annotated[
-        int | None, typer.Option(help="Random opening plies of evaluation games.")
+    beta_decay: Annotated[
+        float | None, float_option(help="dagger: beta decay a round.", lo=0, hi=1)
     ] = None,
-    kickstart_steps: Annotated[int | None, typer.Option(help="kickstart: PPO steps.")] = None,
+    eval_opening_plies: Annotated[
+        int | None,
+        int_option(help="Random opening plies of evaluation games.", lo=0, hi=MAX_PLIES),
+    ] = None,
+    kickstart_steps: Annotated[
+        int | None, int_option(help="kickstart: PPO steps.", hi=MAX_STEPS)
+    ] = None,
     stop_when_perfect: Annotated[
         bool | None, typer.Option("--stop-when-perfect", help="Stop at zero exhaustive losses.")
     ] = None,
@@ -334,8 +403,8 @@ def teach_cmd(
     game: Annotated[str, typer.Option(help="Game name.")],
     out: Annotated[Path, typer.Option(help="New output directory.")],
     algo: Annotated[str, typer.Option(help="Self-play algorithm: maskable_ppo.")] = "maskable_ppo",
-    steps: Annotated[int, typer.Option(help="Environment steps.")] = 100_000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    steps: Annotated[int, int_option(help="Environment steps.", hi=MAX_STEPS)] = 100_000,
+    seed: Annotated[int, seed_option()] = 0,
 ) -> None:
     """Train a self-play RL teacher (SB3 MaskablePPO against itself and its snapshots).
 
@@ -366,7 +435,7 @@ def teach_cmd(
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, seed_option()] = 0,
 ) -> None:
     """The main job end to end on tic-tac-toe: perfect teacher -> DAgger -> fresh MLP -> eval.
 
@@ -406,8 +475,15 @@ def _fresh_dir(path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tlm`` console script; returns the exit code."""
     command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = command.main(args=argv, prog_name="tlm", standalone_mode=False)
+        # Not command.main(): it turns Ctrl-C into a silent exit code, and a
+        # resumable run's interrupt carries the line that says how to resume.
+        with command.make_context("tlm", args) as ctx:
+            result = command.invoke(ctx)
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        return 130
     except TlmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
