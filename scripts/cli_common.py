@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -17,6 +21,98 @@ from rich.progress import (
 from arena import TlmError
 
 console = Console()
+
+MAX_SEED = 2**63 - 1
+"""Seeds are any integer from 0 to 2^63-1 (what numpy's and torch's seeding accept)."""
+
+MAX_GAMES = 1_000_000
+"""Games of one match: every game of a match is held in memory at once (a few hundred
+bytes each with a network's observations), so more would be bounded by memory."""
+
+MAX_DATASET_GAMES = 100_000_000
+"""Games of a dataset or a distillation budget: written shard by shard, bounded by disk."""
+
+MAX_STEPS = 10_000_000_000
+"""Environment or learner steps of a training run (its memory does not grow with them)."""
+
+MAX_PLIES = 1_000
+"""Random opening plies: longer than any game here (the longest ends within 1,000)."""
+
+MAX_EPOCHS = 10_000
+"""Training epochs per round."""
+
+MAX_TEMPERATURE = 1_000.0
+"""Move-sampling temperature (beyond a few, play is uniform anyway)."""
+
+MAX_LR = 10.0
+"""Learning rate."""
+
+
+def _flag_name(param: typer.CallbackParam) -> str:
+    return max(param.opts, key=len) if param.opts else str(param.name)
+
+
+def check_int(value: int, flag: str, lo: int, hi: int) -> int:
+    """``value`` if ``lo <= value <= hi``, else a one-line error naming ``flag``."""
+    if not lo <= value <= hi:
+        top = "2^63-1" if hi == MAX_SEED else f"{hi:,}"
+        if lo == 1:
+            raise TlmError(f"{flag} must be positive and at most {top}, got {value}")
+        raise TlmError(f"{flag} must be an integer from {lo:,} to {top}, got {value}")
+    return value
+
+
+def check_float(
+    value: float, flag: str, lo: float, hi: float, *, lo_open: bool = False
+) -> float:
+    """``value`` if finite and within ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+    low_ok = value > lo if lo_open else value >= lo
+    if not (math.isfinite(value) and low_ok and value <= hi):
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        raise TlmError(f"{flag} must be a number in {interval}, got {value}")
+    return value
+
+
+def int_range(lo: int, hi: int) -> Callable[[typer.CallbackParam, int | None], int | None]:
+    """A typer option callback that checks an integer flag (``None`` passes: unset)."""
+
+    def check(param: typer.CallbackParam, value: int | None) -> int | None:
+        return None if value is None else check_int(value, _flag_name(param), lo, hi)
+
+    return check
+
+
+def float_range(
+    lo: float, hi: float, *, lo_open: bool = False
+) -> Callable[[typer.CallbackParam, float | None], float | None]:
+    """A typer option callback that checks a float flag: finite, within bounds."""
+
+    def check(param: typer.CallbackParam, value: float | None) -> float | None:
+        if value is None:
+            return None
+        return check_float(value, _flag_name(param), lo, hi, lo_open=lo_open)
+
+    return check
+
+
+def int_option(*decls: str, help: str, lo: int = 1, hi: int) -> Any:
+    """A typer integer option checked to lie in ``[lo, hi]`` before the command runs.
+
+    Use as ``games: Annotated[int, int_option("--games", help="...", hi=MAX_GAMES)]``.
+    """
+    return typer.Option(*decls, help=help, callback=int_range(lo, hi))
+
+
+def float_option(
+    *decls: str, help: str, lo: float, hi: float, lo_open: bool = False
+) -> Any:
+    """A typer float option checked to be finite and within bounds before the command runs."""
+    return typer.Option(*decls, help=help, callback=float_range(lo, hi, lo_open=lo_open))
+
+
+def seed_option(help: str = "Random seed (an integer from 0 to 2^63-1).") -> Any:
+    """The ``--seed`` option: any integer from 0 to 2^63-1."""
+    return typer.Option(help=help, callback=int_range(0, MAX_SEED))
 
 
 def positive(value: int, flag: str) -> int:
