@@ -163,8 +163,20 @@ def make_agent(spec: str, game: str | Game) -> Agent:
     raise TlmError(f"unknown agent spec {spec!r} (known: {known}, or a checkpoint path)")
 
 
-def parse_int_argument(spec_arg: str | None, usage: str, default: int | None = None) -> int:
-    """The positive integer after the colon of a spec such as ``alphabeta:4``."""
+def parse_int_argument(
+    spec_arg: str | None, usage: str, default: int | None = None, maximum: int | None = None
+) -> int:
+    """The positive integer after the colon of a spec such as ``alphabeta:4``.
+
+    Args:
+        spec_arg: the text after the colon (``None`` when there is none).
+        usage: how the spec is written, for errors.
+        default: the value when there is no argument (``None``: the argument is required).
+        maximum: the largest value accepted, if any.
+
+    Raises:
+        TlmError: missing, not an integer, not positive, or above ``maximum``.
+    """
     if spec_arg is None:
         if default is None:
             raise TlmError(f"missing number in agent spec ({usage})")
@@ -175,6 +187,9 @@ def parse_int_argument(spec_arg: str | None, usage: str, default: int | None = N
         raise TlmError(f"expected a number in agent spec, got {spec_arg!r} ({usage})") from None
     if value <= 0:
         raise TlmError(f"the number in agent spec must be positive, got {value} ({usage})")
+    if maximum is not None and value > maximum:
+        raise TlmError(f"the number in agent spec must be at most {maximum:,}, got {value} "
+                       f"({usage})")
     return value
 
 

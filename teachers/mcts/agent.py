@@ -83,6 +83,8 @@ class MCTSAgent(PolicyAgent):
 
 MCTS_USAGE = "mcts:N"
 DEFAULT_SIMULATIONS = 200
+MAX_SIMULATIONS = 1_000_000
+"""The most simulations ``mcts:N`` takes (its trees grow by one node per simulation)."""
 UCT_C = 1.4
 """UCT's exploration constant for ``mcts:N`` (about sqrt 2; fewest connect-four blunders)."""
 
@@ -93,7 +95,7 @@ def make_mcts_agent(arg: str | None, game: Game) -> MCTSAgent:
     Its priors are uniform, so it selects by UCT (which tries every move before
     repeating one). Its ``policy`` (the visit counts at temperature 1) is what it teaches.
     """
-    n = parse_int_argument(arg, MCTS_USAGE, default=DEFAULT_SIMULATIONS)
+    n = parse_int_argument(arg, MCTS_USAGE, default=DEFAULT_SIMULATIONS, maximum=MAX_SIMULATIONS)
     search = MCTS(RandomRolloutEvaluator(1), n, rule="uct", c_puct=UCT_C)
     return MCTSAgent(game, search, greedy=True)
 

@@ -16,6 +16,10 @@ from arena.core import Engine, State, TlmError, masked_argmax
 from teachers.mcts.evaluators import Evaluator, normalise_legal
 from teachers.mcts.trees import SearchTrees
 
+MAX_TREE_BYTES = 4 * 2**30
+"""The most memory one search's trees may take; a larger search is refused up front
+(its arrays are allocated whole, so it would otherwise fail halfway with MemoryError)."""
+
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -146,6 +150,13 @@ class MCTS:
         if finished.size:
             raise TlmError(f"mcts cannot search a finished game (row {int(finished[0])})")
         n_games = len(engine.to_play(root))
+        need = SearchTrees.nbytes(n_games, self.n_simulations, engine.num_actions)
+        if need > MAX_TREE_BYTES:
+            raise TlmError(
+                f"mcts: {self.n_simulations:,} simulations for {n_games:,} games at once need "
+                f"{need / 2**30:.1f} GiB of trees (at most {MAX_TREE_BYTES / 2**30:.0f} GiB): "
+                f"search fewer games at once or use fewer simulations"
+            )
         trees = SearchTrees(n_games, self.n_simulations, engine.num_actions)
         games = np.arange(n_games)
         no_paths = np.zeros((n_games, 0), dtype=np.int64)

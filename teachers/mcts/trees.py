@@ -50,6 +50,13 @@ class SearchTrees:
         self.plies_left = np.zeros((n_games, capacity), dtype=np.int64)
         self.size = np.zeros(n_games, dtype=np.int64)
 
+    @staticmethod
+    def nbytes(n_games: int, capacity: int, num_actions: int) -> int:
+        """The memory that trees of these sizes take, in bytes."""
+        per_edge = 4 + 1 + 8 + 4 + 8  # children, legal, prior, visits, value_sum
+        per_node = 1 + 1 + 16 + 8  # player, solved, outcome, plies_left
+        return n_games * (capacity * (num_actions * per_edge + per_node) + 8)
+
     def add(self, games: np.ndarray, evaluation: LeafEvaluation, priors: np.ndarray) -> np.ndarray:
         """Append one node per game in ``games`` from its leaf; returns the node ids."""
         leaves = evaluation.leaves
