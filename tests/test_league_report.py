@@ -36,6 +36,9 @@ def _league(path: Path, rounds: int = 6, seed: int = 0) -> Path:
                                                    first, second))  # type: ignore[arg-type]
             store.log_scalar("learner/main/train_score", 100 * r, 0.1 * r)
             store.log_scalar("learner/main/entropy", 100 * r, 1.0 - 0.1 * r)
+            store.log_scalar("learner/main/win_rate/random", 100 * r, 0.5 + 0.05 * r)
+            store.log_scalar("learner/main/win_rate/perfect", 100 * r, 0.0)
+            store.log_scalar("elo/main", r, 10.0 * r)  # not a learner curve: not drawn
     finally:
         store.close()
     return path

@@ -228,6 +228,7 @@ def test_league_member_as_an_agent_spec(tmp_path: Path) -> None:
             students.save_student(students.build_student("mlp:16x1", "tictactoe", seed=0),
                                   tmp / "student")
         store.add_agent("s1", "snapshot", "{league}/snapshots/s1/student", checkpoint=target)
+        store.add_agent("s1-relative", "snapshot", "snapshots/s1/student", checkpoint=target)
         store.add_agent("perfect", "reference", "perfect")
         store.add_agent("loop", "reference", f"league:{lg}/loop")
     finally:
@@ -239,6 +240,9 @@ def test_league_member_as_an_agent_spec(tmp_path: Path) -> None:
     obs, mask = arena.make_engine(game).observe(arena.make_engine(game).reset(4, seed=0))
     assert np.array_equal(direct.act(obs, mask, np.random.default_rng(0)),
                           member.act(obs, mask, np.random.default_rng(0)))
+    relative = arena.make_agent(f"league:{lg}/s1-relative", "tictactoe")  # cwd is elsewhere
+    assert np.array_equal(direct.act(obs, mask, np.random.default_rng(0)),
+                          relative.act(obs, mask, np.random.default_rng(0)))
     perfect = arena.make_agent(f"league:{lg}/perfect", "tictactoe")
     result = arena.play_matches("tictactoe", perfect, arena.make_agent("random", "tictactoe"),
                                 20, seed=0)

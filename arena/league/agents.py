@@ -3,12 +3,14 @@
 The spec opens the league in ``DIR`` read-only (safe while the league runs), checks
 that member ``NAME`` plays the requested game, re-hashes a frozen member's checkpoint
 (a snapshot or reference whose files changed is refused; a learner is not frozen and
-loads as it is now), and builds the member from the spec stored with it. A stored
-spec may write ``{league}`` for the league directory, so a league directory can be
-moved.
+loads as it is now), and builds the member from the spec stored with it. Paths in a
+stored spec may be relative to the league directory (or written ``{league}/...``), so
+a league directory can be moved and its members loaded from anywhere.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from arena.agents import make_agent, register_agent
 from arena.core import Agent, TlmError
@@ -22,8 +24,20 @@ LEAGUE_PLACEHOLDER = "{league}"
 
 
 def resolve_spec(store: LeagueStore, spec: str) -> str:
-    """A stored spec with :data:`LEAGUE_PLACEHOLDER` replaced by the league directory."""
-    return spec.replace(LEAGUE_PLACEHOLDER, str(store.directory))
+    """A stored spec made independent of the working directory.
+
+    :data:`LEAGUE_PLACEHOLDER` becomes the league directory, and a relative path (the
+    whole spec, or the argument of ``kind:PATH``) that exists inside the league
+    directory is made absolute there, since a league stores its own checkpoints
+    relative to itself.
+    """
+    spec = spec.replace(LEAGUE_PLACEHOLDER, str(store.directory))
+    kind, sep, arg = spec.partition(":")
+    if sep and arg and not Path(arg).is_absolute() and (store.directory / arg).exists():
+        return f"{kind}:{store.directory / arg}"
+    if not sep and not Path(spec).is_absolute() and (store.directory / spec).exists():
+        return str(store.directory / spec)
+    return spec
 
 
 def league_agent(argument: str | None, game: Game) -> Agent:

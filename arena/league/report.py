@@ -31,6 +31,12 @@ from arena.league.store import AgentRecord, LeagueStore, MatchRecord
 HISTORY_POINTS = 120
 """At most this many refits for the ratings-over-time figure (rounds evenly spaced)."""
 
+CURVES_PER_PANEL = 10
+"""The learner-curves figure draws at most this many lines per panel."""
+
+CURVE_PANELS = 12
+"""...and at most this many panels."""
+
 ANNOTATE_BELOW = 16
 """The payoff heatmap prints each cell's score when it has fewer agents than this."""
 
@@ -168,8 +174,8 @@ def _lineage_figure(agents: Sequence[AgentRecord], status: dict[str, Any]) -> st
         lo = np.array([elo[a.name]["elo_ci95"][0] for a in own])
         hi = np.array([elo[a.name]["elo_ci95"][1] for a in own])
         color = cmap((families.index(fam) + 3) % 10)
-        ax.plot(xs, ys, marker="o", ms=3, color=color, label=fam)
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.15)
+        ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], marker="o", ms=3, capsize=2, lw=1.2,
+                    elinewidth=0.8, color=color, label=fam)
     for ref in (a for a in agents if a.role == "reference"):
         if ref.name in elo and elo[ref.name]["games"] > 0:
             ax.axhline(elo[ref.name]["elo"], ls="--", lw=1, color="black", alpha=0.4)
@@ -180,7 +186,7 @@ def _lineage_figure(agents: Sequence[AgentRecord], status: dict[str, Any]) -> st
     ax.set_ylabel("Elo (whole log, 95% interval)")
     ax.set_title("Snapshots of each learner, rated on the whole log (dashed: references)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return _png(fig)
 
 
@@ -212,21 +218,32 @@ def _payoff_figure(order: list[str], score: np.ndarray, games: np.ndarray) -> st
 
 
 def _curves_figure(points: list[tuple[str, int, float, float]]) -> str | None:
-    if not points:
-        return None
+    """One panel per metric of ``learner/NAME/METRIC`` scalars, one line per learner;
+    ``learner/NAME/win_rate/OPPONENT`` gets a panel per learner, a line per opponent."""
     series: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
     for tag, step, value, _ in points:
-        head, _, metric = tag.rpartition("/")
-        xs, ys = series.setdefault(metric, {}).setdefault(head or tag, ([], []))
+        parts = tag.split("/")
+        if len(parts) < 3 or parts[0] != "learner":
+            continue
+        name, rest = parts[1], "/".join(parts[2:])
+        if parts[2] == "win_rate" and len(parts) > 3:
+            metric, line = f"{name}: score against", "/".join(parts[3:])
+        else:
+            metric, line = rest, name
+        xs, ys = series.setdefault(metric, {}).setdefault(line, ([], []))
         xs.append(step)
         ys.append(value)
-    metrics = sorted(series)
+    if not series:
+        return None
+    metrics = sorted(series)[:CURVE_PANELS]
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     fig = _figure(4.2 * cols, 3.0 * rows)
     for k, metric in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, k + 1)
-        for head, (xs, ys) in sorted(series[metric].items()):
+        # The longest-running lines first; a panel shows at most CURVES_PER_PANEL.
+        lines = sorted(series[metric].items(), key=lambda kv: (-len(kv[1][0]), kv[0]))
+        for head, (xs, ys) in lines[:CURVES_PER_PANEL]:
             ax.plot(xs, ys, lw=1.2, label=head)
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
@@ -314,7 +331,7 @@ def write_report(store: LeagueStore, out_dir: str | Path | None = None) -> tuple
     status = league_status(store, with_openskill=True)
     by_elo = [row["name"] for row in status["agents"]]
     names, score, games = payoff_matrix(log, names=by_elo)
-    scalars = store.scalars()
+    scalars = store.scalars("learner/")
 
     figures = [
         ("Ratings over time", _history_figure(agents, log), "no matches yet"),
