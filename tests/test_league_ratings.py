@@ -141,3 +141,12 @@ def test_elo_history_ends_at_the_full_fit() -> None:
     newbie = names.index("newbie")
     assert np.isnan(elo[:-1, newbie]).all() and np.isfinite(elo[-1, newbie])
     assert (elo[:, names.index("random")] == 0.0).all()
+
+
+def test_elo_history_at_most_keeps_the_last_round_and_its_fit() -> None:
+    log = synthetic_log(seed=7, rounds=12)
+    rounds, names, elo = elo_history(log, at_most=4)
+    assert len(rounds) == 4 and rounds[0] == 0 and rounds[-1] == 11
+    every_rounds, _, every = elo_history(log)
+    for k, r in enumerate(rounds):
+        assert np.allclose(elo[k], every[every_rounds.index(r)], atol=1e-3)

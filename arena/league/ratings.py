@@ -265,11 +265,19 @@ def elo_history(
     matches: Sequence[MatchRecord],
     anchor: str | Sequence[str] = "random",
     prior_sd: float = PRIOR_SD_ELO,
+    at_most: int | None = None,
 ) -> tuple[list[int], list[str], np.ndarray]:
     """Elo refitted on the growing prefixes of the log, one fit per round.
 
     Each fit uses every match of that round and the rounds before it (and starts from
     the previous fit, so the whole history costs little more than one fit per round).
+
+    Args:
+        matches: the log.
+        anchor: as in :func:`elo_ratings`.
+        prior_sd: as in :func:`elo_ratings`.
+        at_most: fit only this many rounds, evenly spaced (the last one always), to
+            bound the cost on long leagues.
 
     Returns:
         ``(rounds, names, elo)`` with ``elo[r, a]`` the Elo of agent ``a`` after round
@@ -278,7 +286,11 @@ def elo_history(
     ordered = sorted(matches, key=lambda m: (m.round, m.id or 0))
     all_names = pair_totals(ordered).names
     anchor_idx = _anchor_index(all_names, anchor)
-    rounds = sorted({m.round for m in ordered})
+    every_round = sorted({m.round for m in ordered})
+    rounds = every_round
+    if at_most is not None and len(every_round) > max(at_most, 1):
+        picks = np.linspace(0, len(every_round) - 1, max(at_most, 1)).round().astype(int)
+        rounds = sorted({every_round[i] for i in picks})
     out = np.full((len(rounds), len(all_names)), np.nan)
     k = len(all_names)
     points = np.zeros((k, k))
@@ -287,7 +299,7 @@ def elo_history(
     start: np.ndarray | None = None
     cursor = 0
     for r_idx, rnd in enumerate(rounds):
-        while cursor < len(ordered) and ordered[cursor].round == rnd:
+        while cursor < len(ordered) and ordered[cursor].round <= rnd:
             m = ordered[cursor]
             a, b = pos[m.agent_a], pos[m.agent_b]
             if a != b:
