@@ -98,9 +98,11 @@ def _league_table(p: LeagueProgress) -> Group:
 def status_cmd(
     directory: Annotated[Path, typer.Option("--dir", help="League directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    openskill: Annotated[bool, typer.Option(
+        "--openskill", help="Also rate with openskill (one update per game: seconds on long "
+        "leagues); adds mu and sigma.")] = False,
 ) -> None:
-    """Show a league's agents with anchored Elo (95% intervals) and openskill; safe while
-    the league runs.
+    """Show a league's agents with anchored Elo (95% intervals); safe while the league runs.
 
     Example: tlm league status --dir runs/ttt --json
     """
@@ -112,20 +114,25 @@ def status_cmd(
     from arena.league.report import league_status
 
     with LeagueStore.open(directory, readonly=True) as store:
-        status = league_status(store, with_openskill=True)
+        status = league_status(store, with_openskill=openskill)
     if as_json:
         typer.echo(json.dumps(status))
         return
     table = Table(title=f"league {directory} · {status['game']} · {status['matches']} matches · "
                   f"{status['games']} games · Elo anchored at {status['anchor']} = 0",
                   title_justify="left")
-    for col in ("agent", "role", "Elo", "95% interval", "games", "openskill μ ± σ", "spec"):
+    cols = ["agent", "role", "Elo", "95% interval", "games", "spec"]
+    if openskill:
+        cols.insert(5, "openskill μ ± σ")
+    for col in cols:
         table.add_column(col, justify="right" if col in ("Elo", "games") else "left")
     for a in status["agents"]:
         lo, hi = a["elo_ci95"]
-        skill = "" if a.get("mu") is None else f"{a['mu']:.1f} ± {a['sigma']:.1f}"
-        table.add_row(a["name"], a["role"], f"{a['elo']:.0f}", f"[{lo:.0f}, {hi:.0f}]",
-                      str(a["games"]), skill, a["spec"])
+        row = [a["name"], a["role"], f"{a['elo']:.0f}", f"[{lo:.0f}, {hi:.0f}]",
+               str(a["games"]), a["spec"]]
+        if openskill:
+            row.insert(5, "" if a.get("mu") is None else f"{a['mu']:.1f} ± {a['sigma']:.1f}")
+        table.add_row(*row)
     console.print(table)
 
 

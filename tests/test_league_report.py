@@ -63,9 +63,14 @@ def test_status_json_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert status["anchor"] == "random"
     assert by_name["random"]["elo"] == 0.0 and by_name["random"]["elo_ci95"] == [0.0, 0.0]
     assert [a["name"] for a in status["agents"]][0] == "perfect"  # highest Elo first
-    assert main(["league", "status", "--dir", str(lg)]) == 0
-    table = capsys.readouterr().out
-    assert "perfect" in table and "anchored at random" in table
+    assert "mu" not in status["agents"][0]
+    assert main(["league", "status", "--dir", str(lg), "--json", "--openskill"]) == 0
+    skill = {a["name"]: a["mu"] for a in json.loads(capsys.readouterr().out)["agents"]}
+    assert max(skill, key=skill.__getitem__) == "perfect"
+    assert min(skill, key=skill.__getitem__) == "random"
+    assert main(["league", "status", "--dir", str(lg), "--openskill"]) == 0
+    table = " ".join(capsys.readouterr().out.split())  # rich wraps long titles
+    assert "perfect" in table and "anchored at random" in table and "openskill" in table
 
 
 def test_status_reads_a_league_while_its_writer_holds_a_transaction(
