@@ -96,11 +96,16 @@ def test_bad_matches_are_refused_and_not_written(store: LeagueStore) -> None:
 
 
 def test_a_failed_transaction_writes_nothing(store: LeagueStore) -> None:
+    store.record_match(_match("before"))
     with pytest.raises(RuntimeError), store.transaction():
         store.record_match(_match("a"))
+        assert [m.key for m in store.matches()] == ["before", "a"]  # sees its own writes
         store.set_state("round", 1)
         raise RuntimeError("crash mid-round")
-    assert store.matches() == [] and store.get_state("round") is None
+    assert [m.key for m in store.matches()] == ["before"] and store.get_state("round") is None
+    store.record_match(_match("after"))
+    assert [(m.key, m.id) for m in store.matches()] == [("before", 1), ("after", 2)]
+    assert [m.key for m in store.matches(since_id=1)] == ["after"]
 
 
 def test_a_tampered_snapshot_is_refused(store: LeagueStore) -> None:

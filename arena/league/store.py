@@ -19,6 +19,7 @@ is one connection; use one per thread.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -280,6 +281,7 @@ class LeagueStore:
         self.readonly = readonly
         self._conn = conn
         self._depth = 0
+        self._log: list[MatchRecord] = []
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         self.game: str = json.loads(meta["game"])
         self.config: dict[str, Any] = json.loads(meta["config"])
@@ -415,6 +417,7 @@ class LeagueStore:
         except BaseException:
             self._depth = 0
             self._conn.execute("ROLLBACK")
+            self._log = []  # it may hold matches of the rolled-back transaction
             raise
         self._depth = 0
         self._conn.execute("COMMIT")
@@ -612,16 +615,26 @@ class LeagueStore:
             return cur.rowcount == 1
 
     def matches(self, since_id: int = 0) -> list[MatchRecord]:
-        """The match log in order, only matches with ``id > since_id``."""
+        """The match log in order, only matches with ``id > since_id``.
+
+        The log is append-only and ids grow in commit order (writers are serialised),
+        so the store keeps what it has read and fetches only newer rows: reading the
+        whole log every round costs what the new matches cost.
+        """
+        last = self._log[-1].id if self._log else 0
         rows = self._conn.execute(
-            f"SELECT {_MATCH_COLUMNS} FROM matches WHERE id > ? ORDER BY id", (since_id,)
+            f"SELECT {_MATCH_COLUMNS} FROM matches WHERE id > ? ORDER BY id", (last,)
         ).fetchall()
-        return [
+        self._log.extend(
             MatchRecord(key=r[1], round=r[2], agent_a=r[3], agent_b=r[4], seed=r[5], games=r[6],
                         a_first=(r[7], r[8], r[9]), a_second=(r[10], r[11], r[12]),
                         created=r[13], id=r[0])
             for r in rows
-        ]
+        )
+        if since_id <= 0:
+            return list(self._log)
+        ids = [m.id or 0 for m in self._log]
+        return self._log[bisect.bisect_right(ids, since_id):]
 
     def has_match(self, key: str) -> bool:
         """Whether a match with ``key`` is in the log."""
