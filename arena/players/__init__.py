@@ -4,14 +4,21 @@
   block, else random;
 - ``perfect`` (:class:`PerfectTicTacToe`): exact tic-tac-toe, with the exhaustive
   checks that measure any agent against the solved game;
-- ``alphabeta:D`` (:class:`AlphaBetaConnectFour`): connect-four alpha-beta to depth D.
+- ``alphabeta:D[,t=T][,solve=K]`` (:class:`AlphaBetaConnectFour`): connect-four
+  alpha-beta to depth D (policy temperature T, exact once at most K cells are empty).
 
 All of them read PettingZoo observations only, so they play the real env and the
 fast engines alike.
 """
 
-from arena.agents import parse_int_argument, register_agent
-from arena.players.connect_four import AlphaBetaConnectFour, play_moves, scores_to_policy
+from arena.agents import register_agent
+from arena.players.connect_four import (
+    ALPHABETA_USAGE,
+    AlphaBetaConnectFour,
+    parse_alphabeta,
+    play_moves,
+    scores_to_policy,
+)
 from arena.players.heuristic import HeuristicAgent
 from arena.players.tictactoe import (
     N_NONTERMINAL,
@@ -29,8 +36,6 @@ from arena.players.tictactoe import (
     position_values,
 )
 
-ALPHABETA_USAGE = "alphabeta:D (D = search depth in plies, e.g. alphabeta:4)"
-
 register_agent(
     "heuristic",
     lambda arg, game: HeuristicAgent(game.name),
@@ -40,8 +45,8 @@ register_agent(
 register_agent("perfect", lambda arg, game: PerfectTicTacToe(), "perfect", games=("tictactoe",))
 register_agent(
     "alphabeta",
-    lambda arg, game: AlphaBetaConnectFour(parse_int_argument(arg, ALPHABETA_USAGE)),
-    "alphabeta:D",
+    lambda arg, game: AlphaBetaConnectFour(*parse_alphabeta(arg)),
+    "alphabeta:D[,t=T][,solve=K]",
     games=("connect_four",),
     needs_argument=True,
 )
@@ -62,6 +67,7 @@ __all__ = [
     "move_values",
     "optimal_move_accuracy",
     "optimal_moves_mask",
+    "parse_alphabeta",
     "play_moves",
     "position_values",
     "scores_to_policy",

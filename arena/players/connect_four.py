@@ -1,4 +1,4 @@
-"""Connect-four search: negamax with alpha-beta over Python-int bitboards.
+"""Connect four for search players: bitboards, the rules and leaf evaluation, ``alphabeta:D``.
 
 Boards use the classic layout: column ``c`` holds bits ``7c .. 7c+5`` (bottom row
 first) and bit ``7c+6`` stays empty as a sentinel, so one shift moves a stone one
@@ -16,12 +16,18 @@ and stones in the centre column.
 The search also applies two exact rules at every node: a player who can win at once
 does, and a player never plays a move that lets the opponent win at once unless every
 move does (then the node is lost). Leaves therefore see wins one ply deeper.
+
+The functions here work on Python ints and state the rules and the evaluation
+plainly; the search itself runs compiled (:mod:`arena.players.c4_search`, loaded on
+first use so that importing :mod:`arena` does not load numba), and the pure-Python
+search it replaced stays as the reference (:mod:`arena.players.c4_reference`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -157,103 +163,6 @@ def evaluate(p: int, mask: int) -> int:
     return score
 
 
-class Search:
-    """One depth-limited alpha-beta search, with its transposition table and killers."""
-
-    __slots__ = ("tt", "killers", "nodes")
-
-    def __init__(self) -> None:
-        self.tt: dict[int, tuple[int, int, int, int]] = {}
-        self.killers = [-1] * (N_CELLS + 2)
-        self.nodes = 0
-
-    def negamax(self, p: int, mask: int, moves: int, depth: int, alpha: int, beta: int) -> int:
-        """Fail-soft negamax score of the position for the mover (``moves`` stones down)."""
-        self.nodes += 1
-        possible = (mask + BOTTOM) & BOARD
-        if not possible:
-            return 0
-        if winning_cells(p, mask) & possible:
-            return WIN + N_CELLS - moves - 1
-        opp_wins = winning_cells(p ^ mask, mask)
-        lost = -(WIN + N_CELLS - moves - 2)
-        forced = possible & opp_wins
-        if forced:
-            if forced & (forced - 1):
-                return lost
-            possible = forced
-        # A stone right below an opponent's winning cell hands them that cell.
-        possible &= ~(opp_wins >> 1)
-        if not possible:
-            return lost
-        if depth <= 0:
-            return evaluate(p, mask)
-
-        key = p + mask
-        entry = self.tt.get(key)
-        tt_move = -1
-        if entry is not None:
-            e_depth, e_flag, e_value, tt_move = entry
-            if e_depth >= depth and (
-                e_flag == EXACT
-                or (e_flag == LOWER and e_value >= beta)
-                or (e_flag == UPPER and e_value <= alpha)
-            ):
-                return e_value
-        alpha0 = alpha
-        best, best_col = -INF, -1
-        opp = p ^ mask
-        for col in ORDERS[(tt_move, self.killers[moves])]:
-            bit = possible & COLUMNS[col]
-            if not bit:
-                continue
-            score = -self.negamax(opp, mask | bit, moves + 1, depth - 1, -beta, -alpha)
-            if score > best:
-                best, best_col = score, col
-                if score > alpha:
-                    alpha = score
-                    if alpha >= beta:
-                        self.killers[moves] = col
-                        break
-        flag = UPPER if best <= alpha0 else LOWER if best >= beta else EXACT
-        self.tt[key] = (depth, flag, best, best_col)
-        return best
-
-
-def root_scores(p: int, mask: int, depth: int, margin: int = 1) -> list[float]:
-    """Search score of every column for the mover (``-inf`` for full columns).
-
-    Columns that score above ``best - margin`` are exact; the others get an upper
-    bound at or below that, which bounds their softmax weight as well.
-
-    Args:
-        p: the mover's stones.
-        mask: occupied cells.
-        depth: plies searched, the root move included.
-        margin: how far below the best score a column must still be scored exactly.
-    """
-    moves = mask.bit_count()
-    possible = (mask + BOTTOM) & BOARD
-    scores = [-math.inf] * WIDTH
-    search = Search()
-    best = -INF
-    wins = winning_cells(p, mask) & possible
-    for col in ORDER:
-        bit = possible & COLUMNS[col]
-        if not bit:
-            continue
-        if bit & wins:
-            score = WIN + N_CELLS - moves - 1
-        elif mask | bit == BOARD:
-            score = 0
-        else:
-            alpha = -INF if best == -INF else best - margin
-            score = -search.negamax(p ^ mask, mask | bit, moves + 1, depth - 1, -INF, -alpha)
-        scores[col] = float(score)
-        best = max(best, score)
-    return scores
-
-
 def decode(obs: np.ndarray) -> tuple[list[int], list[int]]:
     """Bitboards ``(p, mask)`` of a batch of observations ``[B, 6, 7, 2]``."""
     obs = np.asarray(obs)
@@ -279,50 +188,133 @@ def play_moves(columns: Sequence[int]) -> np.ndarray:
     return np.stack([board == mover, board == 3 - mover], axis=-1).astype(np.int8)
 
 
+SHARED_TABLE_BITS = 18
+"""Transposition-table size of the search that every ``alphabeta`` agent shares (2**18
+entries, 6 MiB)."""
+
+_shared_table: Any = None
+
+
+def _table() -> Any:
+    """The process's transposition table (searches stamp their entries, so agents can
+    share it)."""
+    global _shared_table
+    if _shared_table is None:
+        from arena.players.c4_search import SearchTable
+
+        _shared_table = SearchTable(SHARED_TABLE_BITS)
+    return _shared_table
+
+
+def decode_arrays(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bitboards ``(p, mask)`` of observations ``[B, 6, 7, 2]`` as two int64 arrays."""
+    obs = np.asarray(obs)
+    if obs.ndim != 4 or obs.shape[1:] != OBS_SHAPE:
+        raise TlmError(
+            f"connect-four observations must have shape [B, 6, 7, 2], got {list(obs.shape)}"
+        )
+    flat = obs.reshape(len(obs), N_CELLS, 2).astype(np.int64)
+    mine = flat[:, :, 0] @ _OBS_WEIGHTS
+    return mine, mine | (flat[:, :, 1] @ _OBS_WEIGHTS)
+
+
+ALPHABETA_USAGE = (
+    "alphabeta:D[,t=T][,solve=K] (D = search depth in plies; T = policy temperature in "
+    "score points, default 0.1; K = solve exactly when at most K cells are empty, "
+    "default 0; e.g. alphabeta:4, alphabeta:8,t=2,solve=14)"
+)
+
+
+def parse_alphabeta(arg: str | None) -> tuple[int, float, int]:
+    """``(depth, temperature, solve)`` from the argument of an ``alphabeta`` spec.
+
+    Raises:
+        TlmError: a missing or non-positive depth, an unknown key, or a bad number.
+    """
+    if not arg:
+        raise TlmError(f"missing depth in agent spec ({ALPHABETA_USAGE})")
+    head, *options = [part.strip() for part in arg.split(",")]
+    try:
+        depth = int(head)
+    except ValueError:
+        raise TlmError(f"expected a number in agent spec, got {head!r} ({ALPHABETA_USAGE})"
+                       ) from None
+    if depth <= 0:
+        raise TlmError(f"the number in agent spec must be positive, got {depth} "
+                       f"({ALPHABETA_USAGE})")
+    temperature, solve = 0.1, 0
+    for option in options:
+        key, sep, value = option.partition("=")
+        try:
+            if key == "t" and sep:
+                temperature = float(value)
+                if not math.isfinite(temperature) or temperature < 0:
+                    raise ValueError
+            elif key == "solve" and sep:
+                solve = int(value)
+                if not 0 <= solve <= N_CELLS:
+                    raise ValueError
+            else:
+                raise TlmError(f"unknown alphabeta option {option!r} ({ALPHABETA_USAGE})")
+        except ValueError:
+            raise TlmError(f"bad value in alphabeta option {option!r} ({ALPHABETA_USAGE})"
+                           ) from None
+    return depth, temperature, solve
+
+
 class AlphaBetaConnectFour(PolicyAgent):
-    """Depth-limited negamax with alpha-beta, transposition table and killer moves.
+    """Depth-limited negamax with alpha-beta, transposition table and move ordering.
 
-    Its policy is a softmax of the root columns' scores (heuristic points) at
-    ``temperature``; at temperature 0 it is uniform over the best-scoring columns.
-    The default, 0.1, makes a one-point difference a factor of e^10: it plays the
-    best column and breaks exact ties at random. Its value is ``tanh(best / 40)``
-    (±1 for a forced result within the horizon).
+    The search is compiled (:mod:`arena.players.c4_search`) and gives the same scores
+    as the pure-Python reference (:mod:`arena.players.c4_reference`). Its policy is a
+    softmax of the root columns' scores (heuristic points; a win is worth about a
+    million) at ``temperature``; at temperature 0 it is uniform over the best-scoring
+    columns. The default, 0.1, makes a one-point difference a factor of e^10: it plays
+    the best column and breaks exact ties at random; higher temperatures give soft
+    labels (columns within about ``30 * temperature`` points of the best are scored
+    exactly, the rest get weights below e^-30). Its value is ``tanh(best / 40)`` (±1
+    for a forced result within the horizon, 0 for an exact draw).
 
-    Results are cached per position (they depend on the position alone), which pays
-    off in openings and when labelling many games.
+    Args:
+        depth: plies searched, the root move included.
+        temperature: of the policy's softmax, in score points.
+        solve: positions with at most this many empty cells are searched to the end
+            of the game (exact scores); 0 never.
     """
 
     game = "connect_four"
 
-    def __init__(self, depth: int, temperature: float = 0.1, cache_size: int = 200_000) -> None:
+    def __init__(self, depth: int, temperature: float = 0.1, solve: int = 0) -> None:
         if depth < 1:
             raise TlmError(f"alphabeta depth must be at least 1, got {depth}")
         if temperature < 0:
             raise TlmError(f"alphabeta temperature must be >= 0, got {temperature}")
+        if not 0 <= solve <= N_CELLS:
+            raise TlmError(f"alphabeta solve must be in [0, {N_CELLS}], got {solve}")
         self.depth = depth
         self.temperature = temperature
+        self.solve = solve
         self.name = f"alphabeta:{depth}"
-        self._cache: dict[tuple[int, int], list[float]] = {}
-        self._cache_size = cache_size
         # Columns more than this far below the best get softmax weight < e^-30.
         self._margin = max(1, math.ceil(30 * temperature))
+        # policy() then value() on the same batch (as labelling does) search once.
+        self._last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def move_scores(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``[B, 7]`` search scores of every column for the mover (``-inf`` if illegal)."""
-        ps, masks = decode(obs)
-        out = np.full((len(ps), WIDTH), -math.inf)
-        for i, (p, m) in enumerate(zip(ps, masks, strict=True)):
-            if has_four(p ^ m) or m == BOARD:
-                continue
-            key = (p, m)
-            scores = self._cache.get(key)
-            if scores is None:
-                scores = root_scores(p, m, self.depth, self._margin)
-                if len(self._cache) >= self._cache_size:
-                    self._cache.clear()
-                self._cache[key] = scores
-            out[i] = scores
-        return np.where(np.asarray(mask) != 0, out, -math.inf)
+        from arena.players.c4_search import search_scores
+
+        obs = np.asarray(obs)
+        mask = np.asarray(mask)
+        last = self._last
+        if (last is not None and last[0].shape == obs.shape and last[1].shape == mask.shape
+                and np.array_equal(last[0], obs) and np.array_equal(last[1], mask)):
+            return last[2]
+        ps, masks = decode_arrays(obs)
+        out = search_scores(ps, masks, self.depth, self._margin, self.solve, _table())
+        out = np.where(mask != 0, out, -math.inf)
+        self._last = (obs.copy(), mask.copy(), out)
+        return out
 
     def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
         return scores_to_policy(self.move_scores(obs, mask), self.temperature)
