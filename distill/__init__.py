@@ -1,31 +1,56 @@
 """Distillation: losses, the supervised fit, and offline / DAgger / kickstarting runs
-that turn a teacher into a freshly initialized student."""
+that turn a teacher into a freshly initialized student.
 
-from distill.config import DistillConfig, load_config, make_config
-from distill.kickstart import KickstartMaskablePPO, distill_kickstart, kickstart_weight
-from distill.losses import (
-    best_move_cross_entropy,
-    kl_teacher_student,
-    teacher_log_probs,
-    value_mse,
-)
-from distill.run import distill, measure
-from distill.train import FitConfig, fit, make_optimizer
+The names below load on first use, so that reading a preset or a config (the command
+line's help does) does not import torch.
+"""
 
-__all__ = [
-    "DistillConfig",
-    "FitConfig",
-    "KickstartMaskablePPO",
-    "best_move_cross_entropy",
-    "distill",
-    "distill_kickstart",
-    "fit",
-    "kickstart_weight",
-    "kl_teacher_student",
-    "load_config",
-    "make_config",
-    "make_optimizer",
-    "measure",
-    "teacher_log_probs",
-    "value_mse",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distill.config import DistillConfig, load_config, make_config  # noqa: F401
+    from distill.kickstart import (  # noqa: F401
+        KickstartMaskablePPO,
+        distill_kickstart,
+        kickstart_weight,
+    )
+    from distill.losses import (  # noqa: F401
+        best_move_cross_entropy,
+        kl_teacher_student,
+        teacher_log_probs,
+        value_mse,
+    )
+    from distill.presets import config_with_preset  # noqa: F401
+    from distill.run import distill, measure  # noqa: F401
+    from distill.train import FitConfig, fit, fit_steps, make_optimizer  # noqa: F401
+
+_WHERE = {
+    "DistillConfig": "distill.config",
+    "load_config": "distill.config",
+    "make_config": "distill.config",
+    "KickstartMaskablePPO": "distill.kickstart",
+    "distill_kickstart": "distill.kickstart",
+    "kickstart_weight": "distill.kickstart",
+    "best_move_cross_entropy": "distill.losses",
+    "kl_teacher_student": "distill.losses",
+    "teacher_log_probs": "distill.losses",
+    "value_mse": "distill.losses",
+    "config_with_preset": "distill.presets",
+    "distill": "distill.run",
+    "measure": "distill.run",
+    "FitConfig": "distill.train",
+    "fit": "distill.train",
+    "fit_steps": "distill.train",
+    "make_optimizer": "distill.train",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'distill' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

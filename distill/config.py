@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from arena import TlmError
 
@@ -25,31 +25,49 @@ class DistillConfig(BaseModel):
         "teacher labels; kickstart: PPO with a distillation term.")
     budget_games: int = Field(500, gt=0, description="Teacher-labelled games at most.")
     games_per_round: int = Field(50, gt=0, description="Games between evaluations.")
-    seed: int = Field(0, description="Seeds the student, the games and the training.")
+    seed: int = Field(0, ge=0, le=2**63 - 1,
+                      description="Seeds the student, the games and the training.")
     out: Path = Field(description="Output directory (new or empty).")
     dataset: Path | None = Field(
         None, description="offline only: train on this generated dataset's games.")
-    beta0: float = Field(1.0, ge=0, le=1, description="DAgger: teacher share in round 0.")
+    beta0: float = Field(1.0, ge=0, le=1, description="DAgger: teacher share of the "
+                         "student's moves in round 0.")
     beta_decay: float = Field(0.5, ge=0, le=1, description="DAgger: beta *= this each round.")
-    opponent: str = Field(
-        "self", description="dagger: who the student plays, `self` or an agent spec "
-        "(`random` shows it every reply); the teacher labels both sides.")
-    temperature: float = Field(1.0, ge=0, description="Teacher move sampling temperature.")
-    epsilon: float = Field(0.0, ge=0, le=1, description="Random-move probability in games.")
-    opening_plies: int = Field(0, ge=0, description="Random opening plies per game.")
-    epochs: int = Field(4, gt=0, description="Epochs over the aggregated data each round.")
+    mix: dict[str, float] = Field(
+        default_factory=lambda: {"student": 1.0},
+        description="dagger: who plays the labelled games, as shares of each round's games: "
+        "`student` (against itself), `teacher`, or any agent spec (`random`, `heuristic`, "
+        "`alphabeta:2`, ...), each playing against the student; the teacher labels every "
+        "position reached, whoever played it.")
+    temperature: float = Field(1.0, ge=0, description="offline: teacher move sampling "
+                               "temperature in its own games.")
+    epsilon: float = Field(0.0, ge=0, le=1, description="Random-move probability of "
+                           "either side in labelled games.")
+    opening_plies: int = Field(0, ge=0, le=40, description="Random opening plies of each "
+                               "labelled game (the fewest, with opening_plies_max).")
+    opening_plies_max: int | None = Field(
+        None, ge=0, le=40, description="Most random opening plies: each game draws its "
+        "number uniformly from opening_plies..opening_plies_max (default: opening_plies).")
+    steps_per_round: int = Field(200, gt=0, description="Gradient steps each round, on "
+                                 "batches sampled from the aggregated positions.")
+    recent_share: float = Field(
+        0.5, ge=0, le=1, description="Share of each batch drawn from the positions reached "
+        "in the latest round; the rest is drawn uniformly from all positions.")
     batch_size: int = Field(128, gt=0, description="Positions per gradient step.")
     lr: float = Field(3e-3, gt=0, description="Learning rate.")
     loss: Literal["kl", "ce"] = Field("kl", description="Policy loss.")
     distill_temperature: float = Field(1.0, gt=0, description="KL loss temperature.")
     value_weight: float = Field(0.5, ge=0, description="Weight of the value loss.")
     augment: bool = Field(
-        True, description="Also train on the symmetric images of every labelled position.")
+        True, description="Train on the symmetric images of labelled positions too.")
     eval_games: int = Field(200, gt=0, description="Games per opponent at each evaluation.")
     eval_opponents: list[str] = Field(
         default_factory=lambda: ["random"], description="Fixed opponents to score against.")
     eval_opening_plies: int = Field(
-        0, ge=0, description="Random first plies of evaluation games.")
+        0, ge=0, le=40, description="Random first plies of evaluation games.")
+    positions: Path | None = Field(
+        None, description="A solved-positions file (tlm eval --positions) measured every "
+        "round: optimal-move and blunder rates; never trained on.")
     holdout_games: int = Field(
         50, ge=0, description="Teacher games held out to measure top-1 agreement.")
     stop_when_perfect: bool = Field(
@@ -58,6 +76,31 @@ class DistillConfig(BaseModel):
         20000, gt=0, description="kickstart: PPO environment steps.")
     kickstart_weight: float = Field(
         1.0, ge=0, description="kickstart: initial weight of the distillation term.")
+
+    @field_validator("mix")
+    @classmethod
+    def _mix_weights(cls, mix: dict[str, float]) -> dict[str, float]:
+        if not mix:
+            raise ValueError("the mix names no player")
+        for spec, w in mix.items():
+            if not w >= 0 or w == float("inf"):
+                raise ValueError(f"weight of {spec!r} must be a non-negative number, got {w}")
+        if sum(mix.values()) <= 0:
+            raise ValueError("the mix weights sum to zero")
+        return mix
+
+    @model_validator(mode="after")
+    def _opening_range(self) -> DistillConfig:
+        if self.opening_plies_max is not None and self.opening_plies_max < self.opening_plies:
+            raise ValueError(f"opening_plies_max ({self.opening_plies_max}) is below "
+                             f"opening_plies ({self.opening_plies})")
+        return self
+
+    @property
+    def opening_range(self) -> tuple[int, int]:
+        """The fewest and the most random opening plies of a labelled game."""
+        high = self.opening_plies if self.opening_plies_max is None else self.opening_plies_max
+        return self.opening_plies, high
 
 
 def validation_message(e: ValidationError) -> str:
@@ -75,8 +118,12 @@ def make_config(**fields: Any) -> DistillConfig:
         raise TlmError(f"bad distill config: {validation_message(e)}") from None
 
 
-def load_config(path: str | Path, **overrides: Any) -> DistillConfig:
-    """A config from a YAML file, with command-line ``overrides`` on top."""
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping of fields in a YAML config file.
+
+    Raises:
+        TlmError: a missing file, invalid YAML, or YAML that is not a mapping.
+    """
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
@@ -85,4 +132,10 @@ def load_config(path: str | Path, **overrides: Any) -> DistillConfig:
         raise TlmError(f"config file {path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise TlmError(f"config file {path} must hold a mapping of fields")
+    return data
+
+
+def load_config(path: str | Path, **overrides: Any) -> DistillConfig:
+    """A config from a YAML file, with command-line ``overrides`` on top."""
+    data = read_yaml(path)
     return make_config(**{**data, **{k: v for k, v in overrides.items() if v is not None}})

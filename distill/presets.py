@@ -1,9 +1,19 @@
-"""Tested settings for the runs tlm ships: the demo, the tests and the benchmarks use
-them, so a figure in the README comes from the same settings a user gets."""
+"""Tested settings for the runs tlm ships: ``tlm distill --game G --teacher T`` starts
+from the preset of game ``G`` (a YAML config and flags override it), and the demo, the
+tests and the benchmarks use the same settings, so a figure in the README comes from
+what a user gets."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from arena import TlmError, get_game
+from distill.config import DistillConfig, load_config, make_config, read_yaml
+
+SOLVED_POSITIONS = Path(__file__).resolve().parent.parent / "tests" / "data" / \
+    "connect_four_solved.csv"
+"""400 solver-labelled connect-four positions: measured every round, never trained on."""
 
 TICTACTOE_DAGGER: dict[str, Any] = {
     "game": "tictactoe",
@@ -13,7 +23,7 @@ TICTACTOE_DAGGER: dict[str, Any] = {
     "budget_games": 500,
     "games_per_round": 25,
     "epsilon": 0.3,
-    "epochs": 4,
+    "steps_per_round": 150,
     "eval_games": 200,
     "eval_opponents": ["random", "heuristic"],
     "holdout_games": 50,
@@ -21,7 +31,7 @@ TICTACTOE_DAGGER: dict[str, Any] = {
 }
 """DAgger from the perfect player into a fresh 128x2 MLP: the student plays both seats
 (30% of its moves random, so it meets replies it would not make), the teacher labels
-every position, and each position is learned in its 8 symmetric images."""
+every position, and each position is learned in one of its 8 symmetric images."""
 
 CONNECT_FOUR_DAGGER: dict[str, Any] = {
     "game": "connect_four",
@@ -29,17 +39,79 @@ CONNECT_FOUR_DAGGER: dict[str, Any] = {
     "student": "res:64x3",
     "method": "dagger",
     "budget_games": 3000,
-    "games_per_round": 400,
-    "opponent": "alphabeta:4",
-    "opening_plies": 2,
-    "epochs": 6,
+    "games_per_round": 200,
+    "beta0": 0.0,
+    "mix": {"student": 0.5, "heuristic": 0.1, "random": 0.1, "alphabeta:2": 0.15,
+            "teacher": 0.15},
+    "opening_plies": 0,
+    "opening_plies_max": 8,
+    "epsilon": 0.05,
+    "steps_per_round": 300,
     "batch_size": 256,
     "lr": 2e-3,
     "eval_games": 100,
-    "eval_opponents": ["alphabeta:4", "random"],
-    "eval_opening_plies": 2,
-    "holdout_games": 20,
+    "eval_opponents": ["random", "heuristic", "alphabeta:4"],
+    "eval_opening_plies": 4,
+    "holdout_games": 0,
+    **({"positions": str(SOLVED_POSITIONS)} if SOLVED_POSITIONS.is_file() else {}),
 }
-"""DAgger from ``alphabeta:4`` into a fresh small residual network (3 blocks of 64
-channels): the student plays against the teacher, the teacher labels both sides, two
-random opening plies vary the games."""
+"""DAgger into a fresh small residual network (3 blocks of 64 channels): the games mix
+the student against itself with ``random``, ``heuristic``, ``alphabeta:2`` and the
+teacher playing against it, each opening with 0-8 random plies, so the labelled
+positions cover the game rather than a few lines; measured on the solved positions."""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tictactoe": TICTACTOE_DAGGER,
+    "connect_four": CONNECT_FOUR_DAGGER,
+}
+"""The preset ``tlm distill`` starts from, by game."""
+
+
+def preset_for(game: str) -> dict[str, Any]:
+    """The preset of ``game`` (empty for a game without one)."""
+    return dict(PRESETS.get(get_game(game).name, {}))
+
+
+def config_with_preset(config_file: Path | None = None, **flags: Any) -> DistillConfig:
+    """The run's settings: the game's preset, then the YAML file, then the flags
+    (``None`` flags are unset)."""
+    data = read_yaml(config_file) if config_file is not None else {}
+    game = flags.get("game") or data.get("game")
+    if game is None:
+        raise TlmError("no game given (--game or `game:` in the config file)")
+    base = preset_for(str(game))
+    if base and (flags.get("method") or data.get("method")) not in (None, base["method"]):
+        # Another method: only the preset's game and teacher carry over.
+        base = {k: base[k] for k in ("game", "teacher")}
+    if config_file is not None:
+        return load_config(config_file, **{**base, **data, **flags})
+    return make_config(**{**base, **flags})
+
+
+def default_help(field: str) -> str:
+    """The default of a config field as help text: the built-in one and each preset's."""
+    info = DistillConfig.model_fields[field]
+    default: Any = None
+    parts = []
+    if info.default_factory is not None:
+        default = info.default_factory()  # type: ignore[call-arg]
+        parts.append(f"default {_show(default)}")
+    elif not info.is_required():
+        default = info.default
+        parts.append(f"default {_show(default)}")
+    for game, preset in PRESETS.items():
+        if field in preset and preset[field] != default:
+            parts.append(f"{game}: {_show(preset[field])}")
+    return "; ".join(parts) if parts else ""
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v:g}" for k, v in value.items())
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, str) and value.endswith(".csv"):
+        return Path(value).name
+    return str(value)
