@@ -17,7 +17,6 @@ from arena import TlmError
 from arena.io import staged_directory
 from scripts.cli_common import (
     MAX_DATASET_GAMES,
-    MAX_EPOCHS,
     MAX_GAMES,
     MAX_LR,
     MAX_PLIES,
@@ -283,77 +282,115 @@ def generate_cmd(
     )
 
 
+def _distill_help(text: str, field: str) -> str:
+    from distill.presets import default_help
+
+    shown = default_help(field)
+    return f"{text} ({shown})" if shown else text
+
+
 @app.command("distill")
 def distill_cmd(
-    game: Annotated[str | None, typer.Option(help="Game name.")] = None,
-    teacher: Annotated[str | None, typer.Option(help="Teacher agent spec.")] = None,
-    student: Annotated[str | None, typer.Option(help="Student spec (mlp:64x2, ...).")] = None,
-    method: Annotated[str | None, typer.Option(help="offline, dagger or kickstart.")] = None,
-    budget_games: Annotated[
-        int | None, int_option(help="Teacher games at most.", hi=MAX_DATASET_GAMES)
-    ] = None,
-    games_per_round: Annotated[
-        int | None, int_option(help="Games between evaluations.", hi=MAX_GAMES)
-    ] = None,
-    seed: Annotated[int | None, seed_option()] = None,
+    game: Annotated[str | None, typer.Option(help="Game name; its preset is the starting point "
+                                             "(tictactoe, connect_four).")] = None,
+    teacher: Annotated[str | None, typer.Option(
+        help=_distill_help("Teacher agent spec.", "teacher"))] = None,
+    student: Annotated[str | None, typer.Option(
+        help=_distill_help("Student spec (mlp:64x2, cnn:32x3, res:64x3).", "student"))] = None,
+    method: Annotated[str | None, typer.Option(
+        help=_distill_help("offline, dagger or kickstart.", "method"))] = None,
+    budget_games: Annotated[int | None, int_option(
+        help=_distill_help("Teacher-labelled games at most.", "budget_games"),
+        hi=MAX_DATASET_GAMES)] = None,
+    games_per_round: Annotated[int | None, int_option(
+        help=_distill_help("Games a round (then fit, measure, checkpoint).", "games_per_round"),
+        hi=MAX_GAMES)] = None,
+    seed: Annotated[int | None, seed_option("Random seed, 0 to 2^63-1 (default 0).")] = None,
     out: Annotated[Path | None, typer.Option(help="New output directory.")] = None,
     dataset: Annotated[Path | None, typer.Option(help="offline: a generated dataset.")] = None,
-    eval_opponents: Annotated[str | None, typer.Option(help="Comma-separated opponents.")] = None,
-    eval_games: Annotated[
-        int | None, int_option(help="Games per opponent per eval.", hi=MAX_GAMES)
-    ] = None,
-    epochs: Annotated[int | None, int_option(help="Epochs per round.", hi=MAX_EPOCHS)] = None,
-    lr: Annotated[
-        float | None, float_option(help="Learning rate.", lo=0, hi=MAX_LR, lo_open=True)
-    ] = None,
-    epsilon: Annotated[
-        float | None, float_option(help="Random-move probability.", lo=0, hi=1)
-    ] = None,
-    temperature: Annotated[
-        float | None, float_option(help="Teacher move temperature.", lo=0, hi=MAX_TEMPERATURE)
-    ] = None,
-    opening_plies: Annotated[
-        int | None, int_option(help="Random opening plies.", lo=0, hi=MAX_PLIES)
-    ] = None,
-    opponent: Annotated[
-        str | None, typer.Option(help="dagger: `self` or the agent the student plays.")
-    ] = None,
-    beta_decay: Annotated[
-        float | None, float_option(help="dagger: beta decay a round.", lo=0, hi=1)
-    ] = None,
-    eval_opening_plies: Annotated[
-        int | None,
-        int_option(help="Random opening plies of evaluation games.", lo=0, hi=MAX_PLIES),
-    ] = None,
-    kickstart_steps: Annotated[
-        int | None, int_option(help="kickstart: PPO steps.", hi=MAX_STEPS)
-    ] = None,
-    stop_when_perfect: Annotated[
-        bool | None, typer.Option("--stop-when-perfect", help="Stop at zero exhaustive losses.")
-    ] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML config; flags override it.")] = None,
+    mix: Annotated[str | None, typer.Option(help=_distill_help(
+        "dagger: who plays the labelled games, SPEC=SHARE,...: student (against itself), "
+        "teacher, or an agent spec playing the student; the teacher labels every "
+        "position reached.", "mix"))] = None,
+    opening_plies: Annotated[int | None, int_option(
+        help=_distill_help("Random opening plies of labelled games (the fewest).",
+                           "opening_plies"), lo=0, hi=MAX_PLIES)] = None,
+    opening_plies_max: Annotated[int | None, int_option(
+        help=_distill_help("The most random opening plies; each game draws its number "
+                           "between the two.", "opening_plies_max"), lo=0, hi=MAX_PLIES)] = None,
+    epsilon: Annotated[float | None, float_option(
+        help=_distill_help("Random-move probability of either side in labelled games.",
+                           "epsilon"), lo=0, hi=1)] = None,
+    temperature: Annotated[float | None, float_option(
+        help=_distill_help("Teacher move temperature in the games it plays.", "temperature"),
+        lo=0, hi=MAX_TEMPERATURE)] = None,
+    beta0: Annotated[float | None, float_option(
+        help=_distill_help("dagger: share of the student's moves the teacher plays in "
+                           "round 0.", "beta0"), lo=0, hi=1)] = None,
+    beta_decay: Annotated[float | None, float_option(
+        help=_distill_help("dagger: beta decay a round.", "beta_decay"), lo=0, hi=1)] = None,
+    steps_per_round: Annotated[int | None, int_option(
+        help=_distill_help("Gradient steps a round, on batches sampled from all positions "
+                           "so far.", "steps_per_round"), hi=MAX_STEPS)] = None,
+    batch_size: Annotated[int | None, int_option(
+        help=_distill_help("Positions per gradient step.", "batch_size"), hi=MAX_GAMES)] = None,
+    recent_share: Annotated[float | None, float_option(
+        help=_distill_help("Share of each batch from the latest round's positions.",
+                           "recent_share"), lo=0, hi=1)] = None,
+    lr: Annotated[float | None, float_option(
+        help=_distill_help("Learning rate.", "lr"), lo=0, hi=MAX_LR, lo_open=True)] = None,
+    eval_opponents: Annotated[str | None, typer.Option(
+        help=_distill_help("Comma-separated opponents measured every round.",
+                           "eval_opponents"))] = None,
+    eval_games: Annotated[int | None, int_option(
+        help=_distill_help("Games per opponent per round.", "eval_games"), hi=MAX_GAMES)] = None,
+    eval_opening_plies: Annotated[int | None, int_option(
+        help=_distill_help("Random opening plies of evaluation games.", "eval_opening_plies"),
+        lo=0, hi=MAX_PLIES)] = None,
+    positions: Annotated[Path | None, typer.Option(help=_distill_help(
+        "Solved-positions file measured every round (optimal-move and blunder rates).",
+        "positions"))] = None,
+    kickstart_steps: Annotated[int | None, int_option(
+        help=_distill_help("kickstart: PPO steps.", "kickstart_steps"), hi=MAX_STEPS)] = None,
+    stop_when_perfect: Annotated[bool | None, typer.Option(
+        "--stop-when-perfect", help=_distill_help("Stop at zero exhaustive losses.",
+                                                  "stop_when_perfect"))] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="YAML config: over the game's preset; flags override it.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume/--fresh", help="Go on from the last finished round of a killed or stopped "
+        "run with the same settings (default), or start over.")] = True,
 ) -> None:
     """Distill a teacher into a freshly initialized student and measure it as it learns.
 
-    Example: tlm distill --game tictactoe --teacher perfect --student mlp:64x2 --method dagger
-    --budget-games 500 --seed 0 --out runs/ttt-dagger
+    Settings start from the game's preset (the tested recipe), then --config, then flags.
+    The run checkpoints after every round: run the same command again after a kill, or
+    after Ctrl-C (which stops at the end of the round), to go on where it stopped.
+
+    Example: tlm distill --game tictactoe --teacher perfect --out runs/ttt-dagger
+    (the preset: a fresh mlp:128x2 that loses no line of tic-tac-toe within 500 games)
     """
-    from distill import distill, load_config, make_config
+    from distill import distill
+    from distill.collect import parse_mix
+    from distill.presets import config_with_preset
+    from distill.resume import stop_after_round
 
     fields = {
         "game": game, "teacher": teacher, "student": student, "method": method,
         "budget_games": budget_games, "games_per_round": games_per_round, "seed": seed,
-        "out": out, "dataset": dataset, "eval_games": eval_games, "epochs": epochs, "lr": lr,
+        "out": out, "dataset": dataset, "eval_games": eval_games, "lr": lr,
         "stop_when_perfect": stop_when_perfect, "epsilon": epsilon,
-        "temperature": temperature, "opening_plies": opening_plies, "opponent": opponent,
-        "beta_decay": beta_decay, "eval_opening_plies": eval_opening_plies,
-        "kickstart_steps": kickstart_steps,
+        "temperature": temperature, "opening_plies": opening_plies,
+        "opening_plies_max": opening_plies_max, "beta0": beta0, "beta_decay": beta_decay,
+        "steps_per_round": steps_per_round, "batch_size": batch_size,
+        "recent_share": recent_share, "eval_opening_plies": eval_opening_plies,
+        "positions": positions, "kickstart_steps": kickstart_steps,
+        "mix": None if mix is None else parse_mix(mix),
         "eval_opponents": None if eval_opponents is None else [
             s.strip() for s in eval_opponents.split(",") if s.strip()
         ],
     }
-    cfg = load_config(config, **fields) if config is not None else make_config(**fields)
-    arena.get_game(cfg.game)
+    cfg = config_with_preset(config, **fields)
     total = cfg.budget_games if cfg.method != "kickstart" else cfg.kickstart_steps
     with progress_bar(total, cfg.method) as bar:
         task = bar.add_task("distill", total=total)
@@ -364,7 +401,8 @@ def distill_cmd(
                      for k, v in row.items() if k not in ("round", "beta", "wall_s")]
             bar.console.print("  " + "  ".join(parts))
 
-        report = distill(cfg, progress=show)
+        with stop_after_round(bar.console.print) as stop:
+            report = distill(cfg, progress=show, resume=resume, stop=stop)
     _print_distill_report(report, cfg.out)
 
 
@@ -383,13 +421,18 @@ def _print_distill_report(report: dict[str, object], out: Path) -> None:
         table.add_row("learner steps", str(report["steps"]))
     for key, value in final.items():
         if key.startswith("score_vs_") or key in (
-            "agreement", "exhaustive_losses", "optimal_accuracy",
+            "agreement", "exhaustive_losses", "optimal_accuracy", "solved_optimal",
+            "solved_blunders",
         ):
             table.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float)
                           else str(value))
     if report.get("perfect_at_games") is not None:
         table.add_row("perfect play reached at", f"{report['perfect_at_games']} games")
     table.add_row("wall time", f"{report['wall_s']:.1f} s")
+    spent = report.get("time")
+    if isinstance(spent, dict):
+        table.add_row("  of which", ", ".join(
+            f"{k.removesuffix('_s')} {v:.1f} s" for k, v in spent.items()))
     console.print(table)
     if (out / "student").is_dir():
         console.print(f"student: {out / 'student'}   curve: {out / 'curve.csv'}, "
