@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from rich.progress import (
 )
 
 from arena import TlmError
+from arena.io import staging_path
 
 console = Console()
 
@@ -135,6 +137,23 @@ def writable_file(path: Path, flag: str) -> Path:
     except OSError as e:
         raise TlmError(f"{flag} {path} is not writable ({e.strerror})") from None
     return path
+
+
+@contextmanager
+def resume_hint(out: Path, resumable: bool = True) -> Iterator[None]:
+    """Turn Ctrl-C in the block into an interrupt whose message says how to go on.
+
+    ``main`` prints it as ``interrupted: ...`` and exits with code 130.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not resumable:
+            raise KeyboardInterrupt(f"nothing was written to {out}") from None
+        raise KeyboardInterrupt(
+            f"the finished part is kept in {staging_path(out)}; run the same command "
+            f"again to resume"
+        ) from None
 
 
 def progress_bar(total: int, label: str) -> Progress:

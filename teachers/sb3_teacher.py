@@ -18,6 +18,14 @@ Stable-Baselines3 seeds Python's, NumPy's and torch's global generators from the
 its design, not ours. Everything this module adds (seats, opponent draws, opponent
 sampling) draws from the environments' own seeded generators, and loading a snapshot
 leaves the global generators as it found them, so the same seed gives the same run.
+
+With ``resume=True`` a run checkpoints at the start of every rollout into
+``out_dir/checkpoint/``: SB3's own save of the model (policy and optimizer), and a JSON
+file with the step counters, the snapshot list, every generator's state (the three
+global ones and each environment's) and each environment's game in progress (its
+engine seed and moves, replayed on resume, and its opponent). A run started again on
+the same directory goes on from there, to the same final weights as a run never
+stopped.
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import shutil
 import time
 import zipfile
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +49,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import CSVOutputFormat
 from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
@@ -300,6 +311,27 @@ class SnapshotPool:
             self._frozen[path] = agent
         return agent
 
+    def describe(self, agent: Agent) -> str:
+        """``current``, ``random`` or ``past:NAME``: which of the pool's opponents ``agent`` is."""
+        if agent is self._current:
+            return "current"
+        for path, frozen in self._frozen.items():
+            if agent is frozen:
+                return f"past:{path.name}"
+        return "random"
+
+    def resolve(self, description: str) -> Agent:
+        """The opponent that :meth:`describe` described (a snapshot of this pool's directory)."""
+        if description == "current" and self._current is not None:
+            return self._current
+        if description.startswith("past:"):
+            name = description.removeprefix("past:")
+            for path in self.snapshots:
+                if path.name == name:
+                    return self.frozen(path)
+            raise TlmError(f"checkpoint names snapshot {name}, which the run does not have")
+        return self._random
+
     def sample(self, rng: np.random.Generator) -> Agent:
         """Draw an opponent for one episode from ``rng``."""
         kind = int(rng.choice(3, p=self.mix))
@@ -344,17 +376,276 @@ class SelfPlayCallback(BaseCallback):
         return True
 
 
-def make_selfplay_env(game: str | Game, pool: SnapshotPool, n_envs: int) -> VecEnv:
+def make_selfplay_env(
+    game: str | Game, pool: SnapshotPool, n_envs: int, record: bool = False
+) -> VecEnv:
     """``n_envs`` arena views (learner seat drawn per episode) whose opponents come from ``pool``.
 
     Seeding is left to the model (SB3 seeds env ``i`` with ``seed + i``).
+
+    Args:
+        game: the game.
+        pool: where each episode's opponent comes from.
+        n_envs: environments stepped side by side.
+        record: each env's engine remembers how its game got where it is, so that a
+            checkpoint can hold the games in progress (:func:`env_checkpoint`).
     """
     g = get_game(game)
 
     def make(_: int) -> Any:
-        return lambda: ArenaGymEnv(g, opponent=pool.sample, seat="random")
+        def build() -> ArenaGymEnv:
+            env = ArenaGymEnv(g, opponent=pool.sample, seat="random")
+            if record:
+                env.engine = _RecordingEngine(env.engine)
+            return env
+
+        return build
 
     return VecMonitor(DummyVecEnv([make(i) for i in range(n_envs)]))
+
+
+class _RecordingEngine:
+    """An env's one-game engine that remembers its game's seed and moves, to replay them."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.seed: int | None = None
+        self.moves: list[int] = []
+
+    def reset(self, n: int, seed: int | None = None) -> State:
+        self.seed, self.moves = seed, []
+        return self._engine.reset(n, seed=seed)
+
+    def step(self, state: State, actions: np.ndarray) -> tuple[State, np.ndarray, np.ndarray]:
+        self.moves.append(int(actions[0]))
+        return self._engine.step(state, actions)
+
+    def replay(self, seed: int | None, moves: Sequence[int]) -> State:
+        """The state that ``seed`` and ``moves`` lead to (recorded again as they are played)."""
+        state = self.reset(1, seed=seed)
+        for move in moves:
+            state, _, _ = self.step(state, np.array([move], dtype=np.int64))
+        return state
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+def _generator_state(rng: np.random.Generator) -> dict[str, Any]:
+    return dict(rng.bit_generator.state)
+
+
+def _generator_from(state: Mapping[str, Any]) -> np.random.Generator:
+    bit_generator = getattr(np.random, str(state["bit_generator"]))()
+    bit_generator.state = dict(state)
+    return np.random.Generator(bit_generator)
+
+
+def _array(a: np.ndarray) -> dict[str, Any]:
+    """An array as JSON (exact: float32 and float64 values survive a round trip)."""
+    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": a.reshape(-1).tolist()}
+
+
+def _from_array(d: Mapping[str, Any]) -> np.ndarray:
+    return np.asarray(d["data"], dtype=np.dtype(d["dtype"])).reshape(d["shape"])
+
+
+def env_checkpoint(env: ArenaGymEnv, pool: SnapshotPool) -> dict[str, Any]:
+    """An env's whole state as JSON: generator, seat, opponent and the game in progress.
+
+    The env must have been built with ``record=True`` (:func:`make_selfplay_env`).
+    """
+    engine = env.engine
+    if not isinstance(engine, _RecordingEngine):
+        raise TypeError("env_checkpoint needs an env made with make_selfplay_env(record=True)")
+    return {
+        "rng": _generator_state(env.np_random),
+        "seat": int(env.seat),
+        "episodes_since_seed": int(env._episodes_since_seed),
+        "skipped_games": int(env.skipped_games),
+        "over": bool(env._over),
+        "opponent": pool.describe(env.opponent),
+        "engine_seed": engine.seed,
+        "moves": list(engine.moves),
+    }
+
+
+def restore_env(env: ArenaGymEnv, pool: SnapshotPool, saved: Mapping[str, Any]) -> None:
+    """Put an env (built with ``record=True``) back in the state :func:`env_checkpoint` saved."""
+    engine = env.engine
+    if not isinstance(engine, _RecordingEngine):
+        raise TypeError("restore_env needs an env made with make_selfplay_env(record=True)")
+    env.np_random = _generator_from(saved["rng"])
+    env.seat = int(saved["seat"])
+    env._episodes_since_seed = int(saved["episodes_since_seed"])
+    env.skipped_games = int(saved["skipped_games"])
+    env.opponent = pool.resolve(str(saved["opponent"]))
+    if saved["engine_seed"] is None:
+        return  # never reset: SB3 resets it before its first step
+    env._state = engine.replay(saved["engine_seed"], saved["moves"])
+    env._over = bool(saved["over"])
+    if not env._over:
+        env._observe()
+
+
+CHECKPOINT = "checkpoint"
+"""The directory in a run's output that holds its latest checkpoint (removed at the end)."""
+
+
+def _global_rng_state() -> dict[str, Any]:
+    py_version, py_internal, py_gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": [py_version, list(py_internal), py_gauss],
+        "numpy": {**np_state, "state": {"key": np_state["state"]["key"].tolist(),
+                                        "pos": int(np_state["state"]["pos"])}},
+        "torch": torch.get_rng_state().tolist(),
+    }
+
+
+def _set_global_rng_state(saved: Mapping[str, Any]) -> None:
+    version, internal, gauss = saved["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = dict(saved["numpy"])
+    np_state["state"] = {"key": np.asarray(np_state["state"]["key"], dtype=np.uint32),
+                         "pos": np_state["state"]["pos"]}
+    np.random.set_state(np_state)
+    torch.set_rng_state(torch.tensor(saved["torch"], dtype=torch.uint8))
+
+
+class _Checkpointer(BaseCallback):
+    """Writes the run's checkpoint at the start of every rollout (after the last update).
+
+    A checkpoint is built in ``checkpoint.new/`` and then swapped in by renames, so a
+    kill at any moment leaves ``checkpoint/`` (or, between the two renames,
+    ``checkpoint.old/``) whole.
+    """
+
+    def __init__(
+        self, out: Path, settings: Mapping[str, Any], pool: SnapshotPool,
+        selfplay: SelfPlayCallback, progress_csv: Path, train_seconds: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.out = out
+        self.settings = dict(settings)
+        self.pool = pool
+        self.selfplay = selfplay
+        self.progress_csv = progress_csv
+        self.train_seconds = train_seconds
+        self._started = time.perf_counter()
+        self._last_step: int | None = None
+
+    def elapsed(self) -> float:
+        """Training seconds so far, those before a resume included."""
+        return self.train_seconds + time.perf_counter() - self._started
+
+    def _on_rollout_start(self) -> None:
+        model = self.model
+        if self._last_step == model.num_timesteps:
+            return  # just resumed from this very checkpoint
+        self._last_step = model.num_timesteps
+        vec = model.get_env()
+        assert isinstance(vec, VecMonitor) and isinstance(vec.venv, DummyVecEnv)
+        assert model._last_obs is not None and model._last_episode_starts is not None
+        for fmt in model.logger.output_formats:
+            if hasattr(fmt, "file"):
+                fmt.file.flush()
+        state = {
+            "settings": self.settings,
+            "num_timesteps": int(model.num_timesteps),
+            "n_updates": int(model._n_updates),
+            "episode_num": int(model._episode_num),
+            "ep_info_buffer": [
+                {k: v.item() if isinstance(v, np.generic) else v for k, v in info.items()}
+                for info in model.ep_info_buffer or []
+            ],
+            "last_obs": _array(np.asarray(model._last_obs)),
+            "last_episode_starts": _array(np.asarray(model._last_episode_starts)),
+            "monitor": {
+                "returns": _array(vec.episode_returns),
+                "lengths": _array(vec.episode_lengths),
+                "count": int(vec.episode_count),
+            },
+            "envs": [env_checkpoint(env, self.pool) for env in vec.venv.envs],  # type: ignore[arg-type]
+            "games": self.selfplay.games,
+            "snapshots": [p.name for p in self.selfplay.snapshots],
+            "last_snapshot": self.selfplay._last_snapshot,
+            "progress_csv_bytes": (
+                self.progress_csv.stat().st_size if self.progress_csv.exists() else 0
+            ),
+            "train_seconds": self.elapsed(),
+            "rng": _global_rng_state(),
+        }
+        new, current, old = (self.out / f"{CHECKPOINT}{suffix}" for suffix in (".new", "", ".old"))
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir()
+        model.save(new / "model.zip")
+        write_json_atomic(new / "state.json", state)
+        shutil.rmtree(old, ignore_errors=True)
+        if current.exists():
+            current.rename(old)
+        new.rename(current)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def _read_checkpoint(out: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The latest whole checkpoint in ``out`` (its directory and state), if any."""
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
+        directory = out / name
+        state_file = directory / "state.json"
+        if (directory / "model.zip").is_file() and state_file.is_file():
+            try:
+                return directory, json.loads(state_file.read_text())
+            except ValueError:
+                raise TlmError(f"damaged checkpoint {state_file}: not JSON") from None
+    return None
+
+
+def _restore(
+    model: BaseAlgorithm, directory: Path, state: Mapping[str, Any], pool: SnapshotPool,
+    selfplay: SelfPlayCallback, snapshot_dir: Path,
+) -> None:
+    """Put a freshly built model, its envs and callbacks back where the checkpoint was."""
+    try:
+        with _global_rng_preserved():
+            model.set_parameters(str(directory / "model.zip"), exact_match=True, device="cpu")
+    except Exception as error:  # SB3 raises anything from a damaged zip
+        raise TlmError(f"cannot load checkpoint {directory}: {_one_line(error)}") from None
+    for name in state["snapshots"]:
+        path = snapshot_dir / name
+        pool.add_snapshot(path)
+        selfplay.snapshots.append(path)
+    selfplay.games = int(state["games"])
+    selfplay._last_snapshot = state["last_snapshot"]
+    model.num_timesteps = int(state["num_timesteps"])
+    model._n_updates = int(state["n_updates"])
+    model._episode_num = int(state["episode_num"])
+    model.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=model._stats_window_size)
+    model.ep_success_buffer = deque(maxlen=model._stats_window_size)
+    model._last_obs = _from_array(state["last_obs"])
+    model._last_episode_starts = _from_array(state["last_episode_starts"])
+    vec = model.get_env()
+    assert isinstance(vec, VecMonitor) and isinstance(vec.venv, DummyVecEnv)
+    vec.episode_returns = _from_array(state["monitor"]["returns"])
+    vec.episode_lengths = _from_array(state["monitor"]["lengths"])
+    vec.episode_count = int(state["monitor"]["count"])
+    for env, saved in zip(vec.venv.envs, state["envs"], strict=True):
+        restore_env(env, pool, saved)  # type: ignore[arg-type]
+    _set_global_rng_state(state["rng"])
+
+
+def _restore_progress_csv(model: BaseAlgorithm, path: Path, old_text: str) -> None:
+    """Put back the curve rows written up to the checkpoint (SB3 opens the CSV afresh)."""
+    if not old_text:
+        return
+    for fmt in model.logger.output_formats:
+        if isinstance(fmt, CSVOutputFormat) and Path(fmt.file.name) == path:
+            fmt.file.write(old_text)
+            fmt.file.flush()
+            fmt.keys = old_text.splitlines()[0].split(",")
 
 
 @dataclass
@@ -409,6 +700,7 @@ def train_selfplay(
     torch_threads: int | None = 1,
     verbose: int = 0,
     callbacks: Sequence[BaseCallback] = (),
+    resume: bool = False,
 ) -> SelfPlayRun:
     """Train a MaskablePPO model (or subclass) by self-play; see :func:`train_maskable_ppo`.
 
@@ -432,6 +724,10 @@ def train_selfplay(
             faster on one thread than on several competing for the same cores.
         verbose: SB3 verbosity.
         callbacks: more SB3 callbacks (one returning ``False`` ends training early).
+        resume: checkpoint at the start of every rollout into ``out_dir/checkpoint``
+            and, if a checkpoint of a run with the same settings is there, go on from
+            it (the final weights are those of a run never stopped); the checkpoint is
+            removed when the run ends.
 
     Returns:
         The run: model, summary and the final zip's path.
@@ -456,11 +752,31 @@ def train_selfplay(
         if every <= 0:
             raise TlmError(f"snapshot_every must be positive, got {snapshot_every}")
         snapshot_dir = out / "snapshots"
-        snapshot_dir.mkdir(parents=True, exist_ok=True)
-
-        pool = SnapshotPool(g, opponent_mix)
-        env = make_selfplay_env(g, pool, n_envs)
         policy_kwargs = {"net_arch": [int(w) for w in net_arch]}
+        pool = SnapshotPool(g, opponent_mix)
+        settings = json.loads(json.dumps({
+            "game": g.name, "algo": model_class.__name__, "steps": steps, "seed": seed,
+            "net_arch": policy_kwargs["net_arch"], "n_envs": n_envs,
+            "hyperparameters": {k: hyper[k] for k in sorted(hyper)},
+            "opponent_mix": pool.mix.tolist(), "snapshot_every": every,
+        }, default=repr))
+        checkpoint = _read_checkpoint(out) if resume else None
+        if checkpoint is not None and checkpoint[1].get("settings") != settings:
+            raise TlmError(
+                f"{out} holds an interrupted run with other settings "
+                f"({_settings_difference(checkpoint[1].get('settings'), settings)}); "
+                f"run it again with its settings, or start over"
+            )
+        if resume and checkpoint is None:
+            _remove_run_files(out)  # a run killed before its first checkpoint
+        snapshot_dir.mkdir(parents=True, exist_ok=True)
+        progress_csv = out / "logs" / "progress.csv"
+        old_curve = ""
+        if checkpoint is not None and progress_csv.is_file():
+            size = int(checkpoint[1]["progress_csv_bytes"])
+            old_curve = progress_csv.read_bytes()[:size].decode()
+
+        env = make_selfplay_env(g, pool, n_envs, record=resume)
         try:
             model = model_class(
                 "MlpPolicy", env, seed=seed, device="cpu", verbose=verbose,
@@ -475,8 +791,27 @@ def train_selfplay(
         callback = SelfPlayCallback(pool, snapshot_dir, every)
 
         start = time.perf_counter()
-        model.learn(total_timesteps=steps, callback=CallbackList([callback, *callbacks]))
-        train_seconds = time.perf_counter() - start
+        before: list[BaseCallback] = []
+        checkpointer: _Checkpointer | None = None
+        if resume:
+            done_seconds = 0.0
+            if checkpoint is not None:
+                _restore(model, checkpoint[0], checkpoint[1], pool, callback, snapshot_dir)
+                _restore_progress_csv(model, progress_csv, old_curve)
+                done_seconds = float(checkpoint[1]["train_seconds"])
+            # First in the list: a checkpoint must not see the snapshot of its own step.
+            checkpointer = _Checkpointer(out, settings, pool, callback, progress_csv,
+                                         done_seconds)
+            before.append(checkpointer)
+        model.learn(
+            total_timesteps=steps - model.num_timesteps if checkpoint is not None else steps,
+            callback=CallbackList([*before, callback, *callbacks]),
+            reset_num_timesteps=checkpoint is None,
+        )
+        train_seconds = (
+            checkpointer.elapsed() if checkpointer is not None
+            else time.perf_counter() - start
+        )
         model_path = out / "model.zip"
         model.save(model_path)
 
@@ -503,9 +838,30 @@ def train_selfplay(
             "train_seconds": round(train_seconds, 3),
             "wall_seconds": round(time.perf_counter() - start, 3),
         }
+        if checkpoint is not None:
+            summary["resumed_at_step"] = int(checkpoint[1]["num_timesteps"])
         write_json_atomic(out / "summary.json", summary)
         env.close()
+        for suffix in ("", ".new", ".old"):
+            shutil.rmtree(out / f"{CHECKPOINT}{suffix}", ignore_errors=True)
         return SelfPlayRun(model, summary, model_path)
+
+
+def _settings_difference(saved: Any, wanted: Mapping[str, Any]) -> str:
+    if not isinstance(saved, dict):
+        return "its settings are unreadable"
+    for key, value in wanted.items():
+        if saved.get(key) != value:
+            return f"{key} {saved.get(key)!r}, not {value!r}"
+    return "settings differ"
+
+
+def _remove_run_files(out: Path) -> None:
+    """What an earlier attempt of a run wrote to ``out``, before starting it over."""
+    for name in ("snapshots", "logs", CHECKPOINT, f"{CHECKPOINT}.new", f"{CHECKPOINT}.old"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("model.zip", "summary.json"):
+        (out / name).unlink(missing_ok=True)
 
 
 def train_maskable_ppo(
@@ -521,6 +877,7 @@ def train_maskable_ppo(
     ppo_kwargs: Mapping[str, Any] | None = None,
     eval_games: int = 200,
     verbose: int = 0,
+    resume: bool = False,
 ) -> Path:
     """Train MaskablePPO by self-play against itself, its past snapshots and ``random``.
 
@@ -542,6 +899,8 @@ def train_maskable_ppo(
         ppo_kwargs: MaskablePPO hyperparameters replacing :data:`DEFAULT_PPO` entries.
         eval_games: games against each reference opponent at the end (0: none).
         verbose: SB3 verbosity.
+        resume: checkpoint every rollout and go on from a checkpoint found in
+            ``out_dir`` (see :func:`train_selfplay`).
 
     Returns:
         The path of ``model.zip``.
@@ -552,6 +911,6 @@ def train_maskable_ppo(
     run = train_selfplay(
         game, steps, out_dir, seed, net_arch=net_arch, snapshot_every=snapshot_every,
         opponent_mix=opponent_mix, n_envs=n_envs, ppo_kwargs=ppo_kwargs,
-        eval_games=eval_games, verbose=verbose,
+        eval_games=eval_games, verbose=verbose, resume=resume,
     )
     return run.model_path
