@@ -45,10 +45,10 @@ def run_cmd(
         outcome = run_league(cfg, directory, progress=progress, stop=stop)
     if outcome.stopped_by == "signal":
         console.print(f"stopped after {outcome.rounds} finished rounds; resume with: "
-                      f"tlm league run --config {config} --dir {directory}")
+                      f"tlm league run --config {config} --dir {directory}", soft_wrap=True)
         raise typer.Exit(128 + (outcome.signum or 2))
     console.print(f"league stopped ({outcome.stopped_by}) after {outcome.rounds} rounds; "
-                  f"see tlm league status --dir {directory}")
+                  f"see tlm league status --dir {directory}", soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -49,7 +49,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from arena.agents import make_agent
-from arena.core import Agent, TlmError
+from arena.core import Agent, PolicyAgent, State, TlmError, sample_from
 from arena.games import Game, get_game
 from arena.league import LeagueStore, MatchRecord, staged_checkpoint
 from arena.league.matchmaking import Matchmaker, pfsp_weights, win_rates
@@ -110,6 +110,9 @@ class LearnerConfig(BaseModel):
         default=8192, gt=0, description="Learner moves trained per round (whole rollouts).")
     snapshot_every: int | None = Field(
         default=32768, gt=0, description="Learner moves between snapshots (null: never by steps).")
+    sample_opponents: bool = Field(
+        default=True, description="Learner-made opponents (live learners, snapshots) sample "
+        "their policy while this learner trains, instead of playing their best move.")
     snapshot_win_rate: float | None = Field(
         default=0.7, gt=0, le=1, description="Also snapshot when the round's training score "
         "against the current opponents reaches this (null: never by score).")
@@ -292,6 +295,25 @@ def make_learner(config: LearnerConfig, game: Game, directory: Path, seed: int,
                        "(teachers.rllib_learner is missing)") from None
     learner: Learner = module.RLlibLearner.from_league_config(config, game, directory, seed)
     return learner
+
+
+class _Sampled(Agent):
+    """A policy agent that samples its distribution instead of playing its argmax.
+
+    Greedy networks are deterministic: a learner training against them would meet the
+    same few games again and again.
+    """
+
+    def __init__(self, agent: PolicyAgent) -> None:
+        self.inner = agent
+        self.name = agent.name
+        self.game = agent.game
+        self.needs_state = agent.needs_state
+        self.uses_observation = agent.uses_observation
+
+    def act(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+            state: State | None = None) -> np.ndarray:
+        return sample_from(self.inner.policy(obs, mask, state), rng)
 
 
 # -- stopping ----------------------------------------------------------------------------
@@ -487,6 +509,7 @@ class _League:
         self.references = references
         self.agents: dict[str, Agent] = dict(references)
         self.learners: dict[str, Learner] = {}
+        self.sampled: dict[str, _Sampled] = {}
         self.matchmakers = {
             lc.name: Matchmaker(lc.matchmaking, lc.weighting, lc.role, lc.reference_share)
             for lc in config.learners
@@ -567,6 +590,16 @@ class _League:
             self.agents[name] = agent
         return agent
 
+    def training_agent(self, name: str, sample: bool) -> Agent:
+        """The agent a learner trains against: learner-made ones sampled when asked."""
+        agent = self.agent(name)
+        if not sample or name in self.references or not isinstance(agent, PolicyAgent):
+            return agent
+        sampled = self.sampled.get(name)
+        if sampled is None or sampled.inner is not agent:
+            sampled = self.sampled[name] = _Sampled(agent)
+        return sampled
+
     # -- a round -------------------------------------------------------------------
 
     def run_round(self, r: int) -> None:
@@ -575,7 +608,7 @@ class _League:
         reports: dict[str, TrainReport] = {}
         for i, lc in enumerate(cfg.learners):
             picks = self.picks(r, i, lc.name)
-            opponents = [self.agent(n) for n, _ in picks]
+            opponents = [self.training_agent(n, lc.sample_opponents) for n, _ in picks]
             self.emit("train", f"{lc.name} trains against "
                       + ", ".join(f"{n} ({w:.2f})" for n, w in picks))
             t = time.perf_counter()

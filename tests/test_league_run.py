@@ -1,0 +1,272 @@
+"""The league loop and ``tlm league run``: config validation that writes nothing, the
+same seed giving the same league, resuming after kill -9 and after Ctrl-C, and a
+short league that learns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from arena.league import LeagueStore, MatchRecord
+from arena.league.ratings import elo_ratings
+from scripts.cli import main
+from teachers.league_run import load_config, parse_config, run_league
+
+ROOT = Path(__file__).resolve().parents[1]
+TLM = [sys.executable, "-m", "scripts.cli"]
+
+TINY: dict[str, Any] = {
+    "game": "tictactoe",
+    "seed": 5,
+    "learners": [{
+        "name": "main",
+        "net_arch": [32, 32],
+        "n_envs": 4,
+        "ppo": {"n_steps": 64, "batch_size": 128, "n_epochs": 4},
+        "steps_per_round": 512,
+        "snapshot_every": 1024,
+    }],
+    "references": ["random", "heuristic"],
+    "evaluation": {"games_per_pair": 40, "snapshots_per_learner": 1},
+    "stop": {"max_rounds": 6},
+}
+"""A league small enough to run in a few seconds; rounds 0..5, a snapshot every other."""
+
+
+def tiny_matches(rounds: int) -> int:
+    """Matches of TINY after ``rounds`` rounds: two references per round, plus one
+    snapshot from round 1 on (the first is taken in round 1, before its matches)."""
+    return 2 * rounds + max(0, rounds - 1)
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def log_of(directory: Path) -> list[tuple[Any, ...]]:
+    """The match log without its timestamps and ids."""
+    with LeagueStore.open(directory, readonly=True) as store:
+        return [(m.key, m.round, m.agent_a, m.agent_b, m.seed, m.games, m.a_first, m.a_second)
+                for m in store.matches()]
+
+
+def check_consistent(directory: Path, rounds: int) -> list[MatchRecord]:
+    """Keys unique, the expected number of matches, stored ratings equal to the log's,
+    and the learner's step counter at exactly ``rounds`` rounds of training."""
+    with LeagueStore.open(directory, readonly=True) as store:
+        matches = store.matches()
+        keys = [m.key for m in matches]
+        assert len(keys) == len(set(keys)) == tiny_matches(rounds)
+        assert sorted({m.round for m in matches}) == list(range(rounds))
+        names = [a.name for a in store.agents()]
+        recomputed = elo_ratings(matches, anchor=["random", "heuristic"], names=names)
+        stored = store.get_state("ratings")
+        assert stored == {n: [r.elo, r.lo, r.hi, r.games] for n, r in recomputed.items()}
+        assert store.get_state("round") == rounds
+        state = store.get_state("learner/main")
+        assert state["total_steps"] == rounds * TINY["learners"][0]["steps_per_round"]
+        assert state["checkpoint"] == f"learners/main/r{rounds:06d}"
+        return matches
+
+
+@pytest.fixture(scope="module")
+def reference_league(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TINY run once to the end, in this process."""
+    directory = tmp_path_factory.mktemp("league") / "ref"
+    outcome = run_league(parse_config(TINY), directory)
+    assert outcome.stopped_by == "max_rounds" and outcome.rounds == 6
+    return directory
+
+
+# -- bad configs -------------------------------------------------------------------------
+
+
+def _with(change: dict[str, Any], learner: dict[str, Any] | None = None) -> dict[str, Any]:
+    config = {**TINY, **change}
+    if learner is not None:
+        config["learners"] = [{**TINY["learners"][0], **learner}]
+    return config
+
+
+BAD_CONFIGS = {
+    "unknown key": (_with({"rounds": 3}), "rounds: unknown key"),
+    "unknown learner key": (_with({}, {"lr": 0.1}), "learners.0.lr: unknown key"),
+    "unknown matchmaking": (_with({}, {"matchmaking": "elo"}), "matchmaking"),
+    "negative steps": (_with({}, {"steps_per_round": -5}), "steps_per_round"),
+    "negative games": (_with({"evaluation": {"games_per_pair": -1}}), "games_per_pair"),
+    "negative snapshots": (_with({"evaluation": {"snapshots_per_learner": -2}}),
+                           "snapshots_per_learner"),
+    "zero rounds": (_with({"stop": {"max_rounds": 0}}), "max_rounds"),
+    "reference of another game": (_with({"references": ["random", "alphabeta:2"]}),
+                                  "alphabeta:2"),
+    "unknown game": (_with({"game": "hex"}), "hex"),
+    "duplicate names": (_with({"references": ["random", "main"]}), "unique"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exits_2_and_writes_nothing(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, expected = BAD_CONFIGS[case]
+    path = write_config(tmp_path / "league.yaml", config)
+    new_dir, empty_dir = tmp_path / "new", tmp_path / "empty"
+    empty_dir.mkdir()
+    for directory in (new_dir, empty_dir):
+        code = main(["league", "run", "--config", str(path), "--dir", str(directory), "--quiet"])
+        out, err = capsys.readouterr()
+        assert code == 2
+        assert err.startswith("error: ") and err.count("\n") == 1 and expected in err, err
+        assert out == ""
+    assert not new_dir.exists()
+    assert list(empty_dir.iterdir()) == []
+
+
+def test_yaml_errors_and_examples(tmp_path: Path) -> None:
+    from arena import TlmError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("game: [tictactoe\n")
+    with pytest.raises(TlmError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(TlmError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    for name in ("league_tictactoe.yaml", "league_connect_four.yaml"):
+        config = load_config(ROOT / "configs" / name)
+        assert config.learners and config.references[0].name == "random"
+
+
+def test_other_config_on_existing_league_is_refused(
+    reference_league: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (reference_league / "league.db").read_bytes()
+    path = write_config(tmp_path / "other.yaml", {**TINY, "seed": 6})
+    code = main(["league", "run", "--config", str(path), "--dir", str(reference_league)])
+    assert code == 2 and "another config" in capsys.readouterr().err
+    assert (reference_league / "league.db").read_bytes() == before
+    # A finished league run again with the same config has nothing left to do.
+    log = log_of(reference_league)
+    path = write_config(tmp_path / "same.yaml", TINY)
+    assert main(["league", "run", "--config", str(path), "--dir", str(reference_league),
+                 "--quiet"]) == 0
+    assert "after 6 rounds" in capsys.readouterr().out
+    assert log_of(reference_league) == log
+
+
+# -- determinism and resume --------------------------------------------------------------
+
+
+def test_same_seed_same_league(reference_league: Path, tmp_path: Path) -> None:
+    check_consistent(reference_league, 6)
+    config = parse_config({**TINY, "stop": {"max_rounds": 3}})
+    run_league(config, tmp_path / "again")
+    # Three rounds, then resumed in a second call for the other three.
+    run_league(parse_config(TINY), tmp_path / "again")
+    assert log_of(tmp_path / "again") == log_of(reference_league)
+    with LeagueStore.open(reference_league, readonly=True) as store:
+        snapshots = [a.name for a in store.agents("snapshot")]
+        assert snapshots == ["main-r0001", "main-r0003", "main-r0005"]
+        assert all(store.verify(s).parent == "main" for s in snapshots)
+
+
+def _start(config: Path, directory: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [*TLM, "league", "run", "--config", str(config), "--dir", str(directory), "--quiet"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def test_kill_9_at_random_moments_then_resume(reference_league: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "league.yaml", TINY)
+    directory = tmp_path / "killed"
+    rng = np.random.default_rng(2024)
+    killed_running = 0
+    for delay in rng.uniform(3.0, 7.0, size=3):
+        proc = _start(config, directory)
+        try:
+            proc.wait(timeout=float(delay))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed_running += 1
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    proc = _start(config, directory)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert b"league stopped (max_rounds) after 6 rounds" in out
+    check_consistent(directory, 6)
+    # The redone rounds are exactly the ones never interrupted.
+    assert log_of(directory) == log_of(reference_league)
+    assert killed_running >= 1  # at least one kill landed while the league ran
+
+
+def test_ctrl_c_stops_after_the_match_and_resumes(reference_league: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "league.yaml", TINY)
+    directory = tmp_path / "interrupted"
+    proc = _start(config, directory)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (directory / "league.db").exists():
+                with LeagueStore.open(directory, readonly=True) as store:
+                    if store.totals()[0] >= 1:
+                        break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err.decode()
+    assert b"resume with: tlm league run --config" in out
+    assert b"Traceback" not in err
+    proc = _start(config, directory)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert log_of(directory) == log_of(reference_league)
+
+
+# -- learning ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_short_league_beats_random_more_often(tmp_path: Path) -> None:
+    from arena import evaluate, get_game, make_agent
+    from teachers.league_learners import SB3Learner
+    from teachers.sb3_teacher import load_sb3_agent
+
+    config = {
+        "game": "tictactoe",
+        "seed": 0,
+        "learners": [{"name": "main", "net_arch": [64, 64], "n_envs": 8,
+                      "steps_per_round": 8192, "snapshot_every": 16384}],
+        "references": ["random", "heuristic"],
+        "evaluation": {"games_per_pair": 40, "snapshots_per_learner": 1},
+        "stop": {"max_rounds": 5},
+    }
+    directory = tmp_path / "learn"
+    outcome = run_league(parse_config(config), directory)
+    assert outcome.rounds == 5
+    game = get_game("tictactoe")
+    random = make_agent("random", game)
+    final = load_sb3_agent(directory / "learners/main/r000005/policy/model.zip", game)
+    fresh = SB3Learner("fresh", game, seed=0, net_arch=(64, 64)).agent()
+    with LeagueStore.open(directory, readonly=True) as store:
+        ratings = store.get_state("ratings")
+    before = evaluate(game, fresh, [random], 400, seed=1)[2].score
+    after = evaluate(game, final, [random], 400, seed=1)[2].score
+    assert after > before + 0.15 and after > 0.85, (before, after)
+    assert ratings["main"][1] > 0, ratings  # its Elo interval lies above random's (0)
