@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -260,7 +260,7 @@ class LocalRunner:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def map(self, job: Job, plan: ShardPlan | list[Shard]) -> Iterator[Any]:
+    def map(self, job: Job, plan: ShardPlan | Sequence[Shard]) -> Iterator[Any]:
         """The result of each shard of ``plan``, in order."""
         for shard in plan:
             yield job.work(job.context, shard)
@@ -284,6 +284,9 @@ def _quiet_ray_environment() -> None:
     # Ray 2.60 otherwise turns on token authentication, warns and writes a token file.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # The shards still in flight when a run stops on an error fail or finish unread;
+    # the error that stopped the run is the one to show, not a log line for each.
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
 
 
 def start_local_ray(num_cpus: int) -> None:
@@ -349,16 +352,29 @@ class _ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def setup(self, key: int, setup: Callable[[Any], Any], payload: Any) -> None:
-        # Keep the latest few contexts: a caller alternating between jobs (a league's
-        # pairings) does not rebuild agents every time.
-        if key not in self._contexts:
+    def run(
+        self,
+        key: int,
+        setup: Callable[[Any], Any],
+        payload: list[Any],
+        work: Callable[[Any, Shard], Any],
+        shard: Shard,
+    ) -> Any:
+        """Play ``shard`` of job ``key``, building the job's context on first use.
+
+        ``payload`` holds the payload's object reference inside a list, so Ray does not
+        fetch it for every shard, only when this actor first sees the job.
+        """
+        context = self._contexts.get(key)
+        if context is None:
+            import ray
+
+            # Keep the latest few contexts: a caller alternating between jobs (a league's
+            # pairings) does not rebuild agents every time.
             if len(self._contexts) >= 4:
                 self._contexts.pop(next(iter(self._contexts)))
-            self._contexts[key] = setup(payload)
-
-    def run(self, key: int, work: Callable[[Any, Shard], Any], shard: Shard) -> Any:
-        return work(self._contexts[key], shard)
+            context = self._contexts[key] = setup(ray.get(payload[0]))
+        return work(context, shard)
 
 
 class RayRunner:
@@ -386,14 +402,14 @@ class RayRunner:
         self._owns_ray = False
         self._actor_cls: Any = None
         self._actors: list[Any] = []
-        self._ready: list[set[int]] = []  # job keys each actor has been set up for
-        self._payload_refs: dict[int, Any] = {}
         self.failures = 0
         """Worker deaths survived so far (shards requeued)."""
 
     def __enter__(self) -> RayRunner:
         import ray
 
+        if self.address is not None and self.address != "auto":
+            _check_reachable(self.address.removeprefix("ray://"))
         if not ray.is_initialized():
             if self.address is not None:
                 join_ray(self.address)
@@ -407,7 +423,6 @@ class RayRunner:
             self.workers = min(self.requested or cpus, cpus)
             self._actor_cls = ray.remote(num_cpus=1, max_restarts=0)(_ShardWorker)
             self._actors = [self._actor_cls.remote() for _ in range(self.workers)]
-            self._ready = [set() for _ in self._actors]
         except BaseException:
             self.close()
             raise
@@ -430,7 +445,7 @@ class RayRunner:
                 ray.kill(actor)
             if self._owns_ray:
                 ray.shutdown()
-        self._actors, self._ready, self._payload_refs = [], [], {}
+        self._actors = []
         self._owns_ray = False
 
     def worker_pids(self) -> list[int]:
@@ -444,9 +459,8 @@ class RayRunner:
 
         ray.kill(self._actors[slot])
         self._actors[slot] = self._actor_cls.remote()
-        self._ready[slot] = set()
 
-    def map(self, job: Job, plan: ShardPlan | list[Shard]) -> Iterator[Any]:
+    def map(self, job: Job, plan: ShardPlan | Sequence[Shard]) -> Iterator[Any]:
         """The result of each shard of ``plan``, in order, played on the actors.
 
         Raises:
@@ -484,12 +498,11 @@ class RayRunner:
                             i, next_new = next_new, next_new + 1
                         else:
                             break
-                        actor = self._actors[slot]
-                        if job.key not in self._ready[slot]:
-                            actor.setup.remote(job.key, job.setup, payload_ref)
-                            self._ready[slot].add(job.key)
-                        shard = plan[i] if isinstance(plan, list) else plan.shard(i)
-                        in_flight[actor.run.remote(job.key, job.work, shard)] = (slot, i)
+                        shard = plan.shard(i) if isinstance(plan, ShardPlan) else plan[i]
+                        ref = self._actors[slot].run.remote(
+                            job.key, job.setup, [payload_ref], job.work, shard
+                        )
+                        in_flight[ref] = (slot, i)
                         load[slot] += 1
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in ready:

@@ -12,6 +12,7 @@ from pathlib import Path
 from arena.agents import register_loader
 from arena.core import Agent
 from arena.games import Game
+from arena.runners import register_payload
 from students.agent import StudentAgent
 from students.checkpoint import (
     is_checkpoint_dir,
@@ -28,6 +29,7 @@ from students.networks import (
     param_count,
     parse_spec,
 )
+from students.payload import student_from_payload, student_payload
 
 load = load_student
 
@@ -40,6 +42,7 @@ def _load_checkpoint_spec(spec: str, game: Game) -> Agent | None:
 
 
 register_loader(_load_checkpoint_spec)
+register_payload(StudentAgent, student_payload, student_from_payload)
 
 __all__ = [
     "StudentAgent",

@@ -6,15 +6,17 @@ every decision, then plays the teacher's move (with exploration) or, with probab
 ``1 - beta``, another actor's move: ``beta = 1`` generates teacher games, ``beta < 1``
 is DAgger's mixture of teacher and student. :func:`collect_positions` runs it through
 :func:`arena.play_matches` and returns the labelled positions; :func:`generate_dataset`
-writes them as a dataset, shard by shard.
+writes them as a dataset, shard by shard. Both take a runner (:mod:`arena.runners`)
+that plays their shards in this process or on Ray workers, with the same positions
+either way; a labeller travels to workers as its teacher's and actor's payloads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -31,6 +33,19 @@ from arena import (
     uniform_legal,
 )
 from arena.io import staged_directory
+from arena.runners import (
+    DEFAULT_SHARD_GAMES,
+    AgentPayload,
+    Job,
+    LocalRunner,
+    Runner,
+    Shard,
+    ShardPlan,
+    agent_payload,
+    build_agent,
+    check_shard_games,
+    register_payload,
+)
 from teachers.datasets import DatasetWriter, Positions
 
 
@@ -132,23 +147,55 @@ class TeacherLabeller(Agent):
         return actions
 
 
-def collect_positions(
-    game: str | Game,
-    labeller: TeacherLabeller,
-    n_games: int,
-    seed: int,
-    game_offset: int = 0,
-    opponent: TeacherLabeller | None = None,
-) -> Positions:
-    """Play ``n_games`` games of ``labeller`` against ``opponent`` (default: itself);
-    every decision of both sides, labelled by their teachers.
+def _labeller_payload(labeller: TeacherLabeller) -> dict[str, Any]:
+    ex = labeller.exploration
+    return {
+        "teacher": agent_payload(labeller.teacher),
+        "actor": None if labeller.actor is None else agent_payload(labeller.actor),
+        "beta": labeller.beta,
+        "exploration": [ex.temperature, ex.epsilon, ex.opening_plies],
+    }
 
-    ``game_id`` runs from ``game_offset``; ``outcome`` is the final return of the
-    mover's seat.
-    """
-    g = get_game(game)
-    other = labeller if opponent is None else opponent
-    labellers = (labeller, other)
+
+def _labeller_from_payload(data: dict[str, Any], game: Game) -> TeacherLabeller:
+    teacher = build_agent(data["teacher"], game)
+    if not isinstance(teacher, PolicyAgent):
+        raise TlmError(f"teacher {teacher.name!r} gives no policy to learn from")
+    actor = None if data["actor"] is None else build_agent(data["actor"], game)
+    return TeacherLabeller(teacher, actor, data["beta"], Exploration(*data["exploration"]))
+
+
+register_payload(TeacherLabeller, _labeller_payload, _labeller_from_payload)
+
+
+@dataclass
+class _Collection:
+    """What a worker needs to collect positions: the game and both labellers."""
+
+    game: Game
+    labeller: TeacherLabeller
+    opponent: TeacherLabeller
+
+
+def _collection_payload(c: _Collection) -> tuple[str, AgentPayload, AgentPayload | None]:
+    same = c.opponent is c.labeller
+    return (c.game.name, agent_payload(c.labeller),
+            None if same else agent_payload(c.opponent))
+
+
+def _collection_setup(payload: tuple[str, AgentPayload, AgentPayload | None]) -> _Collection:
+    name, pa, pb = payload
+    g = get_game(name)
+    labeller = build_agent(pa, g)
+    opponent = labeller if pb is None else build_agent(pb, g)
+    if not isinstance(labeller, TeacherLabeller) or not isinstance(opponent, TeacherLabeller):
+        raise TlmError("collecting positions needs teacher labellers on both sides")
+    return _Collection(g, labeller, opponent)
+
+
+def _collect_shard(c: _Collection, shard: Shard) -> Positions:
+    """The labelled positions of one shard; ``game_id`` counts from the match's start."""
+    labellers = (c.labeller, c.opponent)
     parts: list[dict[str, np.ndarray]] = []
 
     def observe(d: Decision) -> None:
@@ -162,11 +209,12 @@ def collect_positions(
         })
 
     result = play_matches(
-        g, labeller, other, n_games, seed=seed, observer=observe,
-        opening_plies=labeller.exploration.opening_plies,
+        c.game, c.labeller, c.opponent, shard.n_games, seed=shard.seed, observer=observe,
+        first_seat=shard.first_seat, opening_plies=c.labeller.exploration.opening_plies,
+        shard_games=shard.n_games,
     )
     if not parts:
-        return Positions.empty(g)
+        return Positions.empty(c.game)
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     games = cat["game_id"]
     seat_is_a = cat["seat"] == result.seat_a[games]
@@ -175,9 +223,96 @@ def collect_positions(
     return Positions(
         obs=cat["obs"], mask=cat["mask"], probs=cat["probs"], value=cat["value"],
         outcome=outcome.astype(np.float32), action=cat["action"],
-        game_id=(games + game_offset).astype(np.int64), ply=cat["ply"].astype(np.int32),
+        game_id=(games + shard.start).astype(np.int64), ply=cat["ply"].astype(np.int32),
         seat=cat["seat"],
     ).select(order)
+
+
+def collect_positions(
+    game: str | Game,
+    labeller: TeacherLabeller,
+    n_games: int,
+    seed: int | np.random.SeedSequence,
+    game_offset: int = 0,
+    opponent: TeacherLabeller | None = None,
+    *,
+    runner: Runner | None = None,
+    shard_games: int = DEFAULT_SHARD_GAMES,
+) -> Positions:
+    """Play ``n_games`` games of ``labeller`` against ``opponent`` (default: itself);
+    every decision of both sides, labelled by their teachers.
+
+    ``game_id`` runs from ``game_offset``; ``outcome`` is the final return of the
+    mover's seat. The games are played in shards of ``shard_games`` on ``runner``
+    (default: this process); the positions are the same whatever the runner.
+    """
+    g = get_game(game)
+    other = labeller if opponent is None else opponent
+    plan = ShardPlan.make(n_games, seed, shard_games)
+    c = _Collection(g, labeller, other)
+    job = Job(work=_collect_shard, context=c, payload=lambda: _collection_payload(c),
+              setup=_collection_setup)
+    parts = [p for p in (runner or LocalRunner()).map(job, plan) if len(p)]
+    if not parts:
+        return Positions.empty(g)
+    positions = parts[0] if len(parts) == 1 else Positions.concat(parts)
+    if game_offset:
+        positions.game_id = positions.game_id + game_offset
+    return positions
+
+
+@dataclass
+class _Generation:
+    game: Game
+    labeller: TeacherLabeller
+
+
+def _generation_payload(c: _Generation) -> tuple[str, AgentPayload]:
+    return c.game.name, agent_payload(c.labeller)
+
+
+def _generation_setup(payload: tuple[str, AgentPayload]) -> _Generation:
+    name, p = payload
+    g = get_game(name)
+    labeller = build_agent(p, g)
+    if not isinstance(labeller, TeacherLabeller):
+        raise TlmError("generation needs a teacher labeller")
+    return _Generation(g, labeller)
+
+
+def _generate_shard(c: _Generation, shard: Shard) -> Positions:
+    """One dataset shard's positions (its games numbered from ``shard.start``)."""
+    return collect_positions(c.game, c.labeller, shard.n_games, shard.seed,
+                             game_offset=shard.start)
+
+
+class _DatasetShards(Sequence[Shard]):
+    """The dataset's shards, made on demand: shard ``k`` holds ``games_per_shard`` games
+    seeded by the ``k``-th word of the generation seed's state."""
+
+    def __init__(self, n_games: int, seed: int, games_per_shard: int) -> None:
+        self.n_games, self.games_per_shard = n_games, games_per_shard
+        self.seeds = np.random.SeedSequence(seed).generate_state(len(self))
+
+    def __len__(self) -> int:
+        return -(-self.n_games // self.games_per_shard)
+
+    @overload
+    def __getitem__(self, k: int) -> Shard: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> Sequence[Shard]: ...
+
+    def __getitem__(self, k: int | slice) -> Shard | Sequence[Shard]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        start = k * self.games_per_shard
+        return Shard(index=k, start=start, n_games=min(self.games_per_shard, self.n_games - start),
+                     seed=np.random.SeedSequence(int(self.seeds[k])), first_seat=0)
+
+
+MAX_GENERATED_GAMES = 10**9
+"""The most games one generation accepts."""
 
 
 def generate_dataset(
@@ -189,6 +324,8 @@ def generate_dataset(
     exploration: Exploration | None = None,
     games_per_shard: int = 2000,
     progress: Callable[[int], Any] | None = None,
+    *,
+    runner: Runner | None = None,
 ) -> Path:
     """Teacher self-play games written as a dataset at ``out_dir`` (created atomically).
 
@@ -199,14 +336,20 @@ def generate_dataset(
         out_dir: a new (or empty) directory.
         seed: seeds every shard.
         exploration: temperature, epsilon and random opening plies.
-        games_per_shard: games per Parquet shard (also the unit of progress).
+        games_per_shard: games per Parquet shard (also the unit of progress and the
+            unit of work a runner hands to a worker).
         progress: called with the number of games finished after each shard.
+        runner: where the shards are played (default: this process); the dataset is
+            the same whatever the runner.
     """
     g = get_game(game)
     if n_games <= 0:
         raise TlmError(f"the number of games must be positive, got {n_games}")
+    if n_games > MAX_GENERATED_GAMES:
+        raise TlmError(f"at most {MAX_GENERATED_GAMES} games per dataset, got {n_games}")
     if games_per_shard <= 0:
         raise TlmError(f"games per shard must be positive, got {games_per_shard}")
+    check_shard_games(games_per_shard)
     exploration = exploration or Exploration()
     labeller = TeacherLabeller(teacher, exploration=exploration)
     info = {
@@ -218,14 +361,17 @@ def generate_dataset(
             "opening_plies": exploration.opening_plies,
         },
     }
-    shard_seeds = np.random.SeedSequence(seed).generate_state(-(-n_games // games_per_shard))
+    shards = _DatasetShards(n_games, seed, games_per_shard)
+    c = _Generation(g, labeller)
+    job = Job(work=_generate_shard, context=c, payload=lambda: _generation_payload(c),
+              setup=_generation_setup)
     with staged_directory(out_dir) as tmp:
         writer = DatasetWriter(tmp, g, info)
         done = 0
-        for shard_seed in shard_seeds:
-            n = min(games_per_shard, n_games - done)
-            writer.write(collect_positions(g, labeller, n, int(shard_seed), game_offset=done))
-            done += n
+        for shard, positions in zip(shards, (runner or LocalRunner()).map(job, shards),
+                                    strict=True):
+            writer.write(positions)
+            done = shard.start + shard.n_games
             if progress is not None:
                 progress(done)
         writer.close()

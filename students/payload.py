@@ -1,0 +1,41 @@
+"""How a student agent travels to a Ray worker: its network's safetensors bytes and the
+config that rebuilds it, never a pickled module.
+
+Registered with :func:`arena.runners.register_payload` when :mod:`students` is
+imported, so a match, an evaluation or a DAgger collection spread over workers (even
+on other machines, without the checkpoint directory) plays the student's current
+weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from arena.games import Game
+from students.agent import StudentAgent
+from students.networks import StudentNet
+
+
+def student_payload(agent: StudentAgent) -> dict[str, Any]:
+    """The agent as plain data: network spec, game, seed, mode, greediness and weights."""
+    net = agent.net
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    return {
+        "spec": net.spec,
+        "game": net.game,
+        "seed": net.seed,
+        "training": net.training,
+        "greedy": agent.greedy,
+        "weights": save_safetensors(state),
+    }
+
+
+def student_from_payload(data: dict[str, Any], game: Game) -> StudentAgent:
+    """The agent :func:`student_payload` describes (on the CPU)."""
+    net = StudentNet(data["spec"], data["game"], data["seed"])
+    net.load_state_dict(load_safetensors(data["weights"]), strict=True)
+    net.train(data["training"])
+    return StudentAgent(net, greedy=data["greedy"])
