@@ -99,6 +99,21 @@ def games_cmd(
     console.print(table)
 
 
+MAX_EVAL_GAMES = 10**12
+"""Games per opponent of `tlm eval`: shards are counted as they finish, so memory does
+not grow with the number of games; time is the bound."""
+
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", help="Play on a local Ray with this many worker processes."),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option("--ray-address",
+                 help="Play on the Ray cluster at this address (auto, host:port, ray://host:10001)."),
+]
+
+
 @app.command("eval")
 def eval_cmd(
     game: Annotated[str, typer.Option(help="Game name (see `tlm games`).")],
@@ -107,7 +122,7 @@ def eval_cmd(
         str, typer.Option(help="Comma-separated opponent specs.")
     ] = "random",
     games: Annotated[
-        int, int_option("--games", help="Games per opponent.", hi=MAX_GAMES)
+        int, int_option("--games", help="Games per opponent.", hi=MAX_EVAL_GAMES)
     ] = 200,
     seed: Annotated[int, seed_option()] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
@@ -126,6 +141,8 @@ def eval_cmd(
         typer.Option(help="A solver-labelled positions file (CSV: moves,score_c0,...): "
                           "report optimal-move, blunder and illegal-move rates on it."),
     ] = None,
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Evaluate an agent against fixed opponents: per seat, with 95% Wilson intervals.
 
@@ -153,7 +170,18 @@ def eval_cmd(
         from arena.positions import load_positions
 
         solved = load_positions(positions, g)
-    rows = arena.evaluate(g, player, opps, games, seed=seed, opening_plies=opening_plies)
+    with arena.make_runner(workers, ray_address) as runner:
+        if as_json:
+            rows = arena.evaluate(g, player, opps, games, seed=seed,
+                                  opening_plies=opening_plies, runner=runner)
+        else:
+            total = games * len(opps)
+            with progress_bar(total, "games") as bar:
+                task = bar.add_task("eval", total=total)
+                rows = arena.evaluate(
+                    g, player, opps, games, seed=seed, opening_plies=opening_plies,
+                    runner=runner, progress=lambda done: bar.update(task, completed=done),
+                )
     report: dict[str, Any] = {
         "game": g.name, "agent": agent, "results": [r.as_json() for r in rows],
     }
@@ -252,6 +280,8 @@ def generate_cmd(
     games_per_shard: Annotated[
         int, int_option(help="Games per Parquet shard.", hi=MAX_GAMES)
     ] = 2000,
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Generate teacher games as Parquet shards with a manifest (written atomically).
 
@@ -268,12 +298,13 @@ def generate_cmd(
     if not isinstance(agent, arena.PolicyAgent):
         raise TlmError(f"teacher {teacher!r} gives no policy to label positions with")
     exploration = Exploration(temperature, epsilon, opening_plies)
-    with progress_bar(games, "games") as bar:
+    with arena.make_runner(workers, ray_address) as runner, \
+            progress_bar(games, "games") as bar:
         task = bar.add_task("generate", total=games)
         path = generate_dataset(
             g, agent, games, out, seed=seed, exploration=exploration,
             games_per_shard=games_per_shard,
-            progress=lambda done: bar.update(task, completed=done),
+            progress=lambda done: bar.update(task, completed=done), runner=runner,
         )
     manifest = json.loads((path / "manifest.json").read_text())
     console.print(
