@@ -141,6 +141,12 @@ def eval_cmd(
         typer.Option(help="A solver-labelled positions file (CSV: moves,score_c0,...): "
                           "report optimal-move, blunder and illegal-move rates on it."),
     ] = None,
+    panel: Annotated[
+        bool,
+        typer.Option("--panel", help="Also play the game's standard panel (--games each, "
+                                     "its own random openings) and rate the agent: one Elo "
+                                     "with a 95% interval, random = 0."),
+    ] = False,
     workers: WorkersOption = None,
     ray_address: RayAddressOption = None,
 ) -> None:
@@ -170,6 +176,10 @@ def eval_cmd(
         from arena.positions import load_positions
 
         solved = load_positions(positions, g)
+    if panel:
+        from arena.panel import panel_for
+
+        panel_for(g)  # a game without a panel fails before any game is played
     with arena.make_runner(workers, ray_address) as runner:
         if as_json:
             rows = arena.evaluate(g, player, opps, games, seed=seed,
@@ -182,9 +192,16 @@ def eval_cmd(
                     g, player, opps, games, seed=seed, opening_plies=opening_plies,
                     runner=runner, progress=lambda done: bar.update(task, completed=done),
                 )
+    panel_result = None
+    if panel:
+        from arena.panel import evaluate_panel
+
+        panel_result = evaluate_panel(player, g, games, seed=seed)
     report: dict[str, Any] = {
         "game": g.name, "agent": agent, "results": [r.as_json() for r in rows],
     }
+    if panel_result is not None:
+        report["panel"] = panel_result.as_json()
     extra = arena.exact_strength(g, player)
     if extra is not None:
         report["exact"] = extra
@@ -236,6 +253,19 @@ def eval_cmd(
             table.add_row(label, str(m["count"]), f"{m['rate']:.3f}",
                           f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]")
         console.print(table)
+    if panel_result is not None:
+        table = Table(title=f"{agent} against the {g.name} panel ({panel_result.games} games "
+                            f"each, {panel_result.opening_plies} random opening plies)")
+        for col in ("opponent", "wins", "draws", "losses", "score", "95% CI", "opponent Elo"):
+            table.add_column(col, justify="right")
+        for r in panel_result.rows:
+            if r.seat == "both":
+                table.add_row(r.opponent, str(r.wins), str(r.draws), str(r.losses),
+                              f"{r.score:.3f}", f"[{r.ci95[0]:.3f}, {r.ci95[1]:.3f}]",
+                              f"{panel_result.ratings[r.opponent].elo:.0f}")
+        console.print(table)
+        e = panel_result.elo
+        console.print(f"panel Elo of {agent}: {e.elo:.0f} [{e.lo:.0f}, {e.hi:.0f}] (random = 0)")
 
 
 @app.command("play")
