@@ -549,8 +549,9 @@ def demo_cmd(
     from distill.presets import TICTACTOE_DAGGER
 
     out = _fresh_dir(out)
+    _demo_league(_fresh_dir(out.with_name(f"{out.name}-league")), seed)
     console.print(
-        "tlm demo: the exact tic-tac-toe solver (`perfect`) teaches a freshly initialized "
+        "\ntlm demo: the exact tic-tac-toe solver (`perfect`) teaches a freshly initialized "
         "MLP by DAgger: the student plays, the teacher labels every position it reaches."
     )
     cfg = make_config(**{**TICTACTOE_DAGGER, "seed": seed, "out": out})
@@ -563,6 +564,30 @@ def demo_cmd(
     console.print(f"\nfinal evaluation of {student}:")
     eval_cmd(game="tictactoe", agent=student, opponents="random,heuristic,perfect",
              games=1000, seed=seed, as_json=False, out=None, opening_plies=0)
+
+
+def _demo_league(directory: Path, seed: int) -> None:
+    """The demo's first part: a short self-play league, and who ended up where."""
+    from teachers.league_run import DEMO_LEAGUE, LeagueProgress, parse_config, run_league
+
+    console.print("tlm demo: a short self-play league on tic-tac-toe: a MaskablePPO learner "
+                  "trains against the league's picks (PFSP over its snapshots and the "
+                  "references random, heuristic, perfect); every round is rated.")
+    cfg = parse_config({**DEMO_LEAGUE, "seed": seed})
+
+    def round_line(p: LeagueProgress) -> None:
+        if p.phase == "done":
+            console.print(f"  {p.message}", highlight=False, soft_wrap=True)
+
+    outcome = run_league(cfg, directory, progress=round_line)
+    console.print(f"league: {outcome.rounds} rounds in {outcome.timing['total']:.0f} s; Elo "
+                  "(anchored at random = 0, 95% interval):")
+    for r in sorted(outcome.ratings.values(), key=lambda r: -r.elo):
+        if r.games:
+            console.print(f"  {r.name:<12} {r.elo:7.0f}  [{r.lo:.0f}, {r.hi:.0f}]  "
+                          f"{r.games} games", highlight=False)
+    console.print(f"its agents play elsewhere as league:{directory}/NAME; see "
+                  f"tlm league status --dir {directory}", soft_wrap=True)
 
 
 def _fresh_dir(path: Path) -> Path:

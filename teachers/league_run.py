@@ -198,6 +198,17 @@ class LeagueConfig(BaseModel):
         return self
 
 
+DEMO_LEAGUE: dict[str, Any] = {
+    "game": "tictactoe",
+    "learners": [{"name": "main", "net_arch": [64, 64], "steps_per_round": 8192,
+                  "snapshot_every": 8192, "reference_share": 0.5}],
+    "references": ["random", "heuristic", "perfect"],
+    "evaluation": {"games_per_pair": 100, "snapshots_per_learner": 1},
+    "stop": {"max_rounds": 3, "max_minutes": 1.0},
+}
+"""The short tic-tac-toe league of ``tlm demo`` (a minute at most)."""
+
+
 def _reference_name(spec: str) -> str:
     return spec.replace("/", "_").replace("\\", "_")
 
