@@ -235,7 +235,8 @@ def _curves_figure(points: list[tuple[str, int, float, float]]) -> str | None:
         ys.append(value)
     if not series:
         return None
-    metrics = sorted(series)[:CURVE_PANELS]
+    # Scores first (what the league is for), then the backend's own scalars.
+    metrics = sorted(series, key=lambda m: ("score" not in m, m))[:CURVE_PANELS]
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     fig = _figure(4.2 * cols, 3.0 * rows)
