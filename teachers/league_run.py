@@ -342,19 +342,27 @@ class StopRequest:
 
     Attributes:
         signum: the signal received, or ``None``.
+        reason: why a stop was asked for (``signal``, or what :meth:`request` was
+            given), or ``None``.
     """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.reason: str | None = None
         self.interruptible = False
 
     @property
     def requested(self) -> bool:
         """Whether a stop was asked for."""
-        return self.signum is not None
+        return self.reason is not None
+
+    def request(self, reason: str) -> None:
+        """Ask the loop to stop after the current match (from a progress callback)."""
+        self.reason = reason
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
+        self.reason = "signal"
         if self.interruptible:
             self.interruptible = False
             raise _InterruptedError
@@ -428,8 +436,11 @@ class LeagueOutcome:
         stopped_by: ``max_rounds`` / ``max_games`` / ``max_minutes``, or ``signal``.
         signum: the signal that stopped it, if any.
         ratings: the final ratings.
-        timing: seconds per part of this run: ``train``, ``match``, ``checkpoint``,
-            ``bookkeeping`` (store, ratings, matchmaking) and ``total``.
+        timing: seconds per part of this run: ``train``, ``match`` (playing rating
+            matches), ``rating_phase`` (the rating matches with their store writes and
+            the loading of snapshots), ``load`` (loading snapshots),
+            ``checkpoint``, ``bookkeeping`` (store, ratings, matchmaking) and ``total``.
+        rating_games: rating games played in this run.
     """
 
     rounds: int
@@ -438,6 +449,7 @@ class LeagueOutcome:
     signum: int | None
     ratings: dict[str, Rating]
     timing: dict[str, float]
+    rating_games: int = 0
 
 
 Progress = Callable[[LeagueProgress], None]
@@ -459,7 +471,7 @@ _PICK, _EVAL, _MATCH, _LEARNER = 1, 2, 3, 4
 """Seed words telling apart the streams derived from the league seed."""
 
 
-def _resolve_spec(spec: str, directory: Path) -> str:
+def resolve_spec(spec: str, directory: Path) -> str:
     """A stored spec with its path made absolute when it is relative to the league dir."""
     kind, sep, arg = spec.partition(":")
     if sep and arg and not Path(arg).is_absolute() and (directory / arg).exists():
@@ -525,7 +537,8 @@ class _League:
             lc.name: Matchmaker(lc.matchmaking, lc.weighting, lc.role, lc.reference_share)
             for lc in config.learners
         }
-        self.timing = {"train": 0.0, "match": 0.0, "checkpoint": 0.0, "bookkeeping": 0.0}
+        self.timing = {"train": 0.0, "match": 0.0, "rating_phase": 0.0, "load": 0.0,
+                       "checkpoint": 0.0, "bookkeeping": 0.0}
         self.view = LeagueProgress()
         self.anchor = ["random", *references]
         self._writer: Any = None
@@ -596,7 +609,7 @@ class _League:
         agent = self.agents.get(name)
         if agent is None:
             record = self.store.verify(name)
-            agent = make_agent(_resolve_spec(record.spec, self.directory), self.game)
+            agent = make_agent(resolve_spec(record.spec, self.directory), self.game)
             agent.name = name
             self.agents[name] = agent
         return agent
@@ -633,7 +646,11 @@ class _League:
                 self.view.learner_scores[lc.name] = _mean_score(report)
             self.maybe_snapshot(r, i, lc, report)
 
-        self.play_rating_matches(r)
+        t = time.perf_counter()
+        try:
+            self.play_rating_matches(r)
+        finally:
+            self.timing["rating_phase"] += time.perf_counter() - t
 
         self.emit("commit", f"round {r}: checkpointing")
         t = time.perf_counter()
@@ -722,7 +739,10 @@ class _League:
             seed = _seed(cfg.seed, _MATCH, r, j)
             n = cfg.evaluation.games_per_pair
             t = time.perf_counter()
-            first, second = play_pair(self.game, self.agent(a), self.agent(b), n, seed,
+            agent_a, agent_b = self.agent(a), self.agent(b)
+            self.timing["load"] += time.perf_counter() - t
+            t = time.perf_counter()
+            first, second = play_pair(self.game, agent_a, agent_b, n, seed,
                                       cfg.evaluation.opening_plies, self.runner)
             dt = time.perf_counter() - t
             self.timing["match"] += dt
@@ -920,12 +940,12 @@ def run_league(
             league.setup()
             reason, done = league.loop()
         except _InterruptedError:
-            reason, done = "signal", league.view.rounds_done
+            reason, done = league.stop.reason or "signal", league.view.rounds_done
             signum = league.stop.signum
         ratings = league.view.ratings
         league.timing["total"] = time.perf_counter() - start
         return LeagueOutcome(int(store.get_state("round", 0)), done, reason, signum, ratings,
-                             dict(league.timing))
+                             dict(league.timing), league.view.rating_games)
     finally:
         league.close()
         store.close()
