@@ -66,7 +66,7 @@ def tlm_random(game: str, n_games: int, seconds: float) -> Rate:
     play_matches(game, agent, agent, 256, seed=0)  # warm the engine's tables
 
     def once(k: int) -> tuple[int, int]:
-        result = play_matches(game, agent, agent, n_games, seed=k)
+        result = play_matches(game, agent, agent, n_games, seed=k, shard_games=n_games)
         return result.n_games, int(result.length.sum())
 
     return _timed(once, seconds)
@@ -148,7 +148,7 @@ def tlm_mlp(game: str, net: torch.nn.Module, n_games: int, seconds: float) -> Ra
     play_matches(game, agent, agent, 64, seed=0)
 
     def once(k: int) -> tuple[int, int]:
-        result = play_matches(game, agent, agent, n_games, seed=k)
+        result = play_matches(game, agent, agent, n_games, seed=k, shard_games=n_games)
         return result.n_games, int(result.length.sum())
 
     return _timed(once, seconds)
