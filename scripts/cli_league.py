@@ -31,18 +31,28 @@ def run_cmd(
                                             "league to resume).")],
     quiet: Annotated[bool, typer.Option("--quiet", help="One line per round, no live "
                                         "view.")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="Play the rating matches on a local Ray with this many worker "
+        "processes.")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Play the rating matches on the Ray cluster at this address "
+        "(auto, host:port, ray://host:10001).")] = None,
 ) -> None:
     """Run a league (or resume a stopped one: run the same command again).
 
     Example: tlm league run --config configs/league_tictactoe.yaml --dir runs/ttt
     """
+    from arena.runners import make_runner
     from teachers.league_run import StopRequest, load_config, run_league
 
     cfg = load_config(config)
     stop = StopRequest()
     live = not quiet and console.is_terminal
-    with stop.installed(), _league_view(live) as progress:
-        outcome = run_league(cfg, directory, progress=progress, stop=stop)
+    distributed = workers is not None or ray_address is not None
+    with stop.installed(), make_runner(workers, ray_address) as runner, \
+            _league_view(live) as progress:
+        outcome = run_league(cfg, directory, progress=progress, stop=stop,
+                             runner=runner if distributed else None)
     if outcome.stopped_by == "signal":
         console.print(f"stopped after {outcome.rounds} finished rounds; resume with: "
                       f"tlm league run --config {config} --dir {directory}", soft_wrap=True)

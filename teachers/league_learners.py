@@ -13,11 +13,17 @@ games. The training state (:meth:`SB3Learner.save`) is the policy's and optimize
 tensors (``torch.save``, read back with ``weights_only=True``) plus a JSON file of
 counters and the generator's state; a snapshot is an SB3 zip (``sb3:PATH``), SB3's
 own format for a frozen policy.
+
+Importing this module also tells :mod:`arena.runners` how an :class:`SB3Agent` travels
+to Ray workers (as its SB3 zip's bytes), so a league's live learners and snapshots
+can play their rating matches there.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,9 +40,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from arena.core import Agent, TlmError
 from arena.games import Game, get_game
 from arena.io import write_json_atomic
+from arena.runners import register_payload
 from teachers.gym_view import ArenaGymEnv
 from teachers.learner import TrainReport
-from teachers.sb3_teacher import DEFAULT_PPO, SB3Agent, _torch_threads
+from teachers.sb3_teacher import DEFAULT_PPO, SB3Agent, _torch_threads, load_sb3_model
 
 STATE_FILE = "learner.json"
 """Counters and generator state of a saved learner (JSON)."""
@@ -254,3 +261,22 @@ class SB3Learner:
     def close(self) -> None:
         """Close the training environments."""
         self.env.close()
+
+
+def sb3_payload(agent: SB3Agent) -> dict[str, Any]:
+    """An SB3 agent as plain data for a worker: its model's zip, its game and greediness."""
+    buffer = io.BytesIO()
+    agent.model.save(buffer)
+    return {"zip": buffer.getvalue(), "game": agent.game, "greedy": agent.greedy}
+
+
+def sb3_from_payload(data: dict[str, Any], game: Game) -> SB3Agent:
+    """The agent :func:`sb3_payload` describes (on the CPU)."""
+    with tempfile.TemporaryDirectory(prefix="tlm_sb3_") as tmp:
+        path = Path(tmp) / "model.zip"
+        path.write_bytes(data["zip"])
+        model = load_sb3_model(path)
+    return SB3Agent(model, game=data["game"] or game, greedy=bool(data["greedy"]))
+
+
+register_payload(SB3Agent, sb3_payload, sb3_from_payload)

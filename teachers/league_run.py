@@ -929,6 +929,8 @@ def run_league(
     Raises:
         TlmError: a bad config or directory (nothing is written then).
     """
+    import teachers.league_learners  # noqa: F401  (SB3 agents travel to Ray workers)
+
     references = check_config(config)
     directory = Path(directory).resolve()
     start = time.perf_counter()
