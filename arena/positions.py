@@ -134,7 +134,10 @@ def build_positions(
         raise TlmError(f"{source}: no positions")
     line_of = list(lines) if lines is not None else list(range(2, len(moves) + 2))
     states = [_replay(engine, m, source, line_of[i]) for i, m in enumerate(moves)]
-    state = engine.concat(states)
+    concat = getattr(engine, "concat", None)
+    if concat is None:
+        raise TlmError(f"the {g.name} engine cannot batch positions (no concat)")
+    state = concat(states)
     obs, mask = engine.observe(state)
     mask = np.ascontiguousarray(mask, dtype=np.int8)
     bad = (mask != 0) != (scores != ILLEGAL)

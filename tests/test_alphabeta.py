@@ -10,7 +10,7 @@ import pytest
 
 from arena.agents import make_agent
 from arena.core import TlmError
-from arena.games import make_engine
+from arena.engines.connect_four import ConnectFourEngine
 from arena.players import c4_reference as ref
 from arena.players import c4_search as fast
 from arena.players import connect_four as c4
@@ -25,7 +25,7 @@ EVERY_COLUMN = 10**9
 def random_positions(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` live positions of random play, 4 to 30 plies in: bitboards (p, mask)."""
     rng = np.random.default_rng(seed)
-    engine = make_engine("connect_four")
+    engine = ConnectFourEngine()
     state = engine.reset(4 * n)
     stop = rng.integers(4, 31, size=4 * n)
     keep = []
@@ -154,3 +154,11 @@ def test_a_shared_table_does_not_change_scores() -> None:
     shallow = fast.search_scores(ps, masks, 3, EVERY_COLUMN, table=table)
     assert np.array_equal(shallow, fast.search_scores(ps, masks, 3, EVERY_COLUMN))
     assert np.array_equal(deep, fast.search_scores(ps, masks, 6, EVERY_COLUMN))
+
+
+def test_reference_agent_plays_as_the_fast_one() -> None:
+    positions = load_positions(SOLVED_CSV, "connect_four")
+    obs, mask = positions.obs[:30], positions.mask[:30]
+    old, new = ref.ReferenceAlphaBeta(3), AlphaBetaConnectFour(3)
+    assert np.allclose(old.policy(obs, mask), new.policy(obs, mask), atol=1e-9)
+    assert np.array_equal(old.value(obs, mask), new.value(obs, mask))

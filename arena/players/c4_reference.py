@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from arena.core import PolicyAgent, State
 from arena.players.connect_four import (
     BOARD,
     BOTTOM,
@@ -22,9 +25,13 @@ from arena.players.connect_four import (
     ORDER,
     ORDERS,
     UPPER,
+    VALUE_SCALE,
     WIDTH,
     WIN,
+    decode,
     evaluate,
+    has_four,
+    scores_to_policy,
     winning_cells,
 )
 
@@ -124,3 +131,46 @@ def root_scores(p: int, mask: int, depth: int, margin: int = 1) -> list[float]:
         scores[col] = float(score)
         best = max(best, score)
     return scores
+
+
+class ReferenceAlphaBeta(PolicyAgent):
+    """``alphabeta:D`` as it was: :func:`root_scores` one position at a time, in Python.
+
+    Results are cached per position, as they were. Same policy and value as
+    :class:`arena.players.connect_four.AlphaBetaConnectFour`; benchmarks time the two
+    side by side.
+    """
+
+    game = "connect_four"
+
+    def __init__(self, depth: int, temperature: float = 0.1, cache_size: int = 200_000) -> None:
+        self.depth = depth
+        self.temperature = temperature
+        self.name = f"reference-alphabeta:{depth}"
+        self._cache: dict[tuple[int, int], list[float]] = {}
+        self._cache_size = cache_size
+        self._margin = max(1, math.ceil(30 * temperature))
+
+    def move_scores(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``[B, 7]`` search scores of every column for the mover (``-inf`` if illegal)."""
+        ps, masks = decode(obs)
+        out = np.full((len(ps), WIDTH), -math.inf)
+        for i, (p, m) in enumerate(zip(ps, masks, strict=True)):
+            if has_four(p ^ m) or m == BOARD:
+                continue
+            key = (p, m)
+            scores = self._cache.get(key)
+            if scores is None:
+                scores = root_scores(p, m, self.depth, self._margin)
+                if len(self._cache) >= self._cache_size:
+                    self._cache.clear()
+                self._cache[key] = scores
+            out[i] = scores
+        return np.where(np.asarray(mask) != 0, out, -math.inf)
+
+    def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
+        return scores_to_policy(self.move_scores(obs, mask), self.temperature)
+
+    def value(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
+        best = self.move_scores(obs, mask).max(axis=1)
+        return np.where(np.isfinite(best), np.tanh(best / VALUE_SCALE), 0.0)
