@@ -15,6 +15,7 @@ from rich.table import Table
 import arena
 from arena import TlmError
 from arena.io import staged_directory
+from arena.runners import DEFAULT_SHARD_GAMES, MAX_SHARD_GAMES
 from scripts.cli_common import (
     MAX_DATASET_GAMES,
     MAX_GAMES,
@@ -149,6 +150,10 @@ def eval_cmd(
     ] = False,
     workers: WorkersOption = None,
     ray_address: RayAddressOption = None,
+    shard_games: Annotated[
+        int, int_option(help="Games per shard: the unit of work of a worker (a setting of "
+                             "the results, like the seed).", hi=MAX_SHARD_GAMES)
+    ] = DEFAULT_SHARD_GAMES,
 ) -> None:
     """Evaluate an agent against fixed opponents: per seat, with 95% Wilson intervals.
 
@@ -183,14 +188,16 @@ def eval_cmd(
     with arena.make_runner(workers, ray_address) as runner:
         if as_json:
             rows = arena.evaluate(g, player, opps, games, seed=seed,
-                                  opening_plies=opening_plies, runner=runner)
+                                  opening_plies=opening_plies, runner=runner,
+                                  shard_games=shard_games)
         else:
             total = games * len(opps)
             with progress_bar(total, "games") as bar:
                 task = bar.add_task("eval", total=total)
                 rows = arena.evaluate(
                     g, player, opps, games, seed=seed, opening_plies=opening_plies,
-                    runner=runner, progress=lambda done: bar.update(task, completed=done),
+                    runner=runner, shard_games=shard_games,
+                    progress=lambda done: bar.update(task, completed=done),
                 )
     panel_result = None
     if panel:

@@ -109,6 +109,19 @@ def test_sharded_play_is_a_concatenation_of_shards() -> None:
     _same_tally(MatchTally.of(whole), play_match_tally(GAME, a, b, 250, seed=3, shard_games=100))
 
 
+def test_an_observer_sees_match_wide_game_indices_across_shards() -> None:
+    a = make_agent("random", "tictactoe")
+    seen: dict[int, int] = {}
+
+    def count(d) -> None:
+        for g in d.games.tolist():
+            seen[g] = seen.get(g, 0) + 1
+
+    r = play_matches("tictactoe", a, a, 50, seed=2, shard_games=16, observer=count)
+    assert sorted(seen) == list(range(50))
+    assert [seen[g] for g in range(50)] == r.length.tolist()
+
+
 def test_bad_plans_and_runners() -> None:
     with pytest.raises(TlmError, match="games per shard"):
         ShardPlan.make(10, 0, shard_games=0)
