@@ -509,6 +509,82 @@ def _print_distill_report(report: dict[str, object], out: Path) -> None:
         console.print(f"student: sb3:{out / 'model.zip'}   report: {out / 'report.json'}")
 
 
+@app.command("iterate")
+def iterate_cmd(
+    game: Annotated[str | None, typer.Option(help="Game name (tictactoe, connect_four).")] = None,
+    student: Annotated[str | None, typer.Option(help="Student spec (mlp:64x2, ...).")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="`none` (blank student) or a teacher spec to distill first.")
+    ] = None,
+    iterations: Annotated[
+        int | None, int_option(help="Expert-iteration steps.", hi=MAX_GAMES)
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (a killed run resumes).")
+    ] = None,
+    seed: Annotated[int | None, seed_option()] = None,
+    simulations: Annotated[
+        int | None, int_option(help="MCTS simulations per move.", hi=MAX_STEPS)
+    ] = None,
+    games_per_iteration: Annotated[
+        int | None, int_option(help="Self-play games per iteration.", hi=MAX_GAMES)
+    ] = None,
+    gate_threshold: Annotated[
+        float | None, float_option(help="Score a new student needs against the best.", lo=0, hi=1)
+    ] = None,
+    panel: Annotated[str | None, typer.Option(help="Comma-separated panel opponents.")] = None,
+    eval_games: Annotated[
+        int | None, int_option(help="Games per panel opponent per iteration.", hi=MAX_GAMES)
+    ] = None,
+    positions: Annotated[
+        Path | None, typer.Option(help="Solver-labelled positions file (optimal/blunder rates).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config; flags override it.")] = None,
+) -> None:
+    """Expert iteration: MCTS guided by the student teaches the student, iteration after iteration.
+
+    Example: tlm iterate --game tictactoe --student mlp:64x2 --start none --iterations 12
+    --out runs/ttt-exit
+    """
+    from distill.iterate import iterate
+    from distill.iterate_config import load_iterate_config, make_iterate_config
+
+    fields = {
+        "game": game, "student": student, "start": start, "iterations": iterations,
+        "out": out, "seed": seed, "simulations": simulations,
+        "games_per_iteration": games_per_iteration, "gate_threshold": gate_threshold,
+        "eval_games": eval_games, "positions": positions,
+        "panel": None if panel is None else [s.strip() for s in panel.split(",") if s.strip()],
+    }
+    cfg = (load_iterate_config(config, **fields) if config is not None
+           else make_iterate_config(**fields))
+    with progress_bar(cfg.iterations, "iterate") as bar:
+        task = bar.add_task("iterate", total=cfg.iterations)
+
+        def show(row: dict[str, Any]) -> None:
+            bar.update(task, completed=int(row["iteration"]))
+            parts = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in row.items()
+                     if k.startswith("score_vs_") or k in (
+                         "iteration", "accepted", "gate_score", "elo", "exhaustive_losses",
+                         "optimal_rate", "blunder_rate")]
+            bar.console.print("  " + "  ".join(parts))
+
+        report = iterate(cfg, progress=show)
+    final = report["final"]
+    console.print(f"{report['iterations']} iterations, {report['self_play_games']} self-play "
+                  f"games in {report['wall_s']:.0f} s; best student: iteration "
+                  f"{report['best_iteration']} (elo {final['elo']:.0f}, random = 0)")
+    for key, value in final.items():
+        if key.startswith("score_vs_") or key in (
+            "exhaustive_losses", "optimal_accuracy", "optimal_rate", "blunder_rate",
+        ):
+            console.print(f"  {key.replace('_', ' ')}: {value:.4g}")
+    console.print(f"student: {cfg.out / 'student'} (latest: {cfg.out / 'latest'})   curve: "
+                  f"{cfg.out / 'curve.csv'}, {cfg.out / 'curve.png'}   report: "
+                  f"{cfg.out / 'report.json'}")
+
+
 @app.command("teach")
 def teach_cmd(
     game: Annotated[str, typer.Option(help="Game name.")],

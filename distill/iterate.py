@@ -1,0 +1,611 @@
+"""Expert iteration: a search guided by the student is the student's teacher.
+
+Each iteration, batched MCTS (:class:`teachers.mcts.MCTS`) whose priors and leaf values
+come from the best student so far plays games against itself (Dirichlet noise at the
+root, moves sampled from the visit counts for the first plies); the student learns the
+search's visit-count distributions and the games' outcomes (or the search's values)
+over a window of the latest iterations' positions; the improved student guides the
+next search, which is stronger for it. The student starts blank, or from a short
+distillation of a teacher (``start``, through :func:`distill.run.distill`).
+
+Every iteration the trained student is measured (panel scores, exact figures on
+tic-tac-toe, optimal / blunder rates on solver-labelled positions) and gated: it
+replaces the student that guides the search only if it scores at least
+``gate_threshold`` against it. Elo comes from the gating and panel matches, anchored
+at ``random`` (:func:`arena.league.elo_ratings`).
+
+The run directory is built in the staging directory of :func:`arena.io.staged_directory`
+and every finished iteration is committed there: its student, the optimizer state
+(safetensors), the replay window (a Parquet dataset) and, last, ``state.json`` with the
+iteration counter, the curve, the match log and the generator states. A run killed at
+any point (``kill -9`` included) and started again with the same settings resumes from
+the last committed iteration and ends with the same student as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file as load_safetensors_file
+from safetensors.torch import save_file as save_safetensors_file
+
+from arena import (
+    Agent,
+    Engine,
+    Game,
+    TlmError,
+    evaluate,
+    exact_strength,
+    get_game,
+    make_agent,
+    masked_argmax,
+    sample_from,
+    write_json_atomic,
+)
+from arena.io import staged_directory, staging_path
+from arena.league import MatchRecord, elo_ratings
+from arena.positions import PositionSet, evaluate_positions, load_positions
+from distill.iterate_config import DEFAULT_PANELS, IterateConfig
+from distill.train import FitConfig, fit, make_optimizer
+from students import StudentAgent, StudentNet, build_student, load_net, param_count, save_student
+from teachers.datasets import DatasetWriter, Positions, load_dataset
+from teachers.mcts import MCTS, NetworkEvaluator
+
+Progress = Callable[[dict[str, Any]], None]
+
+GAME_STRIDE = 1_000_000
+"""Self-play game ids are ``iteration * GAME_STRIDE + game``, so the replay window can
+tell each position's iteration."""
+
+STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class RunState:
+    """What a run has committed: everything but the weights, the optimizer and the data.
+
+    Attributes:
+        iteration: the last finished iteration (0: the start student, measured).
+        best: the iteration whose student guides the search.
+        curve: one row of measures per finished iteration.
+        matches: the gating and panel matches, as :class:`MatchRecord` fields.
+        rng: the self-play generator's state (numpy ``bit_generator.state``).
+        torch_rng: the training generator's state, base64.
+    """
+
+    iteration: int
+    best: int
+    curve: list[dict[str, Any]]
+    matches: list[dict[str, Any]]
+    rng: dict[str, Any]
+    torch_rng: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration, "best": self.best, "curve": self.curve,
+            "matches": self.matches, "rng": self.rng, "torch_rng": self.torch_rng,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunState:
+        return cls(**{k: data[k] for k in (
+            "iteration", "best", "curve", "matches", "rng", "torch_rng")})
+
+
+def _student_dir(run: Path, iteration: int) -> Path:
+    return run / "iterations" / f"{iteration:04d}" / "student"
+
+
+def _checkpoint_dir(run: Path, iteration: int) -> Path:
+    return run / "checkpoints" / f"{iteration:04d}"
+
+
+def self_play(
+    engine: Engine,
+    mcts: MCTS,
+    n_games: int,
+    temperature_plies: int,
+    value_target: str,
+    rng: np.random.Generator,
+    game_offset: int = 0,
+) -> Positions:
+    """``n_games`` games of the search against itself, every position labelled by it.
+
+    All games advance together: one batched search per ply over the games still running.
+    For the first ``temperature_plies`` plies the move is drawn from the visit counts,
+    later the most visited move (a proven win first) is played.
+
+    Args:
+        engine: the game's engine.
+        mcts: the search (its evaluator holds the network).
+        n_games: games to play.
+        temperature_plies: plies played by sampling.
+        value_target: ``outcome`` (value left NaN, so the fit learns the outcome),
+            ``search`` (the root value) or ``mix`` (their mean).
+        rng: every random draw (noise, sampling, tie-breaks).
+        game_offset: added to the game ids.
+
+    Returns:
+        The positions, in order of ply; ``probs`` are the root visit distributions.
+    """
+    state = engine.reset(n_games, seed=int(rng.integers(2**31)))
+    ids = np.arange(n_games)
+    returns = np.zeros((n_games, 2), dtype=np.float64)
+    parts: list[dict[str, np.ndarray]] = []
+    ply = 0
+    while ids.size:
+        result = mcts.search(engine, state, rng)
+        obs, mask = engine.observe(state)
+        seat = np.asarray(engine.to_play(state)).astype(np.int8)
+        target = result.policy(1.0)
+        if ply < temperature_plies:
+            actions = sample_from(target, rng)
+        else:
+            actions = masked_argmax(result.policy(0.0), mask)
+        parts.append({
+            "obs": np.array(obs), "mask": np.array(mask, dtype=np.int8),
+            "probs": target.astype(np.float32), "search": result.value.astype(np.float32),
+            "action": actions.astype(np.int32), "game_id": ids.copy(),
+            "ply": np.full(ids.size, ply, dtype=np.int32), "seat": seat,
+        })
+        state, rewards, done = engine.step(state, actions)
+        returns[ids] += rewards
+        if done.any():
+            keep = np.flatnonzero(~done)
+            state = engine.take(state, keep)
+            ids = ids[keep]
+        ply += 1
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    games, seats = cat["game_id"], cat["seat"].astype(np.int64)
+    outcome = returns[games, seats].astype(np.float32)
+    search = cat["search"]
+    if value_target == "outcome":
+        value = np.full(len(games), np.nan, dtype=np.float32)
+    elif value_target == "search":
+        value = search
+    else:
+        value = (0.5 * (outcome + search)).astype(np.float32)
+    order = np.lexsort((cat["ply"], games))
+    return Positions(
+        obs=cat["obs"], mask=cat["mask"], probs=cat["probs"], value=value, outcome=outcome,
+        action=cat["action"], game_id=(games + game_offset).astype(np.int64),
+        ply=cat["ply"], seat=cat["seat"],
+    ).select(order)
+
+
+def make_search(net: StudentNet, config: IterateConfig) -> MCTS:
+    """The teacher: PUCT guided by ``net``'s policy and value, with root noise."""
+    agent = StudentAgent(net, greedy=True)
+    return MCTS(
+        NetworkEvaluator(agent.policy_and_value), config.simulations, c_puct=config.c_puct,
+        rule="puct", dirichlet_alpha=config.dirichlet_alpha,
+        dirichlet_fraction=config.dirichlet_fraction,
+    )
+
+
+def _record(key: str, iteration: int, a: str, b: str, seed: int, rows: list[Any]) -> MatchRecord:
+    by_seat = {r.seat: r for r in rows}
+    first, second = by_seat["first"], by_seat["second"]
+    return MatchRecord(
+        key=key, round=iteration, agent_a=a, agent_b=b, seed=seed,
+        games=first.games + second.games,
+        a_first=(first.wins, first.draws, first.losses),
+        a_second=(second.wins, second.draws, second.losses),
+    )
+
+
+def _record_json(r: MatchRecord) -> dict[str, Any]:
+    return {
+        "key": r.key, "round": r.round, "agent_a": r.agent_a, "agent_b": r.agent_b,
+        "seed": r.seed, "games": r.games, "a_first": list(r.a_first),
+        "a_second": list(r.a_second),
+    }
+
+
+def _record_from_json(d: dict[str, Any]) -> MatchRecord:
+    return MatchRecord(
+        key=d["key"], round=d["round"], agent_a=d["agent_a"], agent_b=d["agent_b"],
+        seed=d["seed"], games=d["games"], a_first=tuple(d["a_first"]),
+        a_second=tuple(d["a_second"]),
+    )
+
+
+def iteration_name(iteration: int) -> str:
+    """The name a run's iteration goes by in its match log and Elo table."""
+    return f"iter-{iteration:04d}"
+
+
+def measure_student(
+    game: Game,
+    net: StudentNet,
+    panel: list[Agent],
+    config: IterateConfig,
+    positions: PositionSet | None,
+    iteration: int,
+) -> tuple[dict[str, float], list[MatchRecord]]:
+    """The raw student's strength (greedy, no search): panel scores, exact figures on
+    tic-tac-toe, optimal / blunder rates on labelled positions; and its panel matches."""
+    student = StudentAgent(net, greedy=True, name=iteration_name(iteration))
+    seed = int(np.random.SeedSequence([config.seed, iteration, 1]).generate_state(1)[0])
+    metrics: dict[str, float] = {}
+    records: list[MatchRecord] = []
+    if panel:
+        rows = evaluate(game, student, panel, config.eval_games, seed=seed,
+                        opening_plies=config.eval_opening_plies)
+        for opponent in panel:
+            mine = [r for r in rows if r.opponent == opponent.name]
+            both = next(r for r in mine if r.seat == "both")
+            metrics[f"score_vs_{opponent.name}"] = both.score
+            records.append(_record(f"{iteration}:{opponent.name}", iteration,
+                                   student.name, opponent.name, seed, mine))
+    exact = exact_strength(game, student)
+    if exact is not None:
+        metrics["exhaustive_losses"] = float(exact["exhaustive_losses"])
+        metrics["losses_vs_perfect"] = float(exact["losses_vs_perfect"])
+        metrics["optimal_accuracy"] = float(exact["optimal_accuracy"])
+    if positions is not None:
+        res = evaluate_positions(student, positions, np.random.default_rng(seed))
+        metrics["optimal_rate"] = float(res["optimal"]["rate"])
+        metrics["blunder_rate"] = float(res["blunders"]["rate"])
+    return metrics, records
+
+
+def gate(
+    game: Game, candidate: StudentNet, best: StudentNet, config: IterateConfig,
+    iteration: int, best_iteration: int,
+) -> tuple[float, MatchRecord]:
+    """The candidate's score against the best student (both greedy), and the match."""
+    a = StudentAgent(candidate, greedy=True, name=iteration_name(iteration))
+    b = StudentAgent(best, greedy=True, name=iteration_name(best_iteration))
+    seed = int(np.random.SeedSequence([config.seed, iteration, 2]).generate_state(1)[0])
+    rows = evaluate(game, a, [b], config.gate_games, seed=seed,
+                    opening_plies=config.gate_opening_plies)
+    score = next(r.score for r in rows if r.seat == "both")
+    return score, _record(f"{iteration}:gate", iteration, a.name, b.name, seed, rows)
+
+
+def _save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, entry in sd["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{idx}.{name}"] = value.detach().clone().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    save_safetensors_file(tensors, str(directory / "optimizer.safetensors"))
+    write_json_atomic(directory / "optimizer.json",
+                      {"param_groups": sd["param_groups"], "scalars": scalars})
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
+    try:
+        tensors = load_safetensors_file(str(directory / "optimizer.safetensors"))
+        meta = json.loads((directory / "optimizer.json").read_text())
+    except (OSError, ValueError) as e:
+        raise TlmError(f"checkpoint {directory}: cannot read the optimizer state ({e})") from None
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    for idx, entry in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(entry)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise TlmError(f"checkpoint {directory}: optimizer state does not fit ({e})") from None
+
+
+def _torch_state(gen: torch.Generator) -> str:
+    return base64.b64encode(gen.get_state().numpy().tobytes()).decode()
+
+
+def _set_torch_state(gen: torch.Generator, text: str) -> None:
+    raw = np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy()
+    gen.set_state(torch.from_numpy(raw))
+
+
+def _settings(config: IterateConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with the run it resumes."""
+    return config.model_dump(mode="json")
+
+
+def _check_resumable(config: IterateConfig) -> None:
+    """Refuse, before anything is touched, to resume a run made with other settings."""
+    stage = staging_path(config.out)
+    saved = stage / CONFIG_FILE
+    if not saved.is_file():
+        return
+    try:
+        before = json.loads(saved.read_text())
+    except (OSError, ValueError):
+        return  # an unreadable config was never committed: the stage starts over
+    now = _settings(config)
+    if before != now:
+        diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        raise TlmError(
+            f"output {config.out} holds an unfinished run with other settings "
+            f"({', '.join(diff)}); rerun it with the same settings to resume, or remove {stage}"
+        )
+
+
+def _start_student(config: IterateConfig, game: Game, run: Path) -> StudentNet:
+    """A fresh student, or one distilled from the start teacher (kept in ``run/start``)."""
+    if config.start == "none":
+        return build_student(config.student, game, seed=config.seed)
+    start_dir = run / "start"
+    if not (start_dir / "student").is_dir():
+        from distill.presets import config_with_preset
+        from distill.run import distill
+
+        # distill() resumes a start distillation killed half-way from its own checkpoint.
+        distill(config_with_preset(
+            game=game.name, teacher=config.start, student=config.student,
+            method=config.start_method, budget_games=config.start_games,
+            games_per_round=config.start_games_per_round, seed=config.seed, out=start_dir,
+            holdout_games=0,
+        ))
+    return load_net(start_dir / "student", game)
+
+
+def _window(parts: list[Positions], game: Game) -> Positions:
+    return Positions.concat(parts) if parts else Positions.empty(game)
+
+
+def _save_replay(parts: list[Positions], directory: Path, game: Game) -> None:
+    writer = DatasetWriter(directory, game, {"teacher": "expert-iteration"})
+    for p in parts:
+        writer.write(p)
+    writer.close()
+
+
+def _load_replay(directory: Path, game: Game) -> list[Positions]:
+    data = load_dataset(directory, game)
+    it = data.game_id // GAME_STRIDE
+    return [data.select(it == k) for k in np.unique(it)]
+
+
+def iterate(config: IterateConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Run expert iteration as ``config`` says; resume a killed run with the same settings.
+
+    Returns:
+        The report (also written as ``report.json`` in ``config.out``).
+
+    Raises:
+        TlmError: a game without a fast engine, a bad spec, an occupied output, or an
+            unfinished run in ``config.out`` made with other settings.
+    """
+    g = get_game(config.game)
+    if not g.has_engine:
+        raise TlmError(f"expert iteration searches, so it needs a game with a fast engine, "
+                       f"not {g.name}")
+    build_student(config.student, g, seed=config.seed)  # a bad spec fails before any work
+    panel_specs = config.panel if config.panel is not None else DEFAULT_PANELS.get(g.name, [])
+    panel = [make_agent(s, g) for s in panel_specs]
+    if config.start != "none":
+        make_agent(config.start, g)
+    positions = load_positions(config.positions, g) if config.positions is not None else None
+    _check_resumable(config)
+    engine = g.make_engine()
+    fit_config = FitConfig(
+        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        weight_decay=config.weight_decay, loss="kl", value_weight=config.value_weight,
+        augment=config.augment,
+    )
+
+    with staged_directory(config.out, resume=True) as run:
+        write_json_atomic(run / CONFIG_FILE, _settings(config))
+        from torch.utils.tensorboard import SummaryWriter
+
+        start_time = time.perf_counter()
+        state = _read_state(run)
+        if state is None:
+            net = _start_student(config, g, run)
+            optimizer = make_optimizer(net, fit_config)
+            generator = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([config.seed, 0]).generate_state(1)[0]))
+            rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
+            metrics, records = measure_student(g, net, panel, config, positions, 0)
+            state = RunState(0, 0, [], [], dict(rng.bit_generator.state),
+                             _torch_state(generator))
+            row = {"iteration": 0, "positions": 0, "accepted": 1, "gate_score": float("nan"),
+                   **metrics}
+            replay: list[Positions] = []
+            state.matches = [_record_json(r) for r in records]
+            state.curve.append(_with_elo(row, state))
+            _commit(run, state, net, optimizer, replay, g)
+            if progress is not None:
+                progress(state.curve[-1])
+        else:
+            net = load_net(_student_dir(run, state.iteration), g)
+            optimizer = make_optimizer(net, fit_config)
+            _load_optimizer(optimizer, _checkpoint_dir(run, state.iteration))
+            generator = torch.Generator()
+            _set_torch_state(generator, state.torch_rng)
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state.rng
+            replay = _load_replay(_checkpoint_dir(run, state.iteration) / "replay", g) \
+                if (_checkpoint_dir(run, state.iteration) / "replay").is_dir() else []
+        _remove_uncommitted(run, state.iteration)
+        best = load_net(_student_dir(run, state.best), g)
+
+        writer = SummaryWriter(log_dir=str(run / "tensorboard"))
+        for k in range(state.iteration + 1, config.iterations + 1):
+            t0 = time.perf_counter()
+            data = self_play(engine, make_search(best, config), config.games_per_iteration,
+                             config.temperature_plies, config.value_target, rng,
+                             game_offset=k * GAME_STRIDE)
+            replay = [*replay, data][-config.replay_iterations:]
+            window = _window(replay, g)
+            t1 = time.perf_counter()
+            losses = fit(net, g, window, fit_config, optimizer, generator)
+            t2 = time.perf_counter()
+            metrics, records = measure_student(g, net, panel, config, positions, k)
+            score, gate_record = gate(g, net, best, config, k, state.best)
+            accepted = score >= config.gate_threshold
+            state.iteration = k
+            if accepted:
+                state.best = k
+            state.matches += [_record_json(r) for r in (*records, gate_record)]
+            state.rng = dict(rng.bit_generator.state)
+            state.torch_rng = _torch_state(generator)
+            row = {
+                "iteration": k, "positions": len(window), "new_positions": len(data),
+                "accepted": int(accepted), "gate_score": score, "best": state.best,
+                **losses, **metrics,
+                "self_play_s": t1 - t0, "fit_s": t2 - t1, "measure_s": time.perf_counter() - t2,
+            }
+            state.curve.append(_with_elo(row, state))
+            for key, value in state.curve[-1].items():
+                if key != "iteration" and isinstance(value, int | float):
+                    writer.add_scalar(key, value, k)
+            writer.flush()
+            _commit(run, state, net, optimizer, replay, g)
+            if accepted:
+                best = load_net(_student_dir(run, k), g)
+            if progress is not None:
+                progress(state.curve[-1])
+            if (config.time_limit_s is not None
+                    and time.perf_counter() - start_time > config.time_limit_s):
+                break
+        writer.close()
+
+        final_net = load_net(_student_dir(run, state.best), g)
+        for name, which, chosen in (("student", state.best, final_net),
+                                    ("latest", state.iteration, net)):
+            save_student(chosen, run / name, provenance={
+                "method": "expert-iteration", "start": config.start, "iteration": which,
+                "seed": config.seed,
+            })
+        _write_curve(run, state.curve)
+        report = _report(config, state, final_net, time.perf_counter() - start_time)
+        write_json_atomic(run / "report.json", report)
+        shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    return report
+
+
+def _with_elo(row: dict[str, Any], state: RunState) -> dict[str, Any]:
+    ratings = elo_ratings([_record_from_json(m) for m in state.matches], anchor="random")
+    me = ratings.get(iteration_name(row["iteration"]))
+    return {**row, "elo": me.elo if me is not None else float("nan")}
+
+
+def _read_state(run: Path) -> RunState | None:
+    path = run / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return RunState.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TlmError(f"cannot resume from {path}: {e}") from None
+
+
+def _remove_uncommitted(run: Path, iteration: int) -> None:
+    """Remove what a killed iteration wrote after the last commit."""
+    for parent, keep in ((run / "iterations", lambda k: k <= iteration),
+                         (run / "checkpoints", lambda k: k == iteration)):
+        if not parent.is_dir():
+            continue
+        for child in parent.iterdir():
+            if not (child.name.isdigit() and keep(int(child.name))):
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def _commit(
+    run: Path, state: RunState, net: StudentNet, optimizer: torch.optim.Optimizer,
+    replay: list[Positions], game: Game,
+) -> None:
+    """Write iteration ``state.iteration``'s files, then ``state.json``: the commit."""
+    k = state.iteration
+    save_student(net, _student_dir(run, k), provenance={
+        "method": "expert-iteration", "iteration": k, "seed": net.seed,
+    })
+    ckpt = _checkpoint_dir(run, k)
+    if ckpt.exists():
+        shutil.rmtree(ckpt)
+    ckpt.mkdir(parents=True)
+    _save_optimizer(optimizer, ckpt)
+    if replay:
+        (ckpt / "replay").mkdir()
+        _save_replay(replay, ckpt / "replay", game)
+    write_json_atomic(run / STATE_FILE, state.to_json())
+    _remove_uncommitted(run, k)
+
+
+def _report(
+    config: IterateConfig, state: RunState, net: StudentNet, wall_s: float
+) -> dict[str, Any]:
+    ratings = elo_ratings([_record_from_json(m) for m in state.matches], anchor="random")
+    return {
+        "game": config.game,
+        "student": config.student,
+        "student_params": param_count(net),
+        "start": config.start,
+        "seed": config.seed,
+        "iterations": state.iteration,
+        "best_iteration": state.best,
+        "self_play_games": state.iteration * config.games_per_iteration,
+        "wall_s": wall_s,
+        "start_row": state.curve[0],
+        "final": state.curve[state.best],
+        "latest": state.curve[-1],
+        "perfect_at_iteration": next(
+            (r["iteration"] for r in state.curve if r.get("exhaustive_losses") == 0), None),
+        "elo": {name: {"elo": r.elo, "ci95": [r.lo, r.hi], "games": r.games}
+                for name, r in ratings.items()},
+        "config": _settings(config),
+    }
+
+
+_CURVE_KEYS = ("score_vs_", "optimal_accuracy", "optimal_rate", "blunder_rate", "gate_score")
+
+
+def _write_curve(out: Path, curve: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in curve:
+        keys += [k for k in row if k not in keys]
+    with open(out / "curve.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(curve)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["iteration"] for r in curve]
+    fig, (ax, ax_elo) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in keys:
+        if key.startswith(_CURVE_KEYS):
+            ax.plot(x, [r.get(key, float("nan")) for r in curve], marker="o", label=key)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("score / rate (raw student, no search)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+    ax_elo.plot(x, [r["elo"] for r in curve], marker="o", color="black", label="Elo (random = 0)")
+    if "exhaustive_losses" in keys:
+        ax2 = ax_elo.twinx()
+        ax2.plot(x, [r["exhaustive_losses"] for r in curve], color="red", ls="--",
+                 label="exhaustive losses")
+        ax2.set_ylabel("lost lines against every reply")
+        ax2.legend(loc="upper right", fontsize=7)
+    ax_elo.set_xlabel("iteration")
+    ax_elo.set_ylabel("Elo")
+    ax_elo.grid(alpha=0.3)
+    ax_elo.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "curve.png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,150 @@
+"""Expert iteration: same seed ⇒ same student, a kill -9 mid-iteration resumes to the
+same result, bad flags exit 2, and (slow) a blank tic-tac-toe student reaches perfect
+play."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from arena import TlmError, exact_strength
+from arena.io import staging_path
+from distill.iterate import iterate
+from distill.iterate_config import make_iterate_config
+from scripts.cli import main
+from students import load_student
+
+SMALL: dict[str, Any] = {
+    "game": "tictactoe", "student": "mlp:32x1", "simulations": 8,
+    "games_per_iteration": 16, "gate_games": 20, "eval_games": 20, "panel": ["random"],
+    "replay_iterations": 2, "seed": 5,
+}
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path / "model.safetensors")
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = weights(a), weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def curve(out: Path) -> list[dict[str, str]]:
+    """The curve without its wall-clock columns."""
+    with open(out / "curve.csv") as f:
+        return [{k: v for k, v in row.items() if not k.endswith("_s")}
+                for row in csv.DictReader(f)]
+
+
+def test_same_seed_same_student(tmp_path: Path) -> None:
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        iterate(make_iterate_config(**{**SMALL, "iterations": 2, "seed": seed,
+                                       "out": tmp_path / name}))
+    assert same_weights(tmp_path / "a" / "latest", tmp_path / "b" / "latest")
+    assert curve(tmp_path / "a") == curve(tmp_path / "b")
+    assert not same_weights(tmp_path / "a" / "latest", tmp_path / "c" / "latest")
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["iterations"] == 2
+    assert {"iter-0000", "iter-0001", "iter-0002", "random"} <= set(report["elo"])
+    assert (tmp_path / "a" / "curve.png").stat().st_size > 1000
+    assert any((tmp_path / "a" / "tensorboard").iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_kill_9_mid_iteration_resumes_to_the_same_result(tmp_path: Path) -> None:
+    settings = {**SMALL, "iterations": 4}
+    iterate(make_iterate_config(**settings, out=tmp_path / "whole"))
+
+    out = tmp_path / "killed"
+    cli = ["--game", "tictactoe", "--student", "mlp:32x1", "--simulations", "8",
+           "--games-per-iteration", "16", "--eval-games", "20", "--panel", "random",
+           "--seed", "5", "--iterations", "4", "--out", str(out)]
+    config = tmp_path / "rest.yaml"
+    config.write_text("gate_games: 20\nreplay_iterations: 2\n")
+    cli += ["--config", str(config)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from scripts.cli import main; sys.exit(main())",
+         "iterate", *cli],
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    state = staging_path(out) / "state.json"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.is_file() and json.loads(state.read_text())["iteration"] >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+    assert not out.exists() and staging_path(out).is_dir()
+    committed = json.loads(state.read_text())["iteration"]
+    assert committed in (2, 3)
+
+    # Other settings are refused, and the unfinished run is kept.
+    with pytest.raises(TlmError, match="other settings"):
+        iterate(make_iterate_config(**{**settings, "seed": 6}, out=out))
+    assert state.is_file()
+
+    seen: list[int] = []
+    iterate(make_iterate_config(**settings, out=out),
+            progress=lambda row: seen.append(row["iteration"]))
+    assert seen == list(range(committed + 1, 5))
+    assert same_weights(out / "latest", tmp_path / "whole" / "latest")
+    assert same_weights(out / "student", tmp_path / "whole" / "student")
+    assert curve(out) == curve(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--student", "mlp:8x1", "--out", "X"], "game"),
+    (["--game", "chess", "--out", "X"], "fast engine"),
+    (["--game", "nogame", "--out", "X"], "nogame"),
+    (["--game", "tictactoe", "--iterations", "0", "--out", "X"], "--iterations"),
+    (["--game", "tictactoe", "--gate-threshold", "1.5", "--out", "X"], "--gate-threshold"),
+    (["--game", "tictactoe", "--start", "nosuchteacher", "--out", "X"], "nosuchteacher"),
+    (["--game", "tictactoe", "--student", "mlp:0x0", "--out", "X"], "mlp"),
+    (["--game", "tictactoe", "--out", "X", "--config", "CFG"], "extra"),
+])
+def test_bad_flags_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("simulations: 8\nsimulation: 8\n")
+    args = [str(tmp_path / "run") if a == "X" else str(cfg) if a == "CFG" else a for a in args]
+    assert main(["iterate", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+    assert message.lower() in err.lower()
+    assert not any(tmp_path.glob("*run*"))
+
+
+@pytest.mark.slow
+def test_tictactoe_from_blank_reaches_perfect_play(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    report = iterate(make_iterate_config(
+        game="tictactoe", student="mlp:64x2", start="none", iterations=12, seed=0, out=out,
+    ))
+    assert report["start_row"]["exhaustive_losses"] > 100  # the blank student is weak
+    latest = load_student(out / "latest", greedy=True)
+    exact = exact_strength("tictactoe", latest)
+    assert exact is not None
+    assert exact["exhaustive_losses"] == 0  # no lost line against any reply, both seats
+    assert report["latest"]["exhaustive_losses"] == 0
