@@ -270,3 +270,14 @@ def test_short_league_beats_random_more_often(tmp_path: Path) -> None:
     after = evaluate(game, final, [random], 400, seed=1)[2].score
     assert after > before + 0.15 and after > 0.85, (before, after)
     assert ratings["main"][1] > 0, ratings  # its Elo interval lies above random's (0)
+
+
+def test_rating_matches_on_ray_give_the_same_log(
+    reference_league: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path / "league.yaml", {**TINY, "stop": {"max_rounds": 2}})
+    directory = tmp_path / "ray"
+    code = main(["league", "run", "--config", str(path), "--dir", str(directory), "--quiet",
+                 "--workers", "2"])
+    assert code == 0, capsys.readouterr().err
+    assert log_of(directory) == [m for m in log_of(reference_league) if m[1] < 2]
