@@ -76,6 +76,7 @@ def config_with_preset(config_file: Path | None = None, **flags: Any) -> Distill
     """The run's settings: the game's preset, then the YAML file, then the flags
     (``None`` flags are unset)."""
     data = read_yaml(config_file) if config_file is not None else {}
+    flags = {k: v for k, v in flags.items() if v is not None}
     game = flags.get("game") or data.get("game")
     if game is None:
         raise TlmError("no game given (--game or `game:` in the config file)")

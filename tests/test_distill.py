@@ -125,11 +125,115 @@ def test_cli_distill_with_yaml_config(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.slow
-def test_dagger_reaches_perfect_tictactoe(tmp_path: Path) -> None:
-    from distill.presets import TICTACTOE_DAGGER
-
-    report = distill(make_config(**{**TICTACTOE_DAGGER, "out": tmp_path / "run", "seed": 0}))
+def test_help_example_reaches_perfect_tictactoe(tmp_path: Path) -> None:
+    # `tlm distill --help`'s example: the tic-tac-toe preset, no other flag.
+    out = tmp_path / "ttt-dagger"
+    assert main(["distill", "--game", "tictactoe", "--teacher", "perfect", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["student"] == "mlp:128x2"
     assert report["perfect_at_games"] is not None
     assert report["perfect_at_games"] <= 500
     assert report["final"]["exhaustive_losses"] == 0
     assert report["final"]["score_vs_random"] > 0.9
+
+
+def test_mix_labels_every_position_reached_once(tmp_path: Path) -> None:
+    import numpy as np
+
+    from arena import get_game
+    from distill.collect import Openings, PositionStore, collect_round, split_games
+    from students import StudentAgent
+
+    g = get_game("tictactoe")
+    teacher = make_agent("perfect", g)
+    student = StudentAgent(build_student("mlp:16x1", g, seed=0))
+    mix = {"student": 2.0, "random": 1.0, "heuristic": 1.0}
+    assert split_games(10, mix) == {"student": 5, "random": 3, "heuristic": 2}
+    stores = []
+    for _ in range(2):
+        store = PositionStore(g)
+        first = collect_round(g, teacher, student, mix, 40, seed=7, store=store, rnd=0,
+                              epsilon=0.2, openings=Openings(0, 3))
+        second = collect_round(g, teacher, student, mix, 40, seed=8, store=store, rnd=1)
+        stores.append(store)
+    a, b = stores
+    assert np.array_equal(a.obs, b.obs) and np.array_equal(a.count, b.count)
+    # Every position reached is counted; each distinct one labelled once, by the teacher.
+    assert first.games == second.games == 40
+    assert int(a.count.sum()) == first.reached + second.reached
+    assert first.labelled + second.labelled == len(a)
+    assert len({k for k in a.keys(a.obs)}) == len(a)
+    assert np.allclose(a.probs, teacher.policy(a.obs, a.mask), atol=1e-6)
+    assert set(np.unique(a.last_round)) == {0, 1}
+    # The empty board opens every game without random opening plies.
+    empty = a.lookup(a.keys(np.zeros((1, 3, 3, 2), dtype=a.obs.dtype)))[0]
+    assert a.count[empty] >= 40
+
+
+def test_mix_and_opening_range_are_validated(tmp_path: Path) -> None:
+    from distill.collect import parse_mix
+
+    assert parse_mix("student=0.5, alphabeta:2=0.25") == {"student": 0.5, "alphabeta:2": 0.25}
+    for bad, match in (("student", "SPEC=WEIGHT"), ("random=x", "not a number")):
+        with pytest.raises(TlmError, match=match):
+            parse_mix(bad)
+    with pytest.raises(TlmError, match="mix"):
+        small_config(tmp_path / "o", mix={"random": -1.0})
+    with pytest.raises(TlmError, match="opening_plies_max"):
+        small_config(tmp_path / "o", opening_plies=3, opening_plies_max=1)
+    with pytest.raises(TlmError, match="unknown agent|spec"):
+        distill(small_config(tmp_path / "o", mix={"nobody": 1.0}))
+    assert not (tmp_path / "o").exists()
+
+
+def test_each_round_takes_a_bounded_number_of_steps(tmp_path: Path) -> None:
+    report = distill(small_config(tmp_path / "run", budget_games=60, steps_per_round=15))
+    rows = report["final"]
+    assert rows["round"] == 2
+    assert set(report["time"]) == {"play_s", "label_s", "fit_s", "eval_s"}
+    with open(tmp_path / "run" / "curve.csv") as f:
+        curve = list(csv.DictReader(f))
+    # The aggregate grows, the work of a round does not: 15 steps each.
+    assert [int(r["positions"]) for r in curve] == sorted(int(r["positions"]) for r in curve)
+    assert all(float(r["fit_s"]) > 0 for r in curve)
+
+
+def test_cli_defaults_are_the_game_preset(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from distill.presets import TICTACTOE_DAGGER, config_with_preset
+
+    cfg = config_with_preset(game="tictactoe", teacher="perfect", out=tmp_path / "o")
+    assert cfg.student == TICTACTOE_DAGGER["student"] and cfg.stop_when_perfect
+    cfg = config_with_preset(game="tictactoe", teacher="perfect", out=tmp_path / "o",
+                             student="mlp:8x1")
+    assert cfg.student == "mlp:8x1" and cfg.epsilon == TICTACTOE_DAGGER["epsilon"]
+    code = main(["distill", "--help"])
+    assert code == 0
+    help_text = capsys.readouterr().out
+    assert "tictactoe: mlp:128x2" in help_text and "default 500" in help_text
+
+
+@pytest.mark.slow
+def test_short_connect_four_distillation_beats_heuristic_more_than_untrained(
+    tmp_path: Path,
+) -> None:
+    from arena import evaluate
+    from students import StudentAgent, load_student
+
+    settings = dict(
+        game="connect_four", teacher="alphabeta:4", student="cnn:32x2", method="dagger",
+        budget_games=600, games_per_round=200, steps_per_round=150, batch_size=128,
+        beta0=0.0, mix={"student": 0.5, "heuristic": 0.25, "random": 0.25},
+        opening_plies_max=6, epsilon=0.05, eval_games=20, eval_opponents=["random"],
+        holdout_games=0, seed=0, out=tmp_path / "c4",
+    )
+    distill(make_config(**settings))
+    trained = load_student(tmp_path / "c4" / "student")
+    untrained = StudentAgent(build_student("cnn:32x2", "connect_four", seed=0))
+    heuristic = make_agent("heuristic", "connect_four")
+    scores = [
+        next(r.score for r in evaluate("connect_four", agent, [heuristic], 200, seed=3,
+                                       opening_plies=2) if r.seat == "both")
+        for agent in (trained, untrained)
+    ]
+    assert scores[0] > scores[1] + 0.2, scores

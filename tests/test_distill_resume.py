@@ -1,0 +1,162 @@
+"""Resuming ``tlm distill``: killed with SIGKILL at random moments (and stopped with
+Ctrl-C), rerun, it ends with exactly the student of an uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from arena.io import staging_path
+from distill import make_config
+from distill.collect import PositionStore
+from distill.resume import RunState, load_checkpoint, save_checkpoint
+from distill.train import FitConfig, make_optimizer
+from students import build_student
+
+ROUNDS = 6
+CONFIG = f"""\
+game: tictactoe
+teacher: perfect
+student: mlp:32x1
+budget_games: {20 * ROUNDS}
+games_per_round: 20
+steps_per_round: 40
+eval_games: 10
+holdout_games: 0
+stop_when_perfect: false
+"""
+
+
+def tlm(out: Path) -> subprocess.Popen[str]:
+    config = out.parent / "run.yaml"
+    if not config.exists():
+        config.write_text(CONFIG)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "scripts.cli", "distill", "--config", str(config), "--seed", "5",
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def wait_for_round(out: Path, rnd: int, proc: subprocess.Popen[str], limit: float = 120) -> bool:
+    """Wait until the run at ``out`` has checkpointed round ``rnd`` (False: it ended first)."""
+    stage = staging_path(out)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if any(int(p.name.split("-")[1]) >= rnd for p in stage.glob("round-*")):
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint of round {rnd} within {limit} s")
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / "student" / "model.safetensors")
+
+
+def test_killed_and_interrupted_runs_end_with_the_uninterrupted_student(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    proc = tlm(reference)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+
+    out = tmp_path / "resumed"
+    rng = np.random.default_rng(12)
+    # Three SIGKILLs, each once a random round has been checkpointed and a random
+    # fraction of a second later (mid-round, or mid-checkpoint), then one Ctrl-C.
+    kill_rounds = sorted(rng.choice(np.arange(1, ROUNDS - 2), size=3, replace=True))
+    assert max(kill_rounds) <= ROUNDS - 3
+    for rnd in kill_rounds:
+        proc = tlm(out)
+        if wait_for_round(out, int(rnd), proc):
+            time.sleep(float(rng.uniform(0, 0.3)))
+            proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert not out.exists() and staging_path(out).is_dir()
+    proc = tlm(out)
+    if wait_for_round(out, int(kill_rounds[-1]) + 1, proc):
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    # Ctrl-C: the round in progress finishes, then one line says how to resume.
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    assert len(err.strip().splitlines()) == 1
+    assert staging_path(out).is_dir() and not out.exists()
+    proc = tlm(out)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert not staging_path(out).exists()
+    assert not list(out.glob("round-*"))
+    a, b = weights(reference), weights(out)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert curve(out) == curve(reference) and len(curve(out)) == ROUNDS
+
+
+def curve(out: Path) -> list[dict[str, str]]:
+    """The curve's rows without the timings (which differ from run to run)."""
+    with open(out / "curve.csv") as f:
+        return [{k: v for k, v in row.items() if not k.endswith("_s")}
+                for row in csv.DictReader(f)]
+
+
+def test_checkpoint_round_trip_and_settings_guard(tmp_path: Path) -> None:
+    cfg = make_config(game="tictactoe", teacher="perfect", student="mlp:16x1",
+                      out=tmp_path / "o")
+    settings = cfg.model_dump(mode="json")
+    net = build_student("mlp:16x1", "tictactoe", seed=0)
+    opt = make_optimizer(net, FitConfig())
+    # One step so that the optimizer has state worth saving.
+    logits, value = net(torch.zeros(4, 3, 3, 2))
+    (logits.sum() + value.sum()).backward()
+    opt.step()
+    store = PositionStore("tictactoe")
+    obs = np.zeros((2, 3, 3, 2), dtype=np.int8)
+    obs[1, 0, 0, 0] = 1
+    keys = store.keys(obs)
+    rows = store.add(keys, obs, np.ones((2, 9), np.int8), np.full((2, 9), 1 / 9),
+                     np.array([0.5, np.nan]), rnd=0)
+    store.visit(np.concatenate([rows, rows[:1]]), np.array([1.0, -1.0, 0.0]), rnd=0)
+    state = RunState(next_round=1, games=20, curve=[{"round": 0}], wall_s=1.5)
+    save_checkpoint(tmp_path, state, net, opt, store, settings, {})
+
+    net2 = build_student("mlp:16x1", "tictactoe", seed=1)
+    opt2 = make_optimizer(net2, FitConfig())
+    loaded = load_checkpoint(tmp_path, net2, opt2, "tictactoe", settings)
+    assert loaded is not None
+    state2, store2 = loaded
+    assert state2 == state
+    assert all(torch.equal(net.state_dict()[k], net2.state_dict()[k])
+               for k in net.state_dict())
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"],
+                       opt.state_dict()["state"][0]["exp_avg"])
+    assert store2.count.tolist() == [2, 1]
+    assert store2.outcome.tolist() == [0.5, -1.0]
+    assert np.isnan(store2.value[1]) and store2.lookup(keys).tolist() == [0, 1]
+    other = {**settings, "seed": 1}
+    assert load_checkpoint(tmp_path, net2, opt2, "tictactoe", other) is None
+
+
+@pytest.mark.parametrize("bad", ["garbage", ""])
+def test_damaged_checkpoint_is_one_clear_error(tmp_path: Path, bad: str) -> None:
+    from arena import TlmError
+
+    ckpt = tmp_path / "round-00001"
+    ckpt.mkdir()
+    (ckpt / "state.json").write_text(bad)
+    net = build_student("mlp:16x1", "tictactoe", seed=0)
+    with pytest.raises(TlmError, match="damaged checkpoint"):
+        load_checkpoint(tmp_path, net, make_optimizer(net, FitConfig()), "tictactoe", {})
