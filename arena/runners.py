@@ -8,7 +8,8 @@ results in shard order:
 - :class:`LocalRunner` (the default) plays them one after the other in this process;
 - :class:`RayRunner` spreads them over Ray actors, on a local Ray it starts or on a
   cluster it joins. Each actor receives the job's agents once, as plain data
-  (:func:`agent_payload`), builds them and keeps them for every shard it plays. A
+  (:func:`agent_payload`), builds them and keeps them for every shard it plays (and
+  for later jobs with the same payload, recognised by its digest). A
   driver-side queue keeps a few shards in flight per actor, requeues the shards of an
   actor that dies (replacing the actor) and gives up after
   :data:`MAX_SHARD_FAILURES` failures of one shard.
@@ -22,14 +23,14 @@ weights, teachers their labellers), so ``arena`` imports nothing above it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
-import itertools
 import logging
 import os
 import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -54,6 +55,9 @@ MAX_SHARD_FAILURES = 3
 
 IN_FLIGHT_PER_WORKER = 2
 """Shards queued on each actor, so that it never waits for the driver between two."""
+
+CONTEXTS_PER_WORKER = 4
+"""Jobs whose built agents each actor keeps (and whose payloads the driver keeps)."""
 
 WINDOW_PER_WORKER = 8
 """How far (in shards per worker) submissions may run ahead of the oldest unfinished
@@ -224,9 +228,6 @@ def build_agent(payload: AgentPayload, game: Game) -> Agent:
 # ------------------------------------------------------------------------------ jobs
 
 
-_job_keys = itertools.count()
-
-
 @dataclass
 class Job:
     """Work a runner spreads over shards.
@@ -242,7 +243,6 @@ class Job:
     context: Any
     payload: Callable[[], Any]
     setup: Callable[[Any], Any]
-    key: int = field(default_factory=lambda: next(_job_keys))
 
 
 Progress = Callable[[int], Any]
@@ -347,20 +347,21 @@ class _ShardWorker:
     """A Ray actor: builds a job's context once, then plays its shards."""
 
     def __init__(self) -> None:
-        self._contexts: dict[int, Any] = {}
+        self._contexts: dict[str, Any] = {}
 
     def pid(self) -> int:
         return os.getpid()
 
     def run(
         self,
-        key: int,
+        key: str,
         setup: Callable[[Any], Any],
         payload: list[Any],
         work: Callable[[Any, Shard], Any],
         shard: Shard,
     ) -> Any:
-        """Play ``shard`` of job ``key``, building the job's context on first use.
+        """Play ``shard`` of the job whose payload digest is ``key``, building the job's
+        context the first time this actor meets that payload.
 
         ``payload`` holds the payload's object reference inside a list, so Ray does not
         fetch it for every shard, only when this actor first sees the job.
@@ -369,9 +370,9 @@ class _ShardWorker:
         if context is None:
             import ray
 
-            # Keep the latest few contexts: a caller alternating between jobs (a league's
-            # pairings) does not rebuild agents every time.
-            if len(self._contexts) >= 4:
+            # Keep the latest few contexts: a caller replaying the same agents (repeated
+            # evaluations, a league's pairings) does not rebuild them every time.
+            if len(self._contexts) >= CONTEXTS_PER_WORKER:
                 self._contexts.pop(next(iter(self._contexts)))
             context = self._contexts[key] = setup(ray.get(payload[0]))
         return work(context, shard)
@@ -402,6 +403,7 @@ class RayRunner:
         self._owns_ray = False
         self._actor_cls: Any = None
         self._actors: list[Any] = []
+        self._payloads: dict[str, Any] = {}  # payload digest -> object reference
         self.failures = 0
         """Worker deaths survived so far (shards requeued)."""
 
@@ -445,7 +447,7 @@ class RayRunner:
                 ray.kill(actor)
             if self._owns_ray:
                 ray.shutdown()
-        self._actors = []
+        self._actors, self._payloads = [], {}
         self._owns_ray = False
 
     def worker_pids(self) -> list[int]:
@@ -453,6 +455,23 @@ class RayRunner:
         import ray
 
         return [int(pid) for pid in ray.get([a.pid.remote() for a in self._actors])]
+
+    def _put(self, job: Job) -> tuple[str, Any]:
+        """The digest of the job's payload and its object in Ray's store, put once: a job
+        with the same agents and settings as a recent one reuses its object, and the
+        actors the agents they built for it."""
+        import ray
+        import ray.cloudpickle
+
+        payload = job.payload()
+        key = hashlib.sha256(ray.cloudpickle.dumps((job.setup, payload))).hexdigest()
+        ref = self._payloads.pop(key, None)
+        if ref is None:
+            ref = ray.put(payload)
+        self._payloads[key] = ref  # most recent last
+        while len(self._payloads) > CONTEXTS_PER_WORKER:
+            self._payloads.pop(next(iter(self._payloads)))
+        return key, ref
 
     def _replace(self, slot: int) -> None:
         import ray
@@ -478,7 +497,7 @@ class RayRunner:
         if not self._actors:
             raise TlmError("RayRunner is not started: use it in a `with` block")
         lost = (RayActorError, WorkerCrashedError, ObjectLostError)
-        payload_ref = ray.put(job.payload())
+        key, payload_ref = self._put(job)
         n_shards = len(plan)
         requeued: deque[int] = deque()
         next_new = 0
@@ -500,7 +519,7 @@ class RayRunner:
                             break
                         shard = plan.shard(i) if isinstance(plan, ShardPlan) else plan[i]
                         ref = self._actors[slot].run.remote(
-                            job.key, job.setup, [payload_ref], job.work, shard
+                            key, job.setup, [payload_ref], job.work, shard
                         )
                         in_flight[ref] = (slot, i)
                         load[slot] += 1
