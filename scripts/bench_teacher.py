@@ -12,9 +12,10 @@ a teacher labels. Labelling a batch is what game generation does: ``policy`` the
 - the new one: the compiled search (:class:`arena.players.AlphaBetaConnectFour`) on
   all of them (``--deep-positions`` of them from depth 10 on), at each of
   ``--depths``, and ``alphabeta:8,solve=K`` (exact once at most K cells are empty);
-- positions labelled per second, the ratio to the old depth 4, the deepest search
-  that labels within the old depth-4 time per position, and each depth's optimal-move
-  and blunder rates on the 400 solved positions (``tlm eval --positions``' measure).
+- positions labelled per second of CPU time (one core), the ratio to the old depth
+  4, the deepest search that labels within the old depth-4 time per position, and
+  each depth's optimal-move and blunder rates on the 400 solved positions (the
+  measure of ``tlm eval --positions``).
 
 Run ``python scripts/bench_teacher.py`` (``--json`` for machines). Figures are for the
 machine and the moment: only ratios taken in the same run compare.
@@ -55,13 +56,17 @@ def diverse_positions(games: int, opening_plies: int, seed: int) -> tuple[np.nda
 
 def label_rate(teacher: PolicyAgent, obs: np.ndarray, mask: np.ndarray,
                batch: int) -> float:
-    """Positions labelled (policy and value) per second, batch by batch."""
-    start = time.perf_counter()
+    """Positions labelled (policy and value) per second of this process's CPU time.
+
+    CPU time, not wall time: on a machine shared with other work, the wall clock
+    counts their time too, unevenly between runs taken minutes apart.
+    """
+    start = time.process_time()
     for i in range(0, len(obs), batch):
         o, m = obs[i:i + batch], mask[i:i + batch]
         teacher.policy(o, m)
         teacher.value(o, m)
-    return len(obs) / (time.perf_counter() - start)
+    return len(obs) / (time.process_time() - start)
 
 
 def main() -> None:
@@ -81,7 +86,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="positions per call")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=120)
 
     obs, mask = diverse_positions(args.games, args.opening_plies, args.seed)
     rng = np.random.default_rng(args.seed)

@@ -9,6 +9,8 @@ with three things the reference lacks:
   clearing the table);
 - iterative deepening from depth 5 on, which fills the table with the best moves of
   the shallower searches and orders the root's columns by their previous scores;
+- move ordering by the threats a move creates, principal-variation (null-window)
+  search, and leaves evaluated by their parent without a call;
 - exact solving: a position with at most ``solve`` empty cells is searched to the end
   of the game, so its scores are exact (no heuristic leaf is ever reached).
 
@@ -174,6 +176,26 @@ def evaluate(p: int, mask: int, mine_t: int, theirs_t: int) -> int:
 
 
 @njit(cache=True, inline="always")
+def _leaf(p: int, mask: int, moves: int) -> int:
+    """A node at depth 0: the exact rules, then the evaluation (no table, no children)."""
+    possible = (mask + BOTTOM) & BOARD
+    if possible == 0:
+        return 0
+    mine_t = winning_cells(p, mask)
+    if mine_t & possible:
+        return WIN + N_CELLS - moves - 1
+    theirs_t = winning_cells(p ^ mask, mask)
+    forced = possible & theirs_t
+    if forced:
+        if forced & (forced - 1):
+            return -(WIN + N_CELLS - moves - 2)
+        possible = forced
+    if possible & ~(theirs_t >> 1) == 0:
+        return -(WIN + N_CELLS - moves - 2)
+    return evaluate(p, mask, mine_t, theirs_t)
+
+
+@njit(cache=True, inline="always")
 def _slot(key: int, bits: int) -> int:
     return ((key * -7046029254386353131) >> 20) & ((1 << bits) - 1)
 
@@ -229,15 +251,14 @@ def _negamax(
     killer = killers[moves]
     # Order: the table's move, the killer, then columns by the threats they create
     # (deep nodes only: the count costs more than it saves near the leaves), centre first.
-    # Per-ply scratch rows (allocating inside the recursion would cost more than the node).
-    order = scratch[moves, 0]
-    keys = scratch[moves, 1]
+    # The order lives in per-ply scratch rows (0: columns, 1: sort keys): allocating
+    # inside the recursion would cost more than the node.
     n = 0
     if tt_move >= 0 and possible & (COLUMN0 << (tt_move * H1)):
-        order[n] = tt_move
+        scratch[moves, 0, n] = tt_move
         n += 1
     if killer >= 0 and killer != tt_move and possible & (COLUMN0 << (killer * H1)):
-        order[n] = killer
+        scratch[moves, 0, n] = killer
         n += 1
     head = n
     for i in range(WIDTH):
@@ -252,18 +273,32 @@ def _negamax(
                 k = WIDTH - i
             # insertion sort, best key first
             j = n
-            while j > head and keys[j - 1] < k:
-                keys[j] = keys[j - 1]
-                order[j] = order[j - 1]
+            while j > head and scratch[moves, 1, j - 1] < k:
+                scratch[moves, 1, j] = scratch[moves, 1, j - 1]
+                scratch[moves, 0, j] = scratch[moves, 0, j - 1]
                 j -= 1
-            keys[j] = k
-            order[j] = col
+            scratch[moves, 1, j] = k
+            scratch[moves, 0, j] = col
             n += 1
     for i in range(n):
-        col = order[i]
+        col = scratch[moves, 0, i]
         bit = possible & (COLUMN0 << (col * H1))
-        score = -_negamax(opp, mask | bit, moves + 1, depth - 1, -beta, -alpha,
-                          tt_key, tt_val, tt_meta, bits, gen, killers, scratch, counter)
+        if depth == 1:
+            # Children are leaves: evaluated here, without a call that passes the table.
+            counter[0] += 1
+            score = -_leaf(opp, mask | bit, moves + 1)
+        elif i == 0 or depth < 3:
+            score = -_negamax(opp, mask | bit, moves + 1, depth - 1, -beta, -alpha,
+                              tt_key, tt_val, tt_meta, bits, gen, killers, scratch, counter)
+        else:
+            # Principal variation search: prove the move no better than alpha with a
+            # null window; search it fully only when that fails.
+            score = -_negamax(opp, mask | bit, moves + 1, depth - 1, -alpha - 1, -alpha,
+                              tt_key, tt_val, tt_meta, bits, gen, killers, scratch, counter)
+            if alpha < score < beta:
+                score = -_negamax(opp, mask | bit, moves + 1, depth - 1, -beta, -score,
+                                  tt_key, tt_val, tt_meta, bits, gen, killers, scratch,
+                                  counter)
         if score > best:
             best = score
             best_col = col
