@@ -3,6 +3,11 @@
 :func:`play_matches` is the one game loop of tlm. Evaluation, leagues, game
 generation and on-policy distillation all go through it, the latter two by passing an
 ``observer`` that sees every decision as it is made.
+
+A match is played in shards of a fixed number of games, each seeded on its own
+(:class:`arena.runners.ShardPlan`), on a runner: in this process by default, or on Ray
+workers, with the same result either way. :func:`play_match_tally` counts the shards as
+they finish, in memory that does not grow with the number of games.
 """
 
 from __future__ import annotations
