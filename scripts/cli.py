@@ -28,6 +28,7 @@ from scripts.cli_common import (
     int_option,
     positive,
     progress_bar,
+    resume_hint,
     seed_option,
     writable_file,
 )
@@ -418,6 +419,9 @@ def distill_cmd(
     positions: Annotated[Path | None, typer.Option(help=_distill_help(
         "Solved-positions file measured every round (optimal-move and blunder rates).",
         "positions"))] = None,
+    panel: Annotated[bool | None, typer.Option(
+        "--panel", help=_distill_help("Play the game's standard panel every round (scores "
+                                      "and one Elo).", "panel"))] = None,
     kickstart_steps: Annotated[int | None, int_option(
         help=_distill_help("kickstart: PPO steps.", "kickstart_steps"), hi=MAX_STEPS)] = None,
     stop_when_perfect: Annotated[bool | None, typer.Option(
@@ -452,7 +456,7 @@ def distill_cmd(
         "opening_plies_max": opening_plies_max, "beta0": beta0, "beta_decay": beta_decay,
         "steps_per_round": steps_per_round, "batch_size": batch_size,
         "recent_share": recent_share, "eval_opening_plies": eval_opening_plies,
-        "positions": positions, "kickstart_steps": kickstart_steps,
+        "positions": positions, "kickstart_steps": kickstart_steps, "panel": panel,
         "mix": None if mix is None else parse_mix(mix),
         "eval_opponents": None if eval_opponents is None else [
             s.strip() for s in eval_opponents.split(",") if s.strip()
@@ -490,7 +494,7 @@ def _print_distill_report(report: dict[str, object], out: Path) -> None:
     for key, value in final.items():
         if key.startswith("score_vs_") or key in (
             "agreement", "exhaustive_losses", "optimal_accuracy", "solved_optimal",
-            "solved_blunders",
+            "solved_blunders", "panel_elo",
         ):
             table.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float)
                           else str(value))
@@ -589,26 +593,45 @@ def iterate_cmd(
 def teach_cmd(
     game: Annotated[str, typer.Option(help="Game name.")],
     out: Annotated[Path, typer.Option(help="New output directory.")],
-    algo: Annotated[str, typer.Option(help="Self-play algorithm: maskable_ppo.")] = "maskable_ppo",
+    algo: Annotated[str, typer.Option(
+        help="Self-play algorithm: maskable_ppo (SB3) or rllib_ppo (RLlib PPO).")] = "maskable_ppo",
     steps: Annotated[int, int_option(help="Environment steps.", hi=MAX_STEPS)] = 100_000,
     seed: Annotated[int, seed_option()] = 0,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="Start over instead of resuming an interrupted run to OUT.")] = False,
 ) -> None:
-    """Train a self-play RL teacher (SB3 MaskablePPO against itself and its snapshots).
+    """Train a self-play RL teacher against itself, its snapshots and random.
 
-    Example: tlm teach --game tictactoe --algo maskable_ppo --steps 200000 --out runs/ppo
+    maskable_ppo checkpoints every rollout: after a kill or Ctrl-C, the same command
+    goes on from the last one (to the same final weights).
+
+    maskable_ppo: SB3 MaskablePPO, the model in OUT/model.zip (spec sb3:OUT/model.zip).
+    rllib_ppo: RLlib PPO (new API stack, local Ray), the policy in OUT/main (spec
+    rllib:OUT/main).
+
+    Example: tlm teach --game tictactoe --algo rllib_ppo --steps 200000 --out runs/rl
     """
-    from teachers.sb3_teacher import train_maskable_ppo
-
-    if algo != "maskable_ppo":
-        raise TlmError(f"unknown teaching algorithm {algo!r} (known: maskable_ppo)")
+    if algo not in ("maskable_ppo", "rllib_ppo"):
+        raise TlmError(f"unknown teaching algorithm {algo!r} (known: maskable_ppo, rllib_ppo)")
     from arena.io import check_output_dir
 
     positive(steps, "--steps")
     check_output_dir(out)
     g = arena.get_game(game)
-    with staged_directory(out) as tmp:
-        train_maskable_ppo(g, steps, tmp, seed=seed)
-    path = out / "model.zip"
+    resumable = algo == "maskable_ppo"
+    with resume_hint(out, resumable), \
+            staged_directory(out, resume=resumable and not fresh) as tmp:
+        if resumable and (tmp / "checkpoint").is_dir():
+            console.print(f"resuming the interrupted run kept in {tmp}")
+        if algo == "rllib_ppo":
+            from teachers.rllib_learner import train_rllib_selfplay
+
+            train_rllib_selfplay(g, steps, tmp, seed=seed)
+        else:
+            from teachers.sb3_teacher import train_maskable_ppo
+
+            train_maskable_ppo(g, steps, tmp, seed=seed, resume=True)
+    spec = f"rllib:{out / 'main'}" if algo == "rllib_ppo" else f"sb3:{out / 'model.zip'}"
     summary = json.loads((out / "summary.json").read_text())
     console.print(f"{summary['games']} self-play games, {summary['steps']} steps in "
                   f"{summary['wall_seconds']:.0f} s")
@@ -616,7 +639,7 @@ def teach_cmd(
         if row["seat"] == "both":
             console.print(f"  score vs {row['opponent']}: {row['score']:.3f} "
                           f"[{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]")
-    console.print(f"teacher saved to {path}; use it as the agent spec sb3:{path}")
+    console.print(f"teacher saved; use it as the agent spec {spec}")
 
 
 @app.command("demo")
@@ -697,10 +720,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
     except TlmError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # One line, whatever the message quotes (a YAML parser's multi-line report, say).
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except click_exceptions.NoArgsIsHelpError as e:
+        print(e.ctx.get_help() if e.ctx is not None else e.format_message())
+        return 0  # like `tlm` alone: a group named without a command shows its help
     except click_exceptions.UsageError as e:
-        print(f"error: {e.format_message()}", file=sys.stderr)
+        print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
         return 2
     except typer.Exit as e:
         return int(e.exit_code)

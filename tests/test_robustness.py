@@ -1,0 +1,355 @@
+"""No input reaches a traceback: every ``tlm`` command driven with random flag values and
+random file contents (config YAML, student checkpoints, SB3 zips, datasets, positions
+files) exits with code 0 or 2, and says what was wrong in one ``error:`` line.
+
+The examples are seeded (``derandomize``), so a failure reproduces. Flag values are
+drawn so that each example runs in milliseconds: counts that are valid are tiny, and
+most values are not valid at all (negative, huge, beyond 2^63, not numbers, NaN).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+import arena
+from scripts.cli import main
+from scripts.cli_common import MAX_SEED
+from students import build_student, save_student
+from teachers import generate_dataset
+
+ROOT = Path(__file__).parents[1]
+POSITIONS = ROOT / "tests" / "data" / "connect_four_solved.csv"
+
+Draw = Callable[..., Any]
+"""What draws a value from a strategy: a composite's ``draw`` or ``data.draw``."""
+
+BAD_NUMBERS = [
+    "0", "-1", "-3", str(2**63), str(-(2**63)), str(10**30), "1e3", "1.5", "nan", "inf",
+    "-inf", "", " ", "x", "0x10", "١", "9" * 400,
+]
+
+
+class Numbers:
+    """Flag values: in a *clean* example only valid ones (so that the example gets past
+    the flags, to the files and specs), otherwise mostly invalid ones (edge values, any
+    integer, junk)."""
+
+    def __init__(self, valid: st.SearchStrategy[Any]) -> None:
+        self.valid = valid.map(str)
+        self.any = st.one_of(
+            st.sampled_from(BAD_NUMBERS),
+            st.integers(min_value=-(2**70), max_value=2**70).map(str),
+            st.floats(allow_nan=True, allow_infinity=True).map(repr),
+            self.valid,
+        )
+
+    def __call__(self, clean: bool) -> st.SearchStrategy[str]:
+        return self.valid if clean else self.any
+
+
+def number(valid: st.SearchStrategy[Any]) -> Numbers:
+    return Numbers(valid)
+
+
+SEEDS = number(st.sampled_from([0, 1, MAX_SEED, 2**32, 12345]))
+FEW = number(st.integers(1, 3))
+PLIES = number(st.integers(0, 3))
+UNIT = number(st.sampled_from([0.0, 0.1, 0.5, 1.0]))
+
+
+def mostly(valid: list[str], invalid: list[str]) -> st.SearchStrategy[str]:
+    """Valid values three times out of four, so that examples get deep enough."""
+    return st.sampled_from(valid * max(1, 3 * len(invalid) // max(len(valid), 1)) + invalid)
+
+
+BAD_SPECS = st.sampled_from([
+    "random", "heuristic", "perfect", "alphabeta:1", "alphabeta:x", "alphabeta:0",
+    "alphabeta:-2", "mcts:2", "mcts:0", "mcts:99999999999", "mcts:1.5", "mcts:",
+    "sb3:", "sb3:/nonexistent.zip", "wizard", "", ":", "random:3", "league:", "rllib:",
+    "/nonexistent/student",
+])
+SPECS = st.one_of(st.sampled_from(["random", "heuristic", "mcts:2"]), BAD_SPECS)
+GAMES = mostly(["tictactoe", "tictactoe", "connect_four"], ["checkers", "", "TicTacToe"])
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**66), 2**66), st.floats(),
+    st.text(max_size=12), st.lists(st.integers(-5, 5), max_size=3),
+)
+
+
+@st.composite
+def junk_file(draw: st.DrawFn, directory: Path, name: str) -> Path:
+    """A file of random bytes, random text, or nothing."""
+    path = directory / name
+    kind = draw(st.sampled_from(["bytes", "text", "empty", "missing"]))
+    if kind == "bytes":
+        path.write_bytes(draw(st.binary(max_size=300)))
+    elif kind == "text":
+        path.write_text(draw(st.text(max_size=300)))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    return path
+
+
+def tamper(draw: Draw, obj: Any) -> Any:
+    """``obj`` (parsed JSON) with one entry replaced, removed or added at random."""
+    if isinstance(obj, dict) and obj:
+        key = draw(st.sampled_from(sorted(obj)))
+        action = draw(st.sampled_from(["replace", "remove", "recurse", "add"]))
+        out = dict(obj)
+        if action == "replace":
+            out[key] = draw(SCALARS)
+        elif action == "remove":
+            del out[key]
+        elif action == "recurse":
+            out[key] = tamper(draw, obj[key])
+        else:
+            out[draw(st.text(max_size=8))] = draw(SCALARS)
+        return out
+    if isinstance(obj, list) and obj:
+        i = draw(st.integers(0, len(obj) - 1))
+        return [*obj[:i], draw(SCALARS), *obj[i + 1:]]
+    return draw(SCALARS)
+
+
+@st.composite
+def broken_copy(draw: st.DrawFn, source: Path, directory: Path, name: str) -> Path:
+    """A copy of a real checkpoint or dataset directory with one file damaged."""
+    target = directory / name
+    shutil.copytree(source, target)
+    victim = draw(st.sampled_from(sorted(p.name for p in target.iterdir())))
+    path = target / victim
+    how = draw(st.sampled_from(["tamper", "truncate", "junk", "delete"]))
+    if how == "tamper" and path.suffix == ".json":
+        path.write_text(json.dumps(tamper(draw, json.loads(path.read_text()))))
+    elif how in ("tamper", "truncate"):
+        data = path.read_bytes()
+        path.write_bytes(data[: draw(st.integers(0, max(len(data) - 1, 0)))])
+    elif how == "junk":
+        path.write_bytes(draw(st.binary(max_size=200)))
+    else:
+        path.unlink()
+    return target
+
+
+@st.composite
+def config_yaml(draw: st.DrawFn, directory: Path) -> Path:
+    """A distill config: random text, or a mapping of real and unknown keys to random values."""
+    path = directory / "config.yaml"
+    if draw(st.booleans()):
+        path.write_text(draw(st.text(max_size=200)))
+        return path
+    keys = st.sampled_from([
+        "game", "teacher", "student", "method", "budget_games", "games_per_round", "seed",
+        "out", "dataset", "beta0", "beta_decay", "mix", "temperature", "epsilon",
+        "opening_plies", "opening_plies_max", "recent_share", "loss", "distill_temperature",
+        "value_weight", "augment", "eval_opponents", "eval_opening_plies", "positions",
+        "stop_when_perfect", "not_a_field",
+    ])
+    fields = draw(st.dictionaries(keys, SCALARS, max_size=5))
+    path.write_text(yaml.safe_dump(fields))
+    return path
+
+
+@st.composite
+def positions_file(draw: st.DrawFn, directory: Path) -> Path:
+    """A positions file: real rows damaged, random CSV-ish text, or junk."""
+    path = directory / "positions.csv"
+    if draw(st.booleans()):
+        lines = POSITIONS.read_text().splitlines()[: draw(st.integers(1, 4))]
+        i = draw(st.integers(0, len(lines) - 1))
+        cells = lines[i].split(",")
+        j = draw(st.integers(0, len(cells) - 1))
+        cells[j] = draw(st.one_of(st.text(max_size=20), st.integers().map(str)))
+        lines[i] = ",".join(cells)
+        path.write_text("\n".join(lines) + "\n")
+        return path
+    return draw(junk_file(directory, "positions.csv"))
+
+
+class Fixtures:
+    """Real files to damage, made once: a student checkpoint and a dataset."""
+
+    def __init__(self, root: Path) -> None:
+        self.student = save_student(build_student("mlp:8x1", "tictactoe", seed=0),
+                                    root / "student")
+        teacher = arena.make_agent("perfect", "tictactoe")
+        assert isinstance(teacher, arena.PolicyAgent)
+        self.dataset = generate_dataset("tictactoe", teacher, 4, root / "dataset", seed=0)
+
+
+@pytest.fixture(scope="module")
+def real_files(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
+    return Fixtures(tmp_path_factory.mktemp("real"))
+
+
+Command = Callable[[Draw, Path, Fixtures], list[str]]
+
+
+def flags(draw: Draw, clean: bool, options: dict[str, Numbers | st.SearchStrategy[str]]
+) -> list[str]:
+    """Each option with a drawn value, or left out."""
+    argv: list[str] = []
+    for flag, values in options.items():
+        if draw(st.booleans()):
+            argv += [flag, draw(values(clean) if isinstance(values, Numbers) else values)]
+    return argv
+
+
+def agent_file(draw: Draw, tmp: Path, real: Fixtures) -> str:
+    """An agent spec naming a damaged checkpoint, a junk SB3 zip, or a plain spec."""
+    kind = draw(st.sampled_from(["spec", "spec", "spec", "student", "sb3"]))
+    if kind == "student":
+        return str(draw(broken_copy(real.student, tmp, "student")))
+    if kind == "sb3":
+        return "sb3:" + str(draw(junk_file(tmp, "model.zip")))
+    return draw(SPECS)
+
+
+def eval_argv(draw: Draw, tmp: Path, real: Fixtures) -> list[str]:
+    clean = draw(st.booleans())
+    argv = ["eval", "--game", draw(GAMES), "--agent", agent_file(draw, tmp, real),
+            "--games", draw(FEW(clean)), "--json"]
+    argv += flags(draw, clean, {"--seed": SEEDS, "--opening-plies": PLIES,
+                         "--opponents": mostly(["random", "heuristic,random", "mcts:2"],
+                                               [",", "perfect", "wizard"])})
+    if not clean and draw(st.booleans()):
+        argv += ["--workers", draw(st.sampled_from(["0", "-1", str(10**9), "x"]))]
+    extra = draw(st.sampled_from(["none", "agreement", "positions", "out"]))
+    if extra == "agreement":
+        argv += ["--agreement", str(draw(broken_copy(real.dataset, tmp, "dataset")))]
+    elif extra == "positions":
+        argv += ["--positions", str(draw(positions_file(tmp)))]
+    elif extra == "out":
+        argv += ["--out", str(draw(st.sampled_from([tmp / "e.json", tmp, tmp / "no" / "e"])))]
+    return argv
+
+
+def generate_argv(draw: Draw, tmp: Path, real: Fixtures) -> list[str]:
+    clean = draw(st.booleans())
+    out = draw(st.sampled_from([tmp / "data"] * 4 + [real.dataset, tmp / "no" / "data"]))
+    argv = ["generate", "--game", draw(GAMES), "--teacher", draw(SPECS), "--games",
+            draw(FEW(clean)), "--out", str(out)]
+    return argv + flags(draw, clean, {
+        "--seed": SEEDS, "--temperature": number(st.sampled_from([0.0, 1.0, 2.5])),
+        "--epsilon": UNIT, "--opening-plies": PLIES, "--games-per-shard": FEW,
+    })
+
+
+def distill_argv(draw: Draw, tmp: Path, real: Fixtures) -> list[str]:
+    # Tiny runs when valid: one labelled game a round, one evaluation game, few steps.
+    clean = draw(st.booleans())
+    argv = ["distill", "--game", draw(mostly(["tictactoe"], ["checkers"])),
+            "--teacher", draw(mostly(["perfect", "heuristic"], ["random", "wizard", "mcts:0"])),
+            "--student", draw(mostly(["mlp:8x1"], ["mlp:0x1", "cnn:", "res:x", "zzz"])),
+            "--method", draw(mostly(["dagger", "offline"], ["nope"])),
+            "--budget-games", draw(FEW(clean)), "--games-per-round", "1", "--eval-games", "1",
+            "--steps-per-round", draw(FEW(clean)), "--batch-size", draw(number(st.just(8))(clean)),
+            "--out", str(tmp / "run")]
+    argv += flags(draw, clean, {
+        "--seed": SEEDS, "--epsilon": UNIT, "--temperature": UNIT, "--beta0": UNIT,
+        "--beta-decay": UNIT, "--recent-share": UNIT, "--opening-plies": PLIES,
+        "--lr": number(st.sampled_from([1e-3, 0.1])), "--eval-opening-plies": PLIES,
+        "--kickstart-steps": st.sampled_from(BAD_NUMBERS[1:8]) if not clean else st.just("1"),
+        "--mix": mostly(["student=1", "teacher=0.5,random=0.5"], ["x=1", "=", "a=-1"]),
+    })
+    extra = draw(st.sampled_from(["none", "config", "dataset", "positions"]))
+    if extra == "config":
+        argv += ["--config", str(draw(config_yaml(tmp)))]
+    elif extra == "dataset":
+        argv += ["--dataset", str(draw(broken_copy(real.dataset, tmp, "dataset")))]
+    elif extra == "positions":
+        argv += ["--positions", str(draw(positions_file(tmp)))]
+    return argv
+
+
+def teach_argv(draw: Draw, tmp: Path, real: Fixtures) -> list[str]:
+    # A valid run trains for seconds, so one of the numbers is always out of range.
+    bad = draw(st.sampled_from(["--steps", "--seed"]))
+    values = {"--steps": draw(FEW(False)), "--seed": draw(SEEDS(False))}
+    values[bad] = draw(st.sampled_from(BAD_NUMBERS[1:9]))
+    return ["teach", "--game", draw(GAMES), "--out", str(tmp / "ppo"),
+            *[x for flag, value in values.items() for x in (flag, value)]]
+
+
+def small_argv(draw: Draw, tmp: Path, real: Fixtures) -> list[str]:
+    return draw(st.sampled_from([
+        ["games", "--json"], ["games", "--jsn"], ["demo", "--seed", draw(st.sampled_from(
+            BAD_NUMBERS[1:9]))], ["play", "--game", draw(GAMES), "--seed", "-1"],
+        ["play", "--game", "tictactoe", "--seat", "third"], ["nonsense"], ["eval"],
+        ["league", "status", "--dir", str(tmp / "none")],
+        ["league", "run", "--config", str(draw(config_yaml(tmp))), "--dir", str(tmp / "lg")],
+    ]))
+
+
+COMMANDS: list[Command] = [eval_argv, eval_argv, generate_argv, distill_argv, distill_argv,
+                           teach_argv, small_argv]
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """``tlm ARGV`` in this process: the exit code and stderr (an exception fails the test)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, err.getvalue()
+
+
+@settings(max_examples=240, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(data=st.data())
+def test_no_input_reaches_a_traceback(data: st.DataObject, real_files: Fixtures) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        command = data.draw(st.sampled_from(COMMANDS), label="command")
+        argv = command(data.draw, tmp, real_files)
+        data.draw(st.just(argv), label="argv")
+        code, err = run_cli(argv)
+        event(f"{argv[0]} exit {code}")
+        assert code in (0, 2), (argv, code, err)
+        assert "Traceback" not in err, (argv, err)
+        if code == 2:
+            lines = [line for line in err.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["eval", "--game", "tictactoe", "--agent", "random", "--opponents", "random",
+      "--games", "10", "--seed", "-3"], "error: --seed must be an integer from 0 to 2^63-1"),
+    (["eval", "--game", "tictactoe", "--agent", "random", "--games", "100000000000000"],
+     "error: --games must be positive and at most"),
+    (["eval", "--game", "connect_four", "--agent", "mcts:1000000", "--games", "100000"],
+     "error: mcts: 1,000,000 simulations for "),
+])
+def test_the_reported_crashes_are_one_line_in_a_real_process(argv: list[str],
+                                                             message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from scripts.cli import main; sys.exit(main())",
+         *argv], capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(message) and len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_search_trees_memory_estimate_is_exact() -> None:
+    from teachers.mcts import SearchTrees
+
+    trees = SearchTrees(3, 17, 7)
+    assert SearchTrees.nbytes(3, 17, 7) == sum(
+        getattr(trees, name).nbytes for name in SearchTrees.__slots__
+    )
