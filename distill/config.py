@@ -65,6 +65,9 @@ class DistillConfig(BaseModel):
         default_factory=lambda: ["random"], description="Fixed opponents to score against.")
     eval_opening_plies: int = Field(
         0, ge=0, le=40, description="Random first plies of evaluation games.")
+    panel: bool = Field(
+        False, description="Also play the game's standard panel every round (tlm eval "
+        "--panel): scores against each member and one Elo with its interval.")
     positions: Path | None = Field(
         None, description="A solved-positions file (tlm eval --positions) measured every "
         "round: optimal-move and blunder rates; never trained on.")

@@ -35,11 +35,11 @@ every position, and each position is learned in one of its 8 symmetric images.""
 
 CONNECT_FOUR_DAGGER: dict[str, Any] = {
     "game": "connect_four",
-    "teacher": "alphabeta:4",
+    "teacher": "alphabeta:8,t=1,solve=16",
     "student": "res:64x3",
     "method": "dagger",
-    "budget_games": 3000,
-    "games_per_round": 200,
+    "budget_games": 12000,
+    "games_per_round": 1000,
     "beta0": 0.0,
     "mix": {"student": 0.5, "heuristic": 0.1, "random": 0.1, "alphabeta:2": 0.15,
             "teacher": 0.15},
@@ -50,15 +50,17 @@ CONNECT_FOUR_DAGGER: dict[str, Any] = {
     "batch_size": 256,
     "lr": 2e-3,
     "eval_games": 100,
-    "eval_opponents": ["random", "heuristic", "alphabeta:4"],
-    "eval_opening_plies": 4,
+    "eval_opponents": [],
+    "panel": True,
     "holdout_games": 0,
     **({"positions": str(SOLVED_POSITIONS)} if SOLVED_POSITIONS.is_file() else {}),
 }
-"""DAgger into a fresh small residual network (3 blocks of 64 channels): the games mix
-the student against itself with ``random``, ``heuristic``, ``alphabeta:2`` and the
+"""DAgger from an 8-ply alpha-beta (soft labels at temperature 1, exact in the last 16
+empty cells) into a fresh small residual network (3 blocks of 64 channels): the games
+mix the student against itself with ``random``, ``heuristic``, ``alphabeta:2`` and the
 teacher playing against it, each opening with 0-8 random plies, so the labelled
-positions cover the game rather than a few lines; measured on the solved positions."""
+positions cover the game rather than a few lines; measured every round on the solved
+positions and the standard panel."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tictactoe": TICTACTOE_DAGGER,

@@ -72,11 +72,22 @@ def measure(
     g = get_game(config.game)
     metrics: dict[str, float] = {}
     rows = evaluate(g, student, opponents, config.eval_games, seed=config.seed + 1,
-                    opening_plies=config.eval_opening_plies)
+                    opening_plies=config.eval_opening_plies) if opponents else []
     for r in rows:
         if r.seat == "both":
             metrics[f"score_vs_{r.opponent}"] = r.score
             metrics[f"losses_vs_{r.opponent}"] = float(r.losses)
+    if config.panel:
+        from arena.panel import evaluate_panel
+
+        panel = evaluate_panel(student, g, config.eval_games, seed=config.seed + 2)
+        for r in panel.rows:
+            if r.seat == "both":
+                metrics[f"score_vs_{r.opponent}"] = r.score
+                metrics[f"losses_vs_{r.opponent}"] = float(r.losses)
+        metrics["panel_elo"] = panel.elo.elo
+        metrics["panel_elo_lo"] = panel.elo.lo
+        metrics["panel_elo_hi"] = panel.elo.hi
     if solved is not None:
         res = evaluate_positions(student, solved, np.random.default_rng(config.seed))
         metrics["solved_optimal"] = res["optimal"]["rate"]
@@ -129,6 +140,10 @@ def distill(
     if not isinstance(teacher, PolicyAgent):
         raise TlmError(f"teacher {config.teacher!r} gives no policy to distill")
     opponents = [make_agent(s, g) for s in config.eval_opponents]
+    if config.panel:
+        from arena.panel import panel_for
+
+        panel_for(g)
     if config.dataset is not None and config.method != "offline":
         raise TlmError("--dataset is for the offline method only")
     source = load_dataset(config.dataset, g) if config.dataset is not None else None

@@ -5,10 +5,13 @@ Tic-tac-toe: teacher games (and labelled positions) until a fresh MLP plays perf
 perfect player, and self-play games until MaskablePPO with the same hidden sizes gets
 there from scratch (and kickstarted), capped at 50x the DAgger budget; the ratios.
 
-Connect four: a student taught by ``alphabeta:4`` with DAgger, its size and speed per
-move against the teacher's, and both scores against ``alphabeta:4`` and ``random``.
+Connect four: the preset (a fresh student taught by DAgger from a mix of games), then
+student and teacher side by side: size, labels, wall time and where it went,
+optimal-move and blunder rates on the 400 solved positions (never trained on), scores
+against the standard panel with one Elo, and seconds per position at batch 1 and 1,024.
 
-Run: ``python scripts/bench_distill.py [--seeds 3] [--c4-games N] [--skip-c4] [--json]``.
+Run: ``python scripts/bench_distill.py [--seeds 3] [--c4-games N] [--c4-teacher SPEC]
+[--panel-games 400] [--skip-c4] [--json]``.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from arena import PolicyAgent, evaluate, make_agent
+from arena import RandomAgent, make_agent
+from arena.panel import evaluate_panel
+from arena.positions import evaluate_positions, load_positions
 from distill import distill, make_config
 from distill.baselines import selfplay_games_to_perfect
-from distill.presets import CONNECT_FOUR_DAGGER, TICTACTOE_DAGGER
+from distill.presets import CONNECT_FOUR_DAGGER, SOLVED_POSITIONS, TICTACTOE_DAGGER
 from students import load_student, param_count
-from teachers import Exploration, TeacherLabeller, collect_positions
+from teachers import TeacherLabeller, collect_positions
 
 RL_CAP_FACTOR = 50
 
@@ -72,43 +77,56 @@ def per_move_seconds(agent: Any, obs: np.ndarray, mask: np.ndarray, batch: int) 
     return (time.perf_counter() - start) / n
 
 
-def connect_four(seed: int, budget: int | None, tmp: Path) -> dict[str, Any]:
-    """DAgger from alphabeta:4 into a fresh CNN; sizes, speeds and scores side by side."""
-    settings = {**CONNECT_FOUR_DAGGER, "seed": seed, "out": tmp / "c4-student"}
-    if budget is not None:
-        settings["budget_games"] = budget
+def strength(agent: Any, solved: Any, panel_games: int, seed: int) -> dict[str, Any]:
+    """Solved-position rates and the standard panel (scores, Elo) of one agent."""
+    rates = evaluate_positions(agent, solved, np.random.default_rng(seed))
+    panel = evaluate_panel(agent, "connect_four", panel_games, seed=seed)
+    return {
+        "solved_optimal": rates["optimal"]["rate"],
+        "solved_optimal_ci95": rates["optimal"]["ci95"],
+        "solved_blunders": rates["blunders"]["rate"],
+        "solved_blunders_ci95": rates["blunders"]["ci95"],
+        "panel_scores": panel.scores(),
+        "panel_losses": {r.opponent: r.losses for r in panel.rows if r.seat == "both"},
+        "elo": [panel.elo.elo, panel.elo.lo, panel.elo.hi],
+    }
+
+
+def connect_four(seed: int, overrides: dict[str, Any], panel_games: int,
+                 tmp: Path) -> dict[str, Any]:
+    """The connect-four preset distilled, then student and teacher measured side by side:
+    solved positions, the standard panel, and speed per position."""
+    settings = {**CONNECT_FOUR_DAGGER, "seed": seed, "out": tmp / "c4-student", **overrides}
     cfg = make_config(**settings)
     start = time.perf_counter()
     report = distill(cfg)
     train_s = time.perf_counter() - start
     student_agent = load_student(tmp / "c4-student" / "student")
     teacher = make_agent(cfg.teacher, "connect_four")
-    assert isinstance(teacher, PolicyAgent)
-    opponents = [make_agent(cfg.teacher, "connect_four"), make_agent("random", "connect_four")]
-    scores: dict[str, dict[str, float]] = {}
+    solved = load_positions(SOLVED_POSITIONS, "connect_four")
+    measures = {name: strength(agent, solved, panel_games, seed + 7)
+                for name, agent in (("teacher", teacher), ("student", student_agent))}
+    # Positions to time on: fresh games of random play with random openings, so neither
+    # player meets a position it has just seen.
+    positions = collect_positions(
+        "connect_four", TeacherLabeller(RandomAgent()), 120,
+        seed=seed + 11)
+    obs, mask = positions.obs[:2048], positions.mask[:2048]
+    speed = {}
     for name, agent in (("teacher", teacher), ("student", student_agent)):
-        rows = evaluate("connect_four", agent, opponents, 200, seed=seed + 7, opening_plies=2)
-        scores[name] = {r.opponent: r.score for r in rows if r.seat == "both"}
-    # Positions to time on: a fresh teacher game set, so no search result is cached.
-    labeller = TeacherLabeller(teacher, exploration=Exploration(opening_plies=2))
-    positions = collect_positions("connect_four", labeller, 40, seed=seed + 11)
-    obs, mask = positions.obs[:1024], positions.mask[:1024]
-    speed = {"teacher_s_per_move": per_move_seconds(
-        make_agent(cfg.teacher, "connect_four"), obs[:256], mask[:256], 1)}
-    for batch in (1, 256, 1024):
-        speed[f"student_s_per_move_batch{batch}"] = per_move_seconds(
-            student_agent, obs, mask, batch)
+        speed[f"{name}_s_per_position_batch1"] = per_move_seconds(agent, obs[:256], mask[:256], 1)
+        speed[f"{name}_s_per_position_batch1024"] = per_move_seconds(agent, obs, mask, 1024)
     return {
         "teacher": cfg.teacher,
         "student": cfg.student,
         "student_params": param_count(student_agent.net),
         "teacher_games": report["teacher_games"],
-        "positions": report["positions"],
+        "labels": report["positions"],
+        "positions_reached": report["positions_reached"],
         "distill_s": train_s,
-        "scores": scores,
+        "time": report["time"],
+        "measures": measures,
         "speed": speed,
-        "keeps_of_teacher_vs_alphabeta4": scores["student"][cfg.teacher]
-        / max(scores["teacher"][cfg.teacher], 1e-9),
     }
 
 
@@ -117,6 +135,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="tic-tac-toe seeds per arm")
     parser.add_argument("--c4-games", type=int, default=None,
                         help="connect-four teacher-game budget (default: the preset's)")
+    parser.add_argument("--c4-teacher", default=None,
+                        help="connect-four teacher (default: the preset's)")
+    parser.add_argument("--panel-games", type=int, default=400,
+                        help="games against each panel member (default 400)")
     parser.add_argument("--skip-c4", action="store_true", help="tic-tac-toe only")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
@@ -131,7 +153,12 @@ def main() -> None:
             games = [r[arm]["games_to_perfect"] for r in runs]
             out["tictactoe"][arm] = {"per_seed": [r[arm] for r in runs], "games_to_perfect": games}
         if not args.skip_c4:
-            out["connect_four"] = connect_four(0, args.c4_games, tmp)
+            overrides: dict[str, Any] = {}
+            if args.c4_games is not None:
+                overrides["budget_games"] = args.c4_games
+            if args.c4_teacher is not None:
+                overrides["teacher"] = args.c4_teacher
+            out["connect_four"] = connect_four(0, overrides, args.panel_games, tmp)
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -159,26 +186,39 @@ def main() -> None:
     console.print(table)
     c4 = out["connect_four"]
     if c4 is not None:
-        t = Table(title=f"connect four: {c4['student']} taught by {c4['teacher']} with DAgger "
-                        f"({c4['teacher_games']} teacher games, {c4['positions']} positions)")
-        for col in ("player", "params", "s / move", "vs alphabeta:4", "vs random"):
-            t.add_column(col, justify="right")
-        sp, sc = c4["speed"], c4["scores"]
-        t.add_row(c4["teacher"], "search", f"{sp['teacher_s_per_move']:.2e}",
-                  f"{sc['teacher']['alphabeta:4']:.3f}", f"{sc['teacher']['random']:.3f}")
-        t.add_row(c4["student"], str(c4["student_params"]),
-                  f"{sp['student_s_per_move_batch1']:.2e} (batch 1), "
-                  f"{sp['student_s_per_move_batch1024']:.2e} (batch 1024)",
-                  f"{sc['student']['alphabeta:4']:.3f}", f"{sc['student']['random']:.3f}")
-        console.print(t)
-        console.print(
-            f"student speed-up per move: "
-            f"{sp['teacher_s_per_move'] / sp['student_s_per_move_batch1']:.0f}x (batch 1), "
-            f"{sp['teacher_s_per_move'] / sp['student_s_per_move_batch256']:.0f}x (batch 256), "
-            f"{sp['teacher_s_per_move'] / sp['student_s_per_move_batch1024']:.0f}x "
-            f"(batch 1024); student keeps {100 * c4['keeps_of_teacher_vs_alphabeta4']:.0f}% of "
-            f"the teacher's score against alphabeta:4; distillation {c4['distill_s']:.0f} s"
+        print_connect_four(console, c4)
+
+
+def print_connect_four(console: Console, c4: dict[str, Any]) -> None:
+    """The connect-four table: student next to teacher."""
+    t = Table(title=f"connect four: {c4['student']} taught by {c4['teacher']} "
+                    f"({c4['teacher_games']} games, {c4['labels']} labelled positions, "
+                    f"{c4['distill_s']:.0f} s: " + ", ".join(
+                        f"{k.removesuffix('_s')} {v:.0f} s" for k, v in c4["time"].items())
+                    + ")")
+    members = list(c4["measures"]["student"]["panel_scores"])
+    for col in ("player", "params", "optimal", "blunders", *(f"vs {m}" for m in members),
+                "Elo [95%]", "s/pos batch 1", "s/pos batch 1024"):
+        t.add_column(col, justify="right")
+    sp = c4["speed"]
+    for name, label, params in (("teacher", c4["teacher"], "search"),
+                                ("student", c4["student"], str(c4["student_params"]))):
+        m = c4["measures"][name]
+        t.add_row(
+            label, params, f"{m['solved_optimal']:.3f}", f"{m['solved_blunders']:.3f}",
+            *(f"{m['panel_scores'][x]:.3f} ({m['panel_losses'][x]} lost)" for x in members),
+            f"{m['elo'][0]:.0f} [{m['elo'][1]:.0f}, {m['elo'][2]:.0f}]",
+            f"{sp[f'{name}_s_per_position_batch1']:.2e}",
+            f"{sp[f'{name}_s_per_position_batch1024']:.2e}",
         )
+    console.print(t)
+    console.print(
+        "student speed-up per position over its teacher: "
+        f"{sp['teacher_s_per_position_batch1'] / sp['student_s_per_position_batch1']:.1f}x "
+        "(batch 1), "
+        f"{sp['teacher_s_per_position_batch1024'] / sp['student_s_per_position_batch1024']:.1f}x"
+        " (batch 1024)"
+    )
 
 
 if __name__ == "__main__":

@@ -40,14 +40,17 @@ def test_same_seed_same_student(tmp_path: Path) -> None:
 
 def test_outputs_curve_and_report(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    report = distill(small_config(out))
+    report = distill(small_config(out, panel=True))
     assert (out / "student" / "model.safetensors").is_file()
     assert (out / "curve.png").stat().st_size > 1000
     assert any((out / "tensorboard").iterdir())
     with open(out / "curve.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["teacher_games"]) for r in rows] == [20, 40]
-    assert {"exhaustive_losses", "optimal_accuracy", "agreement", "score_vs_random"} <= set(rows[0])
+    assert {"exhaustive_losses", "optimal_accuracy", "agreement", "score_vs_random",
+            "score_vs_perfect", "panel_elo", "panel_elo_lo", "play_s", "label_s", "fit_s",
+            "eval_s"} <= set(rows[0])
+    assert float(rows[-1]["panel_elo_lo"]) <= float(rows[-1]["panel_elo"])
     saved = json.loads((out / "report.json").read_text())
     assert saved["teacher_games"] == report["teacher_games"] == 40
     assert saved["student_params"] == sum(p.numel() for p in load_net(out / "student").parameters())
