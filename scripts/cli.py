@@ -15,7 +15,7 @@ from rich.table import Table
 import arena
 from arena import TlmError
 from arena.io import staged_directory
-from arena.runners import DEFAULT_SHARD_GAMES, MAX_SHARD_GAMES
+from arena.runners import DEFAULT_SHARD_GAMES, MAX_SHARD_GAMES, MAX_WORKERS
 from scripts.cli_common import (
     MAX_DATASET_GAMES,
     MAX_GAMES,
@@ -107,7 +107,8 @@ not grow with the number of games; time is the bound."""
 
 WorkersOption = Annotated[
     int | None,
-    typer.Option("--workers", help="Play on a local Ray with this many worker processes."),
+    int_option("--workers", help="Play on a local Ray with this many worker processes.",
+               hi=MAX_WORKERS),
 ]
 RayAddressOption = Annotated[
     str | None,

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from scripts.cli_common import console
+from arena.runners import MAX_WORKERS
+from scripts.cli_common import console, int_option
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -31,9 +32,9 @@ def run_cmd(
                                             "league to resume).")],
     quiet: Annotated[bool, typer.Option("--quiet", help="One line per round, no live "
                                         "view.")] = False,
-    workers: Annotated[int | None, typer.Option(
+    workers: Annotated[int | None, int_option(
         "--workers", help="Play the rating matches on a local Ray with this many worker "
-        "processes.")] = None,
+        "processes.", hi=MAX_WORKERS)] = None,
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="Play the rating matches on the Ray cluster at this address "
         "(auto, host:port, ray://host:10001).")] = None,
