@@ -548,11 +548,14 @@ def iterate_cmd(
 ) -> None:
     """Expert iteration: MCTS guided by the student teaches the student, iteration after iteration.
 
+    Starts from the game's preset (distill/iterate_config.py); --config and flags
+    override it. The same command resumes a killed run.
+
     Example: tlm iterate --game tictactoe --student mlp:64x2 --start none --iterations 12
     --out runs/ttt-exit
     """
     from distill.iterate import iterate
-    from distill.iterate_config import load_iterate_config, make_iterate_config
+    from distill.iterate_config import iterate_config_with_preset
 
     fields = {
         "game": game, "student": student, "start": start, "iterations": iterations,
@@ -561,8 +564,7 @@ def iterate_cmd(
         "eval_games": eval_games, "positions": positions,
         "panel": None if panel is None else [s.strip() for s in panel.split(",") if s.strip()],
     }
-    cfg = (load_iterate_config(config, **fields) if config is not None
-           else make_iterate_config(**fields))
+    cfg = iterate_config_with_preset(config, **fields)
     with progress_bar(cfg.iterations, "iterate") as bar:
         task = bar.add_task("iterate", total=cfg.iterations)
 
