@@ -10,7 +10,8 @@ with three things the reference lacks:
 - iterative deepening from depth 5 on, which fills the table with the best moves of
   the shallower searches and orders the root's columns by their previous scores;
 - move ordering by the threats a move creates, principal-variation (null-window)
-  search, and leaves evaluated by their parent without a call;
+  search, leaves evaluated by their parent without a call, and no table probes in
+  the last plies (where a cache miss costs more than the subtree);
 - exact solving: a position with at most ``solve`` empty cells is searched to the end
   of the game, so its scores are exact (no heuristic leaf is ever reached).
 
@@ -49,6 +50,8 @@ TWO_WEIGHT = 2
 THREE_WEIGHT = 4
 PARITY_WEIGHT = 20
 EXACT, LOWER, UPPER = 0, 1, 2
+TABLE_FROM = 3
+"""Nodes with at least this many plies left use the transposition table."""
 ITERATIVE_FROM = 5
 """Searches this deep or deeper deepen iteratively (shallower ones gain nothing)."""
 
@@ -232,7 +235,10 @@ def _negamax(
     key = p + mask
     slot = _slot(key, bits)
     tt_move = -1
-    if tt_key[slot] == key:
+    # Nodes near the leaves skip the table: a probe there (a cache miss, mostly) costs
+    # more than searching their few leaves again.
+    use_table = depth >= TABLE_FROM
+    if use_table and tt_key[slot] == key:
         meta = tt_meta[slot]
         if (meta >> 16) == gen:
             e_depth = meta & 0xFF
@@ -313,6 +319,8 @@ def _negamax(
         flag = LOWER
     else:
         flag = EXACT
+    if not use_table:
+        return best
     tt_key[slot] = key
     tt_val[slot] = best
     tt_meta[slot] = (gen << 16) | ((best_col + 1) << 12) | (flag << 8) | min(depth, 255)
