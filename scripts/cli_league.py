@@ -101,8 +101,9 @@ def _league_table(p: LeagueProgress) -> Group:
         if name not in p.ratings:
             table.add_row(name, "", "", "", str(steps), "")
     from rich.console import Group
+    from rich.text import Text
 
-    return Group(table, f"{p.phase}: {p.message}")
+    return Group(table, Text(f"{p.phase}: {p.message}"))
 
 
 @league_app.command("status")
