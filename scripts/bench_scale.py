@@ -211,8 +211,10 @@ def main() -> None:
                 bench_generation(max(games // 4, shard), max(shard // 2, 1), runners,
                                  args.repeats),
             ]
-            sizes = [16, 32, 64, 128, 256, 512, 1024]
-            overhead = bench_overhead(r1, games, sizes, args.repeats + 1)
+            # CPU time is counted in 10 ms ticks: a few seconds of work per size keep
+            # the overhead's resolution near 1%.
+            sizes = [16, 64, 256, 512, 1024, 4096]
+            overhead = bench_overhead(r1, 4 * games, sizes, args.repeats + 1)
     finally:
         ray.shutdown()
     def crossing(key: str) -> int | None:
