@@ -122,7 +122,7 @@ class RLlibPPOSettings(BaseModel):
     num_env_runners: int = Field(
         default=0, ge=0, description="Remote env runners (0: sample in this process).")
     num_envs_per_env_runner: int = Field(
-        default=8, gt=0, description="Games side by side per runner.")
+        default=32, gt=0, description="Games side by side per runner.")
     torch_threads: int | None = Field(
         default=1, gt=0, description="Torch threads while training (null: leave torch's setting).")
 
@@ -152,18 +152,35 @@ _SB3_TO_RLLIB = {
 # -- Ray ---------------------------------------------------------------------------------
 
 
-def _start_local_ray(num_cpus: int) -> bool:
-    """Start a quiet local Ray unless one is running here; return whether it was started.
+_RAY_USERS: list[int] = []
+"""One entry per open learner using the local Ray a learner of this module started."""
 
-    Never attaches to another process's Ray (:func:`arena.runners.start_local_ray`
-    starts it with ``address="local"``).
+
+def _acquire_ray(num_cpus: int) -> bool:
+    """Use the running Ray, or start a quiet local one; return whether this module owns it.
+
+    A started Ray is :func:`arena.runners.start_local_ray`'s (``address="local"``, never
+    another process's); it stops when the last learner using it closes.
     """
     import ray
 
+    if _RAY_USERS:
+        _RAY_USERS.append(1)
+        return True
     if ray.is_initialized():
         return False
     start_local_ray(num_cpus)
+    _RAY_USERS.append(1)
     return True
+
+
+def _release_ray() -> None:
+    import ray
+
+    if _RAY_USERS:
+        _RAY_USERS.pop()
+        if not _RAY_USERS:
+            ray.shutdown()
 
 
 @contextlib.contextmanager
@@ -392,7 +409,7 @@ class RLlibLearner:
         self.model_config = self.settings.model_config_dict()
         self.games = 0
         self.total_steps = 0
-        self._started_ray = _start_local_ray(ray_cpus)
+        self._owns_ray = _acquire_ray(ray_cpus)
         try:
             with quiet_rllib(), _torch_threads(self.settings.torch_threads), \
                     warnings.catch_warnings():
@@ -459,9 +476,6 @@ class RLlibLearner:
                 num_envs_per_env_runner=s.num_envs_per_env_runner,
                 num_cpus_per_env_runner=1,
                 rollout_fragment_length="auto",
-                # Whole games only: no game spans two train() calls, so a game never
-                # sees its opponent's slot change under it.
-                batch_mode="complete_episodes",
             )
             .learners(num_learners=0)
             .training(
@@ -573,6 +587,11 @@ class RLlibLearner:
             for i, e in enumerate(env.envs):
                 e.unwrapped.set_opponents(table, probs)
                 e.unwrapped.reseed(base + 1 + i)
+            # Start new games: none spans two train() calls, so no game sees its
+            # opponent's slot change under it (the cut games' first parts were trained on).
+            runner.sample(num_timesteps=0, force_reset=True)
+            for e in env.envs:
+                e.unwrapped.drain()
 
         self.algo.env_runner_group.foreach_env_runner(install, local_env_runner=True)
         done_steps = 0
@@ -694,7 +713,7 @@ class RLlibLearner:
         self._sync_live()
 
     def close(self) -> None:
-        """Stop the algorithm, and the local Ray if this learner started it."""
+        """Stop the algorithm; stop the local Ray started here when no learner uses it."""
         algo = getattr(self, "algo", None)
         if algo is not None:
             with quiet_rllib():
@@ -703,11 +722,9 @@ class RLlibLearner:
         self._shutdown_ray()
 
     def _shutdown_ray(self) -> None:
-        if self._started_ray:
-            import ray
-
-            ray.shutdown()
-            self._started_ray = False
+        if self._owns_ray:
+            self._owns_ray = False
+            _release_ray()
 
 
 def _identity_mapping(agent_id: Any, episode: Any = None, **kwargs: Any) -> str:

@@ -25,7 +25,6 @@ from teachers.rllib_learner import (
     MAIN,
     RLlibLearner,
     RLlibPPOSettings,
-    _start_local_ray,
     slot_id,
 )
 
@@ -40,7 +39,11 @@ def ray_session() -> Iterator[None]:
     """One quiet local Ray for the whole module, stopped at the end."""
     import ray
 
-    started = _start_local_ray(2)
+    from arena.runners import start_local_ray
+
+    started = not ray.is_initialized()
+    if started:
+        start_local_ray(2)
     yield
     if started:
         ray.shutdown()
@@ -111,6 +114,29 @@ def test_train_report_and_inside_opponents(learner: RLlibLearner) -> None:
     assert report.steps >= 200 and report.games > 0
     assert set(report.win_rate) == {"perfect"}
     assert report.win_rate["perfect"] <= 0.5  # nobody beats perfect play
+
+
+def test_league_config_learner_trains_against_an_sb3_agent(ray_session: None) -> None:
+    from sb3_contrib import MaskablePPO
+
+    from teachers.gym_view import ArenaGymEnv
+    from teachers.league_run import LearnerConfig, PPOConfig
+    from teachers.sb3_teacher import SB3Agent
+
+    config = LearnerConfig(name="rl", backend="rllib", net_arch=[16], n_envs=2,
+                           ppo=PPOConfig(n_steps=32, batch_size=32, n_epochs=1,
+                                         learning_rate=3e-4))
+    rl = RLlibLearner.from_league_config(config, arena.get_game("tictactoe"), Path("."), 0)
+    try:
+        assert rl.settings.train_batch_size == 64 and rl.settings.minibatch_size == 32
+        assert rl.settings.hidden == [16] and rl.settings.lr == 3e-4
+        model = MaskablePPO("MlpPolicy", ArenaGymEnv("tictactoe"), seed=0, device="cpu",
+                            policy_kwargs={"net_arch": [8]})
+        sb3 = SB3Agent(model, game="tictactoe", greedy=False, name="sb3-snapshot")
+        report = rl.train(60, [sb3])
+        assert report.games > 0 and set(report.win_rate) == {"sb3-snapshot"}
+    finally:
+        rl.close()
 
 
 def test_snapshot_reloads_to_identical_policies(learner: RLlibLearner, tmp_path: Path) -> None:
@@ -224,8 +250,8 @@ def test_teach_rllib_beats_random_better_than_untrained(
     for name, agent in (("untrained", untrained), ("trained", trained)):
         rows = arena.evaluate(game, agent, [RandomAgent()], 400, seed=1)
         scores[name] = next(r.score for r in rows if r.seat == "both")
-    assert scores["trained"] >= scores["untrained"] + 0.1, scores
-    assert scores["trained"] >= 0.75, scores
+    assert scores["trained"] >= scores["untrained"] + 0.2, scores
+    assert scores["trained"] >= 0.65, scores
     code = main(["eval", "--game", "tictactoe", "--agent", f"rllib:{out / 'main'}",
                  "--opponents", "random,perfect", "--games", "50"])
     assert code == 0
