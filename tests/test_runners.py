@@ -279,6 +279,12 @@ def test_cli_refuses_bad_workers_and_unreachable_clusters(capsys) -> None:
     assert err.count("\n") == 1
     assert main([*args, "--ray-address", "nonsense"]) == 2
     assert capsys.readouterr().err.startswith("error: --ray-address must be")
+    # Sane upper bounds instead of a MemoryError; any count up to them streams.
+    for flag, value in (("--games", str(10**13)), ("--shard-games", "0"),
+                        ("--shard-games", str(10**7)), ("--workers", "100000")):
+        assert main([*args[:-2], flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and flag in err and err.count("\n") == 1
 
 
 def _processes_under(path: str) -> set[int]:
