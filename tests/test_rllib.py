@@ -154,6 +154,12 @@ def test_snapshot_reloads_to_identical_policies(learner: RLlibLearner, tmp_path:
     probs = loaded.policy(obs, mask)
     assert (probs[mask == 0] == 0).all()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    # The live agent travels to Ray workers as data (its weights), and plays the same.
+    from arena.runners import agent_payload, build_agent
+
+    shipped = build_agent(agent_payload(live), arena.get_game("tictactoe"))
+    assert isinstance(shipped, RLlibAgent)
+    np.testing.assert_array_equal(shipped.policy(obs, mask), live.policy(obs, mask))
 
 
 def test_restore_continues_exactly(learner: RLlibLearner, tmp_path: Path) -> None:
