@@ -202,7 +202,14 @@ class AgentPayload:
 def _load_spec(spec: Any, game: Game) -> Agent:
     from arena.agents import make_agent
 
-    return make_agent(str(spec), game)
+    try:
+        return make_agent(str(spec), game)
+    except TlmError as e:
+        raise TlmError(
+            f"a worker cannot rebuild agent {spec!r} from its name ({e}); an agent that "
+            "was not built from a spec travels only if its class registers a payload "
+            "(arena.register_payload)"
+        ) from None
 
 
 def agent_payload(agent: Agent) -> AgentPayload:
