@@ -110,32 +110,47 @@ def checkpoint_step(out: Path) -> int:
     return int(state["num_timesteps"])
 
 
-def test_tlm_teach_killed_with_sigkill_resumes_to_the_same_model(tmp_path: Path) -> None:
-    killed = tmp_path / "killed"
-    proc = tlm([*TEACH, "--out", str(killed)], tmp_path)
+def interrupt_after(out: Path, step: int, sig: signal.Signals) -> tuple[int, str]:
+    """Run ``tlm teach`` to ``out``, send ``sig`` once a checkpoint at ``step`` is written;
+    the exit code and stderr."""
+    proc = tlm([*TEACH, "--out", str(out)], out.parent)
     try:
         deadline = time.monotonic() + 240
-        while checkpoint_step(killed) < 2048:
+        while checkpoint_step(out) < step:
             assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no checkpoint past step 2048"
+            assert time.monotonic() < deadline, f"no checkpoint past step {step}"
             time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
-    assert not killed.exists()
+            proc.communicate()
+    return proc.returncode, err
 
-    again = tlm([*TEACH, "--out", str(killed)], tmp_path)
-    out, err = again.communicate(timeout=300)
+
+def test_tlm_teach_after_ctrl_c_and_kill_9_resumes_to_the_same_model(tmp_path: Path) -> None:
+    out = tmp_path / "stopped"
+    code, err = interrupt_after(out, 1024, signal.SIGINT)
+    assert code == 130
+    assert err.strip().splitlines() == [
+        f"interrupted: the finished part is kept in {staging_path(out)}; run the same "
+        f"command again to resume"
+    ]
+    assert not out.exists()
+    code, _ = interrupt_after(out, 2048, signal.SIGKILL)
+    assert code == -signal.SIGKILL and not out.exists()
+
+    again = tlm([*TEACH, "--out", str(out)], tmp_path)
+    stdout, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
-    assert "resuming the interrupted run" in out
+    assert "resuming the interrupted run" in stdout
     plain = tlm([*TEACH, "--out", str(tmp_path / "plain")], tmp_path)
     _, err = plain.communicate(timeout=300)
     assert plain.returncode == 0, err
 
-    a = load_sb3_model(killed / "model.zip").policy.state_dict()
+    a = load_sb3_model(out / "model.zip").policy.state_dict()
     b = load_sb3_model(tmp_path / "plain" / "model.zip").policy.state_dict()
     assert same(weights(a), weights(b))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed", "plain"]
+    assert json.loads((out / "summary.json").read_text())["resumed_at_step"] >= 2048
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "stopped"]
