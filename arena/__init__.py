@@ -31,7 +31,16 @@ from arena.evaluation import EvalRow, evaluate, summarize, top1_agreement, wilso
 from arena.games import Game, get_game, list_games, make_engine, register_game
 from arena.human import play_human
 from arena.io import write_bytes_atomic, write_json_atomic
-from arena.matches import Decision, MatchResult, MatchTally, play_match_tally, play_matches
+from arena.matches import (
+    Decision,
+    MatchResult,
+    MatchTally,
+    Pairing,
+    play_match_tallies,
+    play_match_tally,
+    play_matches,
+    play_matches_many,
+)
 from arena.players import (
     AlphaBetaConnectFour,
     HeuristicAgent,
@@ -59,6 +68,7 @@ __all__ = [
     "LocalRunner",
     "MatchResult",
     "MatchTally",
+    "Pairing",
     "PerfectTicTacToe",
     "PettingZooEngine",
     "PolicyAgent",
@@ -79,8 +89,10 @@ __all__ = [
     "masked_softmax",
     "parse_int_argument",
     "play_human",
+    "play_match_tallies",
     "play_match_tally",
     "play_matches",
+    "play_matches_many",
     "register_agent",
     "register_game",
     "register_loader",

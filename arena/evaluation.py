@@ -14,7 +14,7 @@ import numpy as np
 
 from arena.core import Agent, PolicyAgent, TlmError
 from arena.games import Game, get_game
-from arena.matches import MatchResult, MatchTally, play_match_tally
+from arena.matches import MatchResult, MatchTally, Pairing, play_match_tallies
 from arena.runners import DEFAULT_SHARD_GAMES, Progress, Runner
 
 Z95 = 1.959963984540054
@@ -94,9 +94,9 @@ def evaluate(
     Each opponent's match gets its own seed derived from ``seed``, so adding an
     opponent does not change the games against the others. ``opening_plies`` random
     first moves spread deterministic players over many different games. Matches are
-    counted shard by shard (:func:`arena.matches.play_match_tally`), so memory does not
-    grow with ``n_games``, and played on ``runner`` (default: this process) with the
-    same results whatever the runner.
+    counted shard by shard (:func:`arena.matches.play_match_tallies`), so memory does
+    not grow with ``n_games``, and played on ``runner`` (default: this process), every
+    opponent's shards in one queue, with the same results whatever the runner.
 
     Args:
         game: the game.
@@ -110,20 +110,16 @@ def evaluate(
         progress: called with the number of games finished, over all opponents.
     """
     g = get_game(game)
-    rows: list[EvalRow] = []
     seeds = np.random.SeedSequence(seed).generate_state(len(opponents))
-    for k, (opponent, s) in enumerate(zip(opponents, seeds, strict=True)):
-        tally = play_match_tally(
-            g, agent, opponent, n_games, seed=int(s), opening_plies=opening_plies,
-            runner=runner, shard_games=shard_games,
-            progress=None if progress is None else _offset(progress, k * n_games),
-        )
+    pairings = [Pairing(agent, opponent, n_games, seed=int(s), opening_plies=opening_plies)
+                for opponent, s in zip(opponents, seeds, strict=True)]
+    # One queue for every opponent's shards, so that workers never idle between them.
+    tallies = play_match_tallies(g, pairings, runner=runner, shard_games=shard_games,
+                                 progress=progress)
+    rows: list[EvalRow] = []
+    for opponent, tally in zip(opponents, tallies, strict=True):
         rows.extend(summarize(tally, opponent.name))
     return rows
-
-
-def _offset(progress: Progress, before: int) -> Progress:
-    return lambda done: progress(before + done)
 
 
 def top1_agreement(

@@ -12,8 +12,11 @@ they finish, in memory that does not grow with the number of games.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -664,3 +667,81 @@ def play_match_tally(
             progress(total.n_games)
     assert total is not None
     return total
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """One match of :func:`play_matches_many`: its agents, games, seed and settings."""
+
+    agent_a: Agent
+    agent_b: Agent
+    n_games: int
+    seed: int | np.random.SeedSequence | None = 0
+    first_seat: int = 0
+    opening_plies: int = 0
+
+
+def _many(
+    game: str | Game,
+    pairings: Sequence[Pairing],
+    *,
+    record: bool,
+    runner: Runner | None,
+    shard_games: int,
+    progress: Progress | None,
+    tally: bool,
+) -> list[Any]:
+    jobs = [
+        _match_job(game, p.agent_a, p.agent_b, p.n_games, p.seed, record=record, strict=False,
+                   observer=None, first_seat=p.first_seat, opening_plies=p.opening_plies,
+                   shard_games=shard_games, runner=runner, tally=tally)
+        for p in pairings
+    ]
+    parts: list[list[Any]] = [[] for _ in jobs]
+    done = 0
+    for k, part in (runner or LocalRunner()).map_many(jobs):
+        parts[k].append(part)
+        done += part.n_games
+        if progress is not None:
+            progress(done)
+    if tally:
+        return [functools.reduce(operator.add, p) for p in parts]
+    return [_concat(p, record) for p in parts]
+
+
+def play_matches_many(
+    game: str | Game,
+    pairings: Sequence[Pairing],
+    *,
+    record: bool = False,
+    runner: Runner | None = None,
+    shard_games: int = DEFAULT_SHARD_GAMES,
+    progress: Progress | None = None,
+) -> list[MatchResult]:
+    """:func:`play_matches` for each pairing, with the shards of every match in one
+    queue: many small matches (a league's, an evaluation's opponents) keep all the
+    runner's workers busy. Each result equals that of its own :func:`play_matches`.
+
+    ``progress`` is called with the games finished over all the matches.
+    """
+    if any(p.n_games > MAX_RESULT_GAMES for p in pairings):
+        raise TlmError(
+            f"more than {MAX_RESULT_GAMES} games are too many to return one by one; "
+            "count them with play_match_tallies"
+        )
+    return _many(game, pairings, record=record, runner=runner, shard_games=shard_games,
+                 progress=progress, tally=False)
+
+
+def play_match_tallies(
+    game: str | Game,
+    pairings: Sequence[Pairing],
+    *,
+    runner: Runner | None = None,
+    shard_games: int = DEFAULT_SHARD_GAMES,
+    progress: Progress | None = None,
+) -> list[MatchTally]:
+    """:func:`play_match_tally` for each pairing, the shards of every match in one queue,
+    in bounded memory. ``progress`` counts games over all the matches."""
+    return _many(game, pairings, record=False, runner=runner, shard_games=shard_games,
+                 progress=progress, tally=True)

@@ -22,9 +22,11 @@ weights, teachers their labellers), so ``arena`` imports nothing above it.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import importlib
+import itertools
 import logging
 import os
 import socket
@@ -159,6 +161,10 @@ class ShardPlan:
         return (self.shard(i) for i in range(len(self)))
 
 
+Shards = ShardPlan | Sequence[Shard]
+"""A plan, or any sequence of shards (a dataset's shards, made on demand)."""
+
+
 # --------------------------------------------------------------------------- payloads
 
 PayloadDump = Callable[[Any], Any]
@@ -267,10 +273,17 @@ class LocalRunner:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def map(self, job: Job, plan: ShardPlan | Sequence[Shard]) -> Iterator[Any]:
+    def map(self, job: Job, plan: Shards) -> Iterator[Any]:
         """The result of each shard of ``plan``, in order."""
         for shard in plan:
             yield job.work(job.context, shard)
+
+    def map_many(self, jobs: Sequence[tuple[Job, Shards]]) -> Iterator[tuple[int, Any]]:
+        """``(job index, result)`` of every shard of every job: jobs in order, each
+        job's shards in order."""
+        for k, (job, plan) in enumerate(jobs):
+            for result in self.map(job, plan):
+                yield k, result
 
 
 def make_runner(workers: int | None = None, ray_address: str | None = None) -> Runner:
@@ -486,8 +499,20 @@ class RayRunner:
         ray.kill(self._actors[slot])
         self._actors[slot] = self._actor_cls.remote()
 
-    def map(self, job: Job, plan: ShardPlan | Sequence[Shard]) -> Iterator[Any]:
+    def map(self, job: Job, plan: Shards) -> Iterator[Any]:
         """The result of each shard of ``plan``, in order, played on the actors.
+
+        Raises:
+            TlmError: a worker raised one (bad input: not retried), or a shard's
+                worker died :data:`MAX_SHARD_FAILURES` times.
+        """
+        for _, result in self.map_many([(job, plan)]):
+            yield result
+
+    def map_many(self, jobs: Sequence[tuple[Job, Shards]]) -> Iterator[tuple[int, Any]]:
+        """``(job index, result)`` of every shard of every job, in the order of
+        :meth:`LocalRunner.map_many`, the shards of all jobs sharing one queue (many
+        small matches, such as a league's, keep every worker busy).
 
         Raises:
             TlmError: a worker raised one (bad input: not retried), or a shard's
@@ -504,13 +529,23 @@ class RayRunner:
         if not self._actors:
             raise TlmError("RayRunner is not started: use it in a `with` block")
         lost = (RayActorError, WorkerCrashedError, ObjectLostError)
-        key, payload_ref = self._put(job)
-        n_shards = len(plan)
+        puts = [self._put(job) for job, _ in jobs]  # holds every payload for the run
+        starts = list(itertools.accumulate((len(plan) for _, plan in jobs), initial=0))
+        n_shards = starts[-1]
+
+        def task(f: int) -> tuple[int, str, Job, Any, Shard]:
+            """Flat index ``f`` as (job index, payload digest, job, payload, shard)."""
+            k = bisect.bisect_right(starts, f) - 1
+            job, plan = jobs[k]
+            i = f - starts[k]
+            shard = plan.shard(i) if isinstance(plan, ShardPlan) else plan[i]
+            return k, puts[k][0], job, puts[k][1], shard
+
         requeued: deque[int] = deque()
         next_new = 0
         next_out = 0
         window = WINDOW_PER_WORKER * len(self._actors)
-        in_flight: dict[Any, tuple[int, int]] = {}  # ref -> (slot, shard index)
+        in_flight: dict[Any, tuple[int, int]] = {}  # ref -> (slot, flat shard index)
         load = [0] * len(self._actors)
         done: dict[int, Any] = {}
         failures: dict[int, int] = {}
@@ -519,42 +554,42 @@ class RayRunner:
                 for slot in range(len(self._actors)):
                     while load[slot] < IN_FLIGHT_PER_WORKER:
                         if requeued:
-                            i = requeued.popleft()
+                            f = requeued.popleft()
                         elif next_new < n_shards and next_new < next_out + window:
-                            i, next_new = next_new, next_new + 1
+                            f, next_new = next_new, next_new + 1
                         else:
                             break
-                        shard = plan.shard(i) if isinstance(plan, ShardPlan) else plan[i]
+                        _, key, job, payload_ref, shard = task(f)
                         ref = self._actors[slot].run.remote(
                             key, job.setup, [payload_ref], job.work, shard
                         )
-                        in_flight[ref] = (slot, i)
+                        in_flight[ref] = (slot, f)
                         load[slot] += 1
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in ready:
-                    slot, i = in_flight.pop(ref)
+                    slot, f = in_flight.pop(ref)
                     load[slot] -= 1
                     try:
-                        done[i] = ray.get(ref)
+                        done[f] = ray.get(ref)
                     except RayTaskError as e:
                         cause = e.cause if isinstance(e.cause, BaseException) else e
                         if isinstance(cause, TlmError):
                             raise TlmError(str(cause)) from None
                         raise cause from None
                     except lost:
-                        failures[i] = failures.get(i, 0) + 1
+                        failures[f] = failures.get(f, 0) + 1
                         self.failures += 1
-                        if failures[i] >= MAX_SHARD_FAILURES:
+                        if failures[f] >= MAX_SHARD_FAILURES:
                             raise TlmError(
-                                f"shard {i} failed {failures[i]} times: its Ray worker "
-                                "died each time (out of memory, or killed?)"
+                                f"shard {task(f)[4].index} failed {failures[f]} times: its "
+                                "Ray worker died each time (out of memory, or killed?)"
                             ) from None
-                        requeued.append(i)
+                        requeued.append(f)
                         if not _alive(self._actors[slot]):
                             # Its other shards fail on their own and are requeued then.
                             self._replace(slot)
                 while next_out in done:
-                    yield done.pop(next_out)
+                    yield task(next_out)[0], done.pop(next_out)
                     next_out += 1
         finally:
             for ref in in_flight:  # an abandoned run leaves no work queued on the actors

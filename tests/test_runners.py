@@ -23,6 +23,7 @@ import students
 from arena import (
     LocalRunner,
     MatchTally,
+    Pairing,
     RandomAgent,
     RayRunner,
     ShardPlan,
@@ -32,6 +33,7 @@ from arena import (
     make_runner,
     play_match_tally,
     play_matches,
+    play_matches_many,
     register_payload,
     start_local_ray,
 )
@@ -162,6 +164,14 @@ def test_same_results_local_and_ray_at_1_and_2_workers(ray_session) -> None:
     local = play_matches(GAME, a, b, 300, **kwargs)
     tally_local = play_match_tally(GAME, a, b, 300, seed=11, shard_games=64, opening_plies=2)
     rows_local = evaluate(GAME, a, [b, make_agent("random", GAME)], 200, seed=2, shard_games=64)
+    pairings = [Pairing(a, b, 130, seed=1), Pairing(b, a, 70, seed=2, first_seat=1,
+                                                   opening_plies=1)]
+    singles = [play_matches(GAME, p.agent_a, p.agent_b, p.n_games, p.seed, record=True,
+                            first_seat=p.first_seat, opening_plies=p.opening_plies,
+                            shard_games=64) for p in pairings]
+    for one, many in zip(singles, play_matches_many(GAME, pairings, record=True,
+                                                    shard_games=64), strict=True):
+        _same(one, many)
     for workers in (1, 2):
         progress: list[int] = []
         with RayRunner(workers) as runner:
@@ -173,6 +183,10 @@ def test_same_results_local_and_ray_at_1_and_2_workers(ray_session) -> None:
                 GAME, a, b, 300, seed=11, shard_games=64, opening_plies=2, runner=runner))
             rows = evaluate(GAME, a, [b, make_agent("random", GAME)], 200, seed=2,
                             shard_games=64, runner=runner)
+            many = play_matches_many(GAME, pairings, record=True, shard_games=64,
+                                     runner=runner)
+            for one, got in zip(singles, many, strict=True):
+                _same(one, got)
         assert rows == rows_local
         assert progress == [64, 128, 192, 256, 300]
 
