@@ -123,7 +123,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    console = Console()
+    console = Console(width=160)
     for g, arms in results["games"].items():
         table = Table(title=f"{g}: {args.seconds:.0f} s of self-play training from scratch, "
                             f"seed {args.seed}, {args.eval_games} games per opponent")

@@ -31,15 +31,21 @@ is overwritten by the learner's copy. :meth:`RLlibLearner.acting_weights` reads 
 the env runners act with, and the tests check it against the snapshot after every
 slot change.
 
-Randomness: the learner's seed seeds RLlib (``debugging(seed=...)``: torch, the env
-runners' first env reset) and the learner's own generator; every env draws seats and
-opponents from a generator seeded by RLlib's env seed. With ``num_env_runners=0``
-(the default here) sampling runs in this process and a seed gives the same run; what
-RLlib keeps outside that (random episode ids; with remote env runners, the timing of
-their replies) is not under tlm's control. ``save``/``restore`` keep weights,
-optimizer state, counters and the learner's generator, but not episodes that were in
-progress inside the env runners, so a restored learner is not bit-identical to one
-that never stopped.
+Each train() call starts new games (``sample(num_timesteps=0, force_reset=True)``
+on every env runner), so no game spans two calls and no game sees its opponent's
+slot change under it.
+
+Randomness: the learner's seed seeds RLlib (``debugging(seed=...)``: the modules'
+initial weights, built in a fixed order) and the learner's own generator. Every
+train() call draws fresh seeds from that generator for each env (seats, opponents,
+inside opponents' moves) and for the global generators RLlib samples actions and
+shuffles minibatches with. So with ``num_env_runners=0`` (the default: sampling in
+this process) a seed gives the same run, and ``save``/``restore`` (weights, Adam
+state, counters, the generator) continue exactly as a learner that never stopped;
+PPO's adaptive KL penalty is off (clipping only, as MaskablePPO) because RLlib keeps
+its coefficient outside the learner state. Not under tlm's control: RLlib's episode
+ids (random, unused by tlm), and with remote env runners the order their samples
+arrive in.
 """
 
 from __future__ import annotations
@@ -283,9 +289,8 @@ class SelfPlayEnv(MultiAgentEnv):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[Any, Any], dict[Any, Any]]:
         if seed is not None and not self._seeded:
-            # RLlib passes its env seed on every reset in complete-episode sampling;
-            # the first one seeds the env, later draws continue from its generator
-            # (which the learner reseeds before each train()).
+            # RLlib's env seed counts only until the learner first reseeds the env
+            # (before each train()); later draws continue from the env's generator.
             self.reseed(seed)
         k = int(self._rng.choice(len(self._table), p=self._probs)) if len(self._table) > 1 else 0
         opponent = self._table[k]
