@@ -353,3 +353,30 @@ def test_search_trees_memory_estimate_is_exact() -> None:
     assert SearchTrees.nbytes(3, 17, 7) == sum(
         getattr(trees, name).nbytes for name in SearchTrees.__slots__
     )
+
+
+def test_every_numeric_flag_of_every_command_is_range_checked() -> None:
+    """A guard for flags added later: an int or float option must carry a range check
+    (``int_option``, ``float_option`` or ``seed_option`` from ``scripts.cli_common``)."""
+    import typer
+
+    from scripts.cli import app
+
+    def commands(command: Any, path: list[str]) -> Any:
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, [*path, name])
+        if not hasattr(command, "commands"):
+            yield " ".join(path), command
+
+    numeric = unchecked = 0
+    for path, command in commands(typer.main.get_command(app), []):
+        for param in command.params:
+            if param.type_descriptor.annotation not in (int, float):
+                continue
+            numeric += 1
+            check = getattr(param.callback, "__qualname__", "")
+            if not check.startswith(("int_range.", "float_range.")):
+                unchecked += 1
+                print(f"tlm {path} {param.opts[0]} has no range check")
+    assert numeric >= 30
+    assert unchecked == 0
