@@ -78,7 +78,7 @@ def main() -> None:
                         help="positions the old teacher labels at depth 4 (fewer deeper)")
     parser.add_argument("--old-depths", default="4,6",
                         help="depths of the old teacher to time")
-    parser.add_argument("--depths", default="4,6,8,10")
+    parser.add_argument("--depths", default="4,6,8,9,10")
     parser.add_argument("--deep-positions", type=int, default=1000,
                         help="positions the new teacher labels at depth 10 and deeper")
     parser.add_argument("--solve", type=int, default=18,
