@@ -12,7 +12,10 @@ read from ``arena/data/panel_<game>.json`` or played on the spot at a small scal
 when that file is missing or was made for another panel) go into one Bradley–Terry
 fit (:func:`arena.league.ratings.elo_ratings`), anchored at ``random`` = 0. The
 reference games pin the members' ratings, so the agent's Elo means the same thing
-from one evaluation to the next, with a 95% interval.
+from one evaluation to the next, with a 95% interval. When a member's play changes,
+bump :data:`REFERENCE_VERSION` and store new reference games with
+:func:`write_reference` (``python -c "from arena.panel import PANELS, write_reference;
+write_reference(PANELS['connect_four'])"``).
 """
 
 from __future__ import annotations

@@ -38,6 +38,8 @@ from arena.io import write_bytes_atomic
 
 ILLEGAL = -1000
 """Score of an action that cannot be played in the position."""
+MAX_SCORE = 10**9
+"""Largest score magnitude a file may hold."""
 
 
 @dataclass(frozen=True)
@@ -199,9 +201,12 @@ def load_positions(path: str | Path, game: str | Game) -> PositionSet:
         if any(not 0 <= m < n_actions for m in ms):
             raise _fail(path, line, f"moves must be digits 1-{n_actions}, got {text!r}")
         try:
-            scores.append([int(v) for v in row[1:]])
+            values = [int(v) for v in row[1:]]
         except ValueError:
             raise _fail(path, line, f"scores must be integers, got {row[1:]}") from None
+        if any(abs(v) > MAX_SCORE for v in values):
+            raise _fail(path, line, f"scores must lie within +-{MAX_SCORE}, got {row[1:]}")
+        scores.append(values)
         moves.append(ms)
         lines.append(line)
     if not moves:

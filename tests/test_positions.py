@@ -145,6 +145,7 @@ HEADER = "moves," + ",".join(f"score_c{i}" for i in range(7))
          "9 score columns, but connect_four has 7"),
         (HEADER + "\n4453,0,0,0,0,0,0,0\n44,0,0,0\n", "line 3: 4 fields, expected 8"),
         (HEADER + "\n4453,0,0,zero,0,0,0,0\n", "line 2: scores must be integers"),
+        (HEADER + "\n4453,0,0,99999999999999999999,0,0,0,0\n", "line 2: scores must lie"),
         (HEADER + "\n44a3,0,0,0,0,0,0,0\n", "moves must be digits 1-7"),
         (HEADER + "\n4483,0,0,0,0,0,0,0\n", "moves must be digits 1-7"),
         (HEADER + "\n4444444,0,0,0,0,0,0,0\n", "line 2: move 7 (4) is illegal"),
