@@ -67,6 +67,16 @@ class PositionSet:
     def __len__(self) -> int:
         return len(self.moves)
 
+    def take(self, idx: Sequence[int] | np.ndarray) -> PositionSet:
+        """The positions ``idx`` (in that order), as a new set."""
+        idx = np.asarray(idx, dtype=np.int64)
+        engine = get_game(self.game).make_engine()
+        return PositionSet(
+            game=self.game, source=self.source, moves=[self.moves[int(i)] for i in idx],
+            scores=self.scores[idx], obs=self.obs[idx], mask=self.mask[idx],
+            state=engine.take(self.state, idx),
+        )
+
     @property
     def best(self) -> np.ndarray:
         """``[N]`` the best legal score of each position."""

@@ -114,9 +114,12 @@ def test_illegal_moves_are_counted(ttt_file: Path) -> None:
 
 
 def test_search_agents_get_the_state() -> None:
-    positions = load_positions(SOLVED_CSV, "connect_four")
+    positions = load_positions(SOLVED_CSV, "connect_four").take(np.arange(0, 400, 4))
+    assert len(positions) == 100 and positions.state.ply.tolist() == [
+        len(m) for m in positions.moves]
     mcts = make_agent("mcts:50", "connect_four")
     r = evaluate_positions(mcts, positions, np.random.default_rng(0))
+    assert r["positions"] == 100
     assert r["illegal"]["count"] == 0 and r["optimal"]["rate"] > 0.3
 
 
