@@ -163,17 +163,54 @@ class DatasetWriter:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of the dataset at ``path``."""
+    """The manifest of the dataset at ``path``, its fields checked.
+
+    Raises:
+        TlmError: no manifest, not JSON, another format, or a field missing or of the
+            wrong type (naming it).
+    """
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except FileNotFoundError:
         raise TlmError(f"{path} is not a tlm dataset (no manifest.json)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TlmError(f"{path}/manifest.json cannot be read: {e}") from None
     except json.JSONDecodeError as e:
         raise TlmError(f"{path}/manifest.json is not valid JSON: {e.msg}") from None
-    if manifest.get("format") != FORMAT:
-        raise TlmError(f"{path}: unknown dataset format {manifest.get('format')!r}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else manifest
+        raise TlmError(f"{path}: unknown dataset format {found!r}")
+    _check_manifest(path, manifest)
     return manifest
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Every field readers use, with its type: a damaged manifest is one clear error."""
+
+    def bad(field: str, want: str) -> TlmError:
+        return TlmError(f"{path}/manifest.json: {field} must be {want}, "
+                        f"got {manifest.get(field)!r}")
+
+    for field in ("game", "teacher"):
+        if not isinstance(manifest.get(field), str):
+            raise bad(field, "a string")
+    shape = manifest.get("obs_shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in shape
+    ):
+        raise bad("obs_shape", "a list of integers")
+    for field in ("games", "positions"):
+        value = manifest.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise bad(field, "a count")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("file"), str)
+        and Path(s["file"]).name == s["file"] and s["file"] not in ("", ".", "..")
+        for s in shards
+    ):
+        raise bad("shards", "a list of {file: NAME} in the dataset's directory")
 
 
 def load_dataset(path: str | Path, game: str | Game | None = None) -> Positions:
