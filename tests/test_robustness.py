@@ -286,6 +286,16 @@ def teach_argv(draw: Draw, tmp: Path, real: Fixtures) -> list[str]:
             *[x for flag, value in values.items() for x in (flag, value)]]
 
 
+def iterate_argv(draw: Draw, tmp: Path, real: Fixtures) -> list[str]:
+    # As for teach: a valid run searches and trains for seconds, so one number is bad.
+    values = {"--iterations": draw(FEW(False)), "--seed": draw(SEEDS(False)),
+              "--simulations": draw(FEW(False)), "--games-per-iteration": draw(FEW(False)),
+              "--gate-threshold": draw(UNIT(False)), "--eval-games": draw(FEW(False))}
+    values[draw(st.sampled_from(sorted(values)))] = draw(st.sampled_from(BAD_NUMBERS[1:9]))
+    return ["iterate", "--game", draw(GAMES), "--student", "mlp:8x1", "--out",
+            str(tmp / "exit"), *[x for flag, value in values.items() for x in (flag, value)]]
+
+
 def small_argv(draw: Draw, tmp: Path, real: Fixtures) -> list[str]:
     return draw(st.sampled_from([
         ["games", "--json"], ["games", "--jsn"], ["demo", "--seed", draw(st.sampled_from(
@@ -297,7 +307,7 @@ def small_argv(draw: Draw, tmp: Path, real: Fixtures) -> list[str]:
 
 
 COMMANDS: list[Command] = [eval_argv, eval_argv, generate_argv, distill_argv, distill_argv,
-                           teach_argv, small_argv]
+                           teach_argv, iterate_argv, small_argv]
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
