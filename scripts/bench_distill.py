@@ -140,6 +140,7 @@ def main() -> None:
     parser.add_argument("--panel-games", type=int, default=400,
                         help="games against each panel member (default 400)")
     parser.add_argument("--skip-c4", action="store_true", help="tic-tac-toe only")
+    parser.add_argument("--skip-ttt", action="store_true", help="connect four only")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -148,8 +149,8 @@ def main() -> None:
     out: dict[str, Any] = {"tictactoe": {}, "connect_four": None}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        runs = [tictactoe_arms(seed, tmp) for seed in range(args.seeds)]
-        for arm in runs[0]:
+        runs = [] if args.skip_ttt else [tictactoe_arms(seed, tmp) for seed in range(args.seeds)]
+        for arm in runs[0] if runs else []:
             games = [r[arm]["games_to_perfect"] for r in runs]
             out["tictactoe"][arm] = {"per_seed": [r[arm] for r in runs], "games_to_perfect": games}
         if not args.skip_c4:
@@ -162,15 +163,24 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
+    if out["tictactoe"]:
+        print_tictactoe(console, out["tictactoe"], args.seeds)
+    c4 = out["connect_four"]
+    if c4 is not None:
+        print_connect_four(console, c4)
+
+
+def print_tictactoe(console: Console, results: dict[str, Any], seeds: int) -> None:
+    """The tic-tac-toe table: games to perfect play per arm."""
     cap = RL_CAP_FACTOR * TICTACTOE_DAGGER["budget_games"]
-    dagger = out["tictactoe"]["dagger"]["games_to_perfect"]
+    dagger = results["dagger"]["games_to_perfect"]
     dagger_median = statistics.median(g for g in dagger if g is not None) if any(
         g is not None for g in dagger) else None
     table = Table(title=f"tic-tac-toe: games until a fresh {TICTACTOE_DAGGER['student']} "
-                        f"never loses ({args.seeds} seed(s))")
+                        f"never loses ({seeds} seed(s))")
     for col in ("arm", "games to perfect play", "positions", "wall s", "x DAgger games"):
         table.add_column(col, justify="right")
-    for arm, res in out["tictactoe"].items():
+    for arm, res in results.items():
         per_seed = res["per_seed"]
         games = res["games_to_perfect"]
         shown = ", ".join(str(g) if g is not None else f">{cap} (not reached)" for g in games)
@@ -184,9 +194,6 @@ def main() -> None:
             ratio = "-"
         table.add_row(arm, shown, positions, wall, ratio)
     console.print(table)
-    c4 = out["connect_four"]
-    if c4 is not None:
-        print_connect_four(console, c4)
 
 
 def print_connect_four(console: Console, c4: dict[str, Any]) -> None:
