@@ -26,22 +26,33 @@ choice and the bandit's probabilities are logged in the returned curve.
 
 from __future__ import annotations
 
+import csv
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from arena import Game, PolicyAgent, TlmError, get_game, make_agent, play_matches
+from arena import (
+    Game,
+    PolicyAgent,
+    TlmError,
+    get_game,
+    make_agent,
+    play_matches,
+    write_json_atomic,
+)
+from arena.io import check_output_dir, staged_directory
 from arena.matches import Decision
 from arena.players.tictactoe import exhaustive_check, optimal_move_accuracy
 from arena.positions import PositionSet, evaluate_positions
 from distill.collect import Openings, PositionStore, add_positions, collect_round
 from distill.train import FitConfig, fit_steps, make_optimizer, sample_weights
-from students import StudentAgent, build_student
+from students import StudentAgent, build_student, save_student
 
 ADAPTIVE = "adaptive"
 
@@ -216,8 +227,9 @@ def teach(
         gamma: the bandit's exploration share.
 
     Returns:
-        ``{"strategy", "labels", "rounds", "reached", "wall_s", "curve"}``; ``labels``
-        is the labels spent when the target was reached (else ``None``).
+        ``{"strategy", "labels", "rounds", "reached", "wall_s", "curve", "net"}``;
+        ``labels`` is the labels spent when the target was reached (else ``None``),
+        ``net`` the student network.
     """
     g = get_game(game)
     arms = strategies if strategies is not None else standard_strategies(g)
@@ -276,4 +288,64 @@ def teach(
             break
     return {"strategy": strategy, "labels": reached, "rounds": len(curve),
             "reached": reached is not None, "wall_s": time.perf_counter() - start,
-            "curve": curve}
+            "curve": curve, "net": net}
+
+
+def teach_run(out: str | Path, game: str | Game, teacher: str, student_spec: str,
+              strategy: str = ADAPTIVE, **settings: Any) -> dict[str, Any]:
+    """:func:`teach`, its outputs written to the new directory ``out``: ``student/``,
+    ``curve.csv`` (every round's strategy, labels, probe and the bandit's
+    probabilities), ``curve.png`` (probe against labels; the probabilities by round)
+    and ``report.json``. The directory appears only once complete.
+
+    Returns:
+        The report.
+    """
+    g = get_game(game)
+    check_output_dir(out)
+    with staged_directory(out) as stage:
+        result = teach(g, teacher, student_spec, strategy, **settings)
+        save_student(result["net"], stage / "student", provenance={
+            "method": f"curriculum:{strategy}", "teacher": teacher,
+            "labels": result["curve"][-1]["labels"] if result["curve"] else 0,
+        })
+        curve = result["curve"]
+        if curve:
+            with open(stage / "curve.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(curve[0]))
+                w.writeheader()
+                w.writerows(curve)
+            _plot(stage / "curve.png", curve)
+        report = {k: v for k, v in result.items() if k not in ("net", "curve")}
+        report.update({
+            "game": g.name, "teacher": teacher, "student": student_spec,
+            "labels_spent": curve[-1]["labels"] if curve else 0,
+            "choices": {n: sum(c["strategy"] == n for c in curve)
+                        for n in dict.fromkeys(c["strategy"] for c in curve)},
+            "final_probe": curve[-1]["probe"] if curve else None,
+        })
+        write_json_atomic(stage / "report.json", report)
+    return report
+
+
+def _plot(path: Path, curve: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax_p) = plt.subplots(1, 2, figsize=(10, 4))
+    ax.plot([c["labels"] for c in curve], [c["probe"] for c in curve], marker="o")
+    ax.set_xlabel("labels spent")
+    ax.set_ylabel("probe (optimal-move rate)")
+    ax.grid(alpha=0.3)
+    rounds = [c["round"] for c in curve]
+    for key in (k for k in curve[0] if k.startswith("p_")):
+        ax_p.plot(rounds, [c[key] for c in curve], label=key[2:])
+    ax_p.set_xlabel("round")
+    ax_p.set_ylabel("bandit probability")
+    ax_p.legend(fontsize=7)
+    ax_p.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -76,7 +76,7 @@ def main() -> None:
           f"fixed: {ada / median_fixed:.2f} (target <= 0.5)")
     if args.json is not None:
         args.json.write_text(json.dumps({"medians": medians, "runs": {
-            a: [{k: v for k, v in r.items() if k != "curve"} | {"choices": [
+            a: [{k: v for k, v in r.items() if k not in ("curve", "net")} | {"choices": [
                 c["strategy"] for c in r["curve"]]} for r in rs]
             for a, rs in runs.items()}}, indent=2, default=str) + "\n")
 

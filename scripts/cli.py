@@ -368,7 +368,8 @@ def distill_cmd(
     student: Annotated[str | None, typer.Option(
         help=_distill_help("Student spec (mlp:64x2, cnn:32x3, res:64x3).", "student"))] = None,
     method: Annotated[str | None, typer.Option(
-        help=_distill_help("offline, dagger or kickstart.", "method"))] = None,
+        help=_distill_help("offline, dagger, kickstart or adaptive (a bandit picks a "
+                           "teaching strategy every round).", "method"))] = None,
     budget_games: Annotated[int | None, int_option(
         help=_distill_help("Teacher-labelled games at most.", "budget_games"),
         hi=MAX_DATASET_GAMES)] = None,
@@ -448,6 +449,10 @@ def distill_cmd(
     from distill.presets import config_with_preset
     from distill.resume import stop_after_round
 
+    if method == "adaptive":
+        _distill_adaptive(game, teacher, student, seed, out, games_per_round,
+                          steps_per_round, budget_games, positions)
+        return
     fields = {
         "game": game, "teacher": teacher, "student": student, "method": method,
         "budget_games": budget_games, "games_per_round": games_per_round, "seed": seed,
@@ -512,6 +517,36 @@ def _print_distill_report(report: dict[str, object], out: Path) -> None:
                       f"{out / 'curve.png'}   tensorboard: {out / 'tensorboard'}")
     else:
         console.print(f"student: sb3:{out / 'model.zip'}   report: {out / 'report.json'}")
+
+
+def _distill_adaptive(
+    game: str | None, teacher: str | None, student: str | None, seed: int | None,
+    out: Path | None, games_per_round: int | None, steps_per_round: int | None,
+    budget_games: int | None, positions: Path | None,
+) -> None:
+    """``tlm distill --method adaptive``: an EXP3 teacher picks a strategy every round."""
+    from arena.positions import load_positions
+    from distill.curricula import ADAPTIVE, teach_run
+    from distill.presets import SOLVED_POSITIONS
+
+    if game is None or teacher is None or out is None:
+        raise TlmError("--method adaptive needs --game, --teacher and --out")
+    g = arena.get_game(game)
+    if positions is None and g.name == "connect_four" and SOLVED_POSITIONS.is_file():
+        positions = SOLVED_POSITIONS
+    per_round = games_per_round or 25
+    report = teach_run(
+        out, g, teacher, student or "mlp:128x2", ADAPTIVE, seed=seed or 0,
+        games_per_round=per_round, steps_per_round=steps_per_round or 150,
+        max_rounds=max(1, (budget_games or 500) // per_round),
+        positions=None if positions is None else load_positions(positions, g),
+    )
+    reached = (f"target reached with {report['labels']} labels" if report["reached"]
+               else f"target not reached ({report['labels_spent']} labels spent)")
+    console.print(f"adaptive teacher: {report['rounds']} rounds, {reached}; strategies "
+                  f"chosen: {report['choices']}; probe {report['final_probe']:.3f}")
+    console.print(f"student: {out / 'student'}   curve: {out / 'curve.csv'}, "
+                  f"{out / 'curve.png'}   report: {out / 'report.json'}")
 
 
 @app.command("iterate")

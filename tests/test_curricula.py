@@ -4,12 +4,15 @@ strategy labels only its share of what it reaches."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from arena import PerfectTicTacToe, TlmError, get_game
 from distill.collect import PositionStore
 from distill.curricula import Exp3, Strategy, standard_strategies, teach
+from scripts.cli import main
 from students import StudentAgent, build_student
 
 
@@ -51,3 +54,16 @@ def test_strategy_cost_counts_only_new_labels() -> None:
 def test_unknown_strategy_is_refused() -> None:
     with pytest.raises(TlmError, match="unknown strategy"):
         teach("tictactoe", "perfect", "mlp:16x1", "nosuch")
+
+
+def test_adaptive_distill_bad_flags_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["distill", "--method", "adaptive", "--game", "tictactoe",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--teacher" in err and "\n" not in err
+    assert main(["distill", "--method", "adaptive", "--game", "tictactoe",
+                 "--teacher", "nosuch", "--out", str(out)]) == 2
+    assert not out.exists()
