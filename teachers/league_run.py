@@ -896,9 +896,7 @@ def open_or_create(config: LeagueConfig, directory: Path) -> LeagueStore:
             store.close()
             raise TlmError(f"{directory} holds a league started with another config "
                            "(only stop: may change when resuming)")
-        if store.config.get("stop") != data["stop"]:
-            pass  # new limits apply from now on; the stored config keeps the first ones
-        return store
+        return store  # new stop: limits apply from now on; the store keeps the first ones
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise TlmError(f"{directory} exists and is neither empty nor a league directory")
     return LeagueStore.create(directory, config.game, data)
