@@ -524,6 +524,7 @@ class _Checkpointer(BaseCallback):
     def __init__(
         self, out: Path, settings: Mapping[str, Any], pool: SnapshotPool,
         selfplay: SelfPlayCallback, progress_csv: Path, train_seconds: float = 0.0,
+        resumed_at: int | None = None,
     ) -> None:
         super().__init__()
         self.out = out
@@ -533,7 +534,7 @@ class _Checkpointer(BaseCallback):
         self.progress_csv = progress_csv
         self.train_seconds = train_seconds
         self._started = time.perf_counter()
-        self._last_step: int | None = None
+        self._last_step = resumed_at
 
     def elapsed(self) -> float:
         """Training seconds so far, those before a resume included."""
@@ -800,8 +801,10 @@ def train_selfplay(
                 _restore_progress_csv(model, progress_csv, old_curve)
                 done_seconds = float(checkpoint[1]["train_seconds"])
             # First in the list: a checkpoint must not see the snapshot of its own step.
-            checkpointer = _Checkpointer(out, settings, pool, callback, progress_csv,
-                                         done_seconds)
+            checkpointer = _Checkpointer(
+                out, settings, pool, callback, progress_csv, done_seconds,
+                resumed_at=None if checkpoint is None else model.num_timesteps,
+            )
             before.append(checkpointer)
         model.learn(
             total_timesteps=steps - model.num_timesteps if checkpoint is not None else steps,
