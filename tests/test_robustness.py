@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,14 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from sb3_contrib import MaskablePPO
 
 import arena
 from scripts.cli import main
 from scripts.cli_common import MAX_SEED
 from students import build_student, save_student
 from teachers import generate_dataset
+from teachers.sb3_teacher import SnapshotPool, make_selfplay_env
 
 ROOT = Path(__file__).parents[1]
 POSITIONS = ROOT / "tests" / "data" / "connect_four_solved.csv"
@@ -181,10 +184,36 @@ def positions_file(draw: st.DrawFn, directory: Path) -> Path:
     return draw(junk_file(directory, "positions.csv"))
 
 
+@st.composite
+def broken_zip(draw: st.DrawFn, source: Path, directory: Path) -> Path:
+    """A copy of a real SB3 zip with one member damaged (tampered JSON, cut, junk, gone)."""
+    target = directory / "model.zip"
+    with zipfile.ZipFile(source) as zin:
+        members = {name: zin.read(name) for name in zin.namelist()}
+    victim = draw(st.sampled_from(sorted(members)))
+    how = draw(st.sampled_from(["tamper", "truncate", "junk", "delete"]))
+    if how == "tamper" and victim == "data":
+        members[victim] = json.dumps(tamper(draw, json.loads(members[victim]))).encode()
+    elif how in ("tamper", "truncate"):
+        members[victim] = members[victim][: draw(st.integers(0, len(members[victim])))]
+    elif how == "junk":
+        members[victim] = draw(st.binary(max_size=200))
+    else:
+        del members[victim]
+    with zipfile.ZipFile(target, "w") as zout:
+        for name, data in members.items():
+            zout.writestr(name, data)
+    return target
+
+
 class Fixtures:
-    """Real files to damage, made once: a student checkpoint and a dataset."""
+    """Real files to damage, made once: a student checkpoint, an SB3 zip and a dataset."""
 
     def __init__(self, root: Path) -> None:
+        env = make_selfplay_env("tictactoe", SnapshotPool("tictactoe"), 1)
+        MaskablePPO("MlpPolicy", env, n_steps=16, batch_size=16, seed=0,
+                    policy_kwargs={"net_arch": [8]}).save(root / "ppo.zip")
+        self.sb3 = root / "ppo.zip"
         self.student = save_student(build_student("mlp:8x1", "tictactoe", seed=0),
                                     root / "student")
         teacher = arena.make_agent("perfect", "tictactoe")
@@ -212,10 +241,12 @@ def flags(draw: Draw, clean: bool, options: dict[str, Numbers | st.SearchStrateg
 
 def agent_file(draw: Draw, tmp: Path, real: Fixtures) -> str:
     """An agent spec naming a damaged checkpoint, a junk SB3 zip, or a plain spec."""
-    kind = draw(st.sampled_from(["spec", "spec", "spec", "student", "sb3"]))
+    kind = draw(st.sampled_from(["spec", "spec", "spec", "student", "sb3", "sb3 junk"]))
     if kind == "student":
         return str(draw(broken_copy(real.student, tmp, "student")))
     if kind == "sb3":
+        return "sb3:" + str(draw(broken_zip(real.sb3, tmp)))
+    if kind == "sb3 junk":
         return "sb3:" + str(draw(junk_file(tmp, "model.zip")))
     return draw(SPECS)
 
