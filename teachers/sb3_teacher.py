@@ -766,7 +766,7 @@ def train_selfplay(
             raise TlmError(
                 f"{out} holds an interrupted run with other settings "
                 f"({_settings_difference(checkpoint[1].get('settings'), settings)}); "
-                f"run it again with its settings, or start over"
+                f"run it again with its settings, or start over (tlm teach --fresh)"
             )
         if resume and checkpoint is None:
             _remove_run_files(out)  # a run killed before its first checkpoint
