@@ -11,7 +11,8 @@ optimal-move and blunder rates on the 400 solved positions (never trained on), s
 against the standard panel with one Elo, and seconds per position at batch 1 and 1,024.
 
 Run: ``python scripts/bench_distill.py [--seeds 3] [--c4-games N] [--c4-teacher SPEC]
-[--panel-games 400] [--skip-c4] [--json]``.
+[--panel-games 400] [--teacher-panel-games 100] [--c4-run DIR] [--skip-c4] [--skip-ttt]
+[--json]``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def per_move_seconds(agent: Any, obs: np.ndarray, mask: np.ndarray, batch: int) 
     """Wall seconds per position when ``agent`` is asked ``batch`` positions at a time."""
     rng = np.random.default_rng(0)
     n = (len(obs) // batch) * batch
+    agent.act(obs[:batch], mask[:batch], rng)  # warm-up: first calls allocate and compile
     start = time.perf_counter()
     for i in range(0, n, batch):
         agent.act(obs[i : i + batch], mask[i : i + batch], rng)
@@ -93,19 +95,22 @@ def strength(agent: Any, solved: Any, panel_games: int, seed: int) -> dict[str, 
 
 
 def connect_four(seed: int, overrides: dict[str, Any], panel_games: int,
-                 tmp: Path) -> dict[str, Any]:
-    """The connect-four preset distilled, then student and teacher measured side by side:
-    solved positions, the standard panel, and speed per position."""
-    settings = {**CONNECT_FOUR_DAGGER, "seed": seed, "out": tmp / "c4-student", **overrides}
-    cfg = make_config(**settings)
-    start = time.perf_counter()
-    report = distill(cfg)
-    train_s = time.perf_counter() - start
-    student_agent = load_student(tmp / "c4-student" / "student")
-    teacher = make_agent(cfg.teacher, "connect_four")
+                 teacher_panel_games: int, tmp: Path, run: Path | None = None) -> dict[str, Any]:
+    """The connect-four preset distilled (or the finished run at ``run``), then student
+    and teacher measured side by side: solved positions, the standard panel, and speed
+    per position."""
+    if run is None:
+        run = tmp / "c4-student"
+        cfg = make_config(**{**CONNECT_FOUR_DAGGER, "seed": seed, "out": run, **overrides})
+        distill(cfg)
+    report = json.loads((run / "report.json").read_text())
+    teacher_spec, student_spec = report["teacher"], report["student"]
+    student_agent = load_student(run / "student")
+    teacher = make_agent(teacher_spec, "connect_four")
     solved = load_positions(SOLVED_POSITIONS, "connect_four")
-    measures = {name: strength(agent, solved, panel_games, seed + 7)
-                for name, agent in (("teacher", teacher), ("student", student_agent))}
+    measures = {name: strength(agent, solved, games, seed + 7)
+                for name, agent, games in (("teacher", teacher, teacher_panel_games),
+                                           ("student", student_agent, panel_games))}
     # Positions to time on: fresh games of random play with random openings, so neither
     # player meets a position it has just seen.
     positions = collect_positions(
@@ -117,13 +122,13 @@ def connect_four(seed: int, overrides: dict[str, Any], panel_games: int,
         speed[f"{name}_s_per_position_batch1"] = per_move_seconds(agent, obs[:256], mask[:256], 1)
         speed[f"{name}_s_per_position_batch1024"] = per_move_seconds(agent, obs, mask, 1024)
     return {
-        "teacher": cfg.teacher,
-        "student": cfg.student,
+        "teacher": teacher_spec,
+        "student": student_spec,
         "student_params": param_count(student_agent.net),
         "teacher_games": report["teacher_games"],
         "labels": report["positions"],
         "positions_reached": report["positions_reached"],
-        "distill_s": train_s,
+        "distill_s": report["wall_s"],
         "time": report["time"],
         "measures": measures,
         "speed": speed,
@@ -138,7 +143,11 @@ def main() -> None:
     parser.add_argument("--c4-teacher", default=None,
                         help="connect-four teacher (default: the preset's)")
     parser.add_argument("--panel-games", type=int, default=400,
-                        help="games against each panel member (default 400)")
+                        help="student's games against each panel member (default 400)")
+    parser.add_argument("--teacher-panel-games", type=int, default=100,
+                        help="teacher's games against each panel member (default 100)")
+    parser.add_argument("--c4-run", type=Path, default=None,
+                        help="measure this finished `tlm distill` run instead of distilling")
     parser.add_argument("--skip-c4", action="store_true", help="tic-tac-toe only")
     parser.add_argument("--skip-ttt", action="store_true", help="connect four only")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -159,7 +168,8 @@ def main() -> None:
                 overrides["budget_games"] = args.c4_games
             if args.c4_teacher is not None:
                 overrides["teacher"] = args.c4_teacher
-            out["connect_four"] = connect_four(0, overrides, args.panel_games, tmp)
+            out["connect_four"] = connect_four(0, overrides, args.panel_games,
+                                               args.teacher_panel_games, tmp, args.c4_run)
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -197,27 +207,30 @@ def print_tictactoe(console: Console, results: dict[str, Any], seeds: int) -> No
 
 
 def print_connect_four(console: Console, c4: dict[str, Any]) -> None:
-    """The connect-four table: student next to teacher."""
+    """The connect-four table: one row per measure, teacher and student side by side."""
     t = Table(title=f"connect four: {c4['student']} taught by {c4['teacher']} "
                     f"({c4['teacher_games']} games, {c4['labels']} labelled positions, "
                     f"{c4['distill_s']:.0f} s: " + ", ".join(
                         f"{k.removesuffix('_s')} {v:.0f} s" for k, v in c4["time"].items())
                     + ")")
-    members = list(c4["measures"]["student"]["panel_scores"])
-    for col in ("player", "params", "optimal", "blunders", *(f"vs {m}" for m in members),
-                "Elo [95%]", "s/pos batch 1", "s/pos batch 1024"):
-        t.add_column(col, justify="right")
-    sp = c4["speed"]
-    for name, label, params in (("teacher", c4["teacher"], "search"),
-                                ("student", c4["student"], str(c4["student_params"]))):
-        m = c4["measures"][name]
-        t.add_row(
-            label, params, f"{m['solved_optimal']:.3f}", f"{m['solved_blunders']:.3f}",
-            *(f"{m['panel_scores'][x]:.3f} ({m['panel_losses'][x]} lost)" for x in members),
-            f"{m['elo'][0]:.0f} [{m['elo'][1]:.0f}, {m['elo'][2]:.0f}]",
-            f"{sp[f'{name}_s_per_position_batch1']:.2e}",
-            f"{sp[f'{name}_s_per_position_batch1024']:.2e}",
-        )
+    t.add_column("measure")
+    t.add_column(f"teacher {c4['teacher']}", justify="right")
+    t.add_column(f"student {c4['student']}", justify="right")
+    m, sp = c4["measures"], c4["speed"]
+    both = ("teacher", "student")
+    t.add_row("parameters", "search", f"{c4['student_params']:,}")
+    for key, label in (("solved_optimal", "optimal moves (400 solved)"),
+                       ("solved_blunders", "blunders (400 solved)")):
+        t.add_row(label, *(f"{m[n][key]:.3f} [{m[n][key + '_ci95'][0]:.3f}, "
+                           f"{m[n][key + '_ci95'][1]:.3f}]" for n in both))
+    for member in m["student"]["panel_scores"]:
+        t.add_row(f"vs {member}", *(f"{m[n]['panel_scores'][member]:.3f} "
+                                    f"({m[n]['panel_losses'][member]} lost)" for n in both))
+    t.add_row("panel Elo [95%]", *(f"{m[n]['elo'][0]:.0f} [{m[n]['elo'][1]:.0f}, "
+                                   f"{m[n]['elo'][2]:.0f}]" for n in both))
+    for batch in (1, 1024):
+        t.add_row(f"s / position, batch {batch}",
+                  *(f"{sp[f'{n}_s_per_position_batch{batch}']:.2e}" for n in both))
     console.print(t)
     console.print(
         "student speed-up per position over its teacher: "
