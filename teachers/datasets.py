@@ -89,7 +89,9 @@ def _to_table(p: Positions) -> pa.Table:
     n = len(p)
 
     def fixed(arr: np.ndarray) -> pa.Array:
-        flat = np.ascontiguousarray(arr).reshape(n, -1)
+        # The row width from the shape, not -1: a shard may hold no position at all
+        # (every game over within its random opening).
+        flat = np.ascontiguousarray(arr).reshape(n, int(np.prod(arr.shape[1:])))
         return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
 
     return pa.table({
