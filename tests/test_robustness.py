@@ -421,3 +421,28 @@ def test_every_numeric_flag_of_every_command_is_range_checked() -> None:
                 print(f"tlm {path} {param.opts[0]} has no range check")
     assert numeric >= 30
     assert unchecked == 0
+
+
+def test_inputs_that_once_crashed(tmp_path: Path, real_files: Fixtures) -> None:
+    # Every game over within its random opening: a dataset with no position.
+    code, err = run_cli(["generate", "--game", "tictactoe", "--teacher", "random", "--games",
+                         "1", "--opening-plies", "7", "--out", str(tmp_path / "empty")])
+    assert (code, err) == (0, "")
+    code, err = run_cli(["eval", "--game", "tictactoe", "--agent", "random", "--games", "1",
+                         "--agreement", str(tmp_path / "empty")])
+    assert (code, err.strip()) == (2, f"error: dataset {tmp_path / 'empty'} holds no positions")
+    # A manifest that is not UTF-8, or not a mapping, or whose shards are not files.
+    for content in (b"\xff\xfe junk", b"[1, 2]", json.dumps({
+        **json.loads((real_files.dataset / "manifest.json").read_text()), "shards": [{}],
+    }).encode()):
+        broken = tmp_path / f"broken-{len(content)}"
+        shutil.copytree(real_files.dataset, broken)
+        (broken / "manifest.json").write_bytes(content)
+        code, err = run_cli(["eval", "--game", "tictactoe", "--agent", "random", "--games", "1",
+                             "--agreement", str(broken)])
+        assert code == 2 and err.startswith(f"error: {broken}"), err
+    # A YAML parser's report spans lines; the error is still one.
+    (tmp_path / "c.yaml").write_bytes(b"\x1f")
+    code, err = run_cli(["distill", "--game", "tictactoe", "--config", str(tmp_path / "c.yaml"),
+                         "--out", str(tmp_path / "run")])
+    assert code == 2 and len(err.splitlines()) == 1 and "not valid YAML" in err, err
