@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_arena.py
-	$(BIN)/python scripts/bench_distill.py
+	for b in arena teacher distill scale league learners teaching iterate; do \
+		$(BIN)/python scripts/bench_$$b.py || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
