@@ -1,5 +1,6 @@
 """Distillation: losses, the supervised fit, and offline / DAgger / kickstarting runs
-that turn a teacher into a freshly initialized student.
+that turn a teacher into a freshly initialized student; expert iteration (a search
+guided by the student teaches it) and teaching strategies with an adaptive teacher.
 
 The names below load on first use, so that reading a preset or a config (the command
 line's help does) does not import torch.
@@ -12,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from distill.config import DistillConfig, load_config, make_config  # noqa: F401
+    from distill.curricula import Exp3, Strategy, teach, teach_run  # noqa: F401
+    from distill.iterate import iterate  # noqa: F401
+    from distill.iterate_config import IterateConfig, make_iterate_config  # noqa: F401
     from distill.kickstart import (  # noqa: F401
         KickstartMaskablePPO,
         distill_kickstart,
@@ -31,6 +35,13 @@ _WHERE = {
     "DistillConfig": "distill.config",
     "load_config": "distill.config",
     "make_config": "distill.config",
+    "Exp3": "distill.curricula",
+    "Strategy": "distill.curricula",
+    "teach": "distill.curricula",
+    "teach_run": "distill.curricula",
+    "iterate": "distill.iterate",
+    "IterateConfig": "distill.iterate_config",
+    "make_iterate_config": "distill.iterate_config",
     "KickstartMaskablePPO": "distill.kickstart",
     "distill_kickstart": "distill.kickstart",
     "kickstart_weight": "distill.kickstart",
