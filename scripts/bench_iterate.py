@@ -6,6 +6,10 @@ beside ``alphabeta:4``'s own rate measured in the same run.
 Targets (2 hours on a 2-core machine): a score of at least 0.75 against ``alphabeta:4``
 and an optimal-move rate above ``alphabeta:4``'s.
 
+After each arm (or, with ``--measure-search RUN...``, for finished runs alone) it
+measures the teacher that the iterations learn from: MCTS guided by the start student
+and by the best student, at 64, 256 and 800 simulations, on the same positions.
+
 Usage: python scripts/bench_iterate.py --minutes 20 --out runs/bench_iterate
 """
 
@@ -19,11 +23,30 @@ from pathlib import Path
 import numpy as np
 
 import arena
-from arena.positions import evaluate_positions, load_positions
+from arena.positions import PositionSet, evaluate_positions, load_positions
 from distill.iterate import iterate
 from distill.iterate_config import CONNECT_FOUR, make_iterate_config
+from students import StudentAgent, load_net
+from teachers.mcts import MCTS, MCTSAgent, NetworkEvaluator
 
 SOLVED = Path(__file__).resolve().parent.parent / "tests" / "data" / "connect_four_solved.csv"
+
+
+def search_strength(run: Path, positions: PositionSet, seed: int) -> None:
+    """Optimal-move rates of the raw students of ``run`` and of the search they guide."""
+    game = arena.get_game("connect_four")
+    students = [("start", run / "iterations" / "0000" / "student"), ("best", run / "student")]
+    for label, path in students:
+        net = load_net(path, game)
+        raw = StudentAgent(net, greedy=True)
+        rates = [evaluate_positions(raw, positions, np.random.default_rng(seed))]
+        for n in (64, 256, 800):
+            search = MCTS(NetworkEvaluator(raw.policy_and_value), n, c_puct=CONNECT_FOUR["c_puct"])
+            agent = MCTSAgent(game, search, greedy=True, seed=seed)
+            rates.append(evaluate_positions(agent, positions, np.random.default_rng(seed)))
+        text = ", ".join(f"{name} {r['optimal']['rate']:.3f}" for name, r in zip(
+            ("raw", "64 sims", "256 sims", "800 sims"), rates, strict=True))
+        print(f"  {run.name} {label} student, optimal-move rate: {text}")
 
 
 def main() -> None:
@@ -34,6 +57,8 @@ def main() -> None:
     parser.add_argument("--starts", default="alphabeta:4,none", help="comma-separated arms")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_iterate"))
+    parser.add_argument("--measure-search", type=Path, nargs="+", default=None,
+                        metavar="RUN", help="only measure the search of finished runs")
     args = parser.parse_args()
 
     game = arena.get_game("connect_four")
@@ -43,6 +68,10 @@ def main() -> None:
     ref_rate = reference["optimal"]["rate"]
     print(f"alphabeta:4 on {len(positions)} solved positions: optimal {ref_rate:.3f}, "
           f"blunders {reference['blunders']['rate']:.3f}")
+    if args.measure_search is not None:
+        for run in args.measure_search:
+            search_strength(run, positions, args.seed)
+        return
 
     args.out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, object] = {"alphabeta4_optimal_rate": ref_rate, "arms": {}}
@@ -69,6 +98,7 @@ def main() -> None:
         print(f"best student (iteration {report['best_iteration']}): "
               f"{final['score_vs_alphabeta:4']:.3f} vs alphabeta:4 (target 0.75), optimal "
               f"{final['optimal_rate']:.3f} vs alphabeta:4's {ref_rate:.3f}; top Elo: {best[0]}")
+        search_strength(cfg.out, positions, args.seed)
         summary["arms"][start] = {  # type: ignore[index]
             "iterations": report["iterations"], "wall_s": report["wall_s"],
             "best_iteration": report["best_iteration"], "final": final,
