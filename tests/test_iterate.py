@@ -64,13 +64,13 @@ def test_same_seed_same_student(tmp_path: Path) -> None:
 
 
 def test_kill_9_mid_iteration_resumes_to_the_same_result(tmp_path: Path) -> None:
-    settings = {**SMALL, "iterations": 4}
+    settings = {**SMALL, "iterations": 6}
     iterate(make_iterate_config(**settings, out=tmp_path / "whole"))
 
     out = tmp_path / "killed"
     cli = ["--game", "tictactoe", "--student", "mlp:32x1", "--simulations", "8",
            "--games-per-iteration", "16", "--eval-games", "20", "--panel", "random",
-           "--seed", "5", "--iterations", "4", "--out", str(out)]
+           "--seed", "5", "--iterations", "6", "--out", str(out)]
     config = tmp_path / "rest.yaml"
     config.write_text("gate_games: 20\nreplay_iterations: 2\n")
     cli += ["--config", str(config)]
@@ -97,7 +97,7 @@ def test_kill_9_mid_iteration_resumes_to_the_same_result(tmp_path: Path) -> None
             proc.stderr.close()
     assert not out.exists() and staging_path(out).is_dir()
     committed = json.loads(state.read_text())["iteration"]
-    assert committed in (2, 3)
+    assert 2 <= committed < 6
 
     # Other settings are refused, and the unfinished run is kept.
     with pytest.raises(TlmError, match="other settings"):
@@ -107,7 +107,7 @@ def test_kill_9_mid_iteration_resumes_to_the_same_result(tmp_path: Path) -> None
     seen: list[int] = []
     iterate(make_iterate_config(**settings, out=out),
             progress=lambda row: seen.append(row["iteration"]))
-    assert seen == list(range(committed + 1, 5))
+    assert seen == list(range(committed + 1, 7))
     assert same_weights(out / "latest", tmp_path / "whole" / "latest")
     assert same_weights(out / "student", tmp_path / "whole" / "student")
     assert curve(out) == curve(tmp_path / "whole")
