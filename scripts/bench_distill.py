@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     console = Console(width=130)
     out: dict[str, Any] = {"tictactoe": {}, "connect_four": None}
     with tempfile.TemporaryDirectory() as tmp_name:
