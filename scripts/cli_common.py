@@ -22,7 +22,8 @@ from rich.progress import (
 from arena import TlmError
 from arena.io import staging_path
 
-console = Console()
+console = Console(soft_wrap=True)
+"""Lines are never wrapped, so a printed path or agent spec can be copied whole."""
 
 MAX_SEED = 2**63 - 1
 """Seeds are any integer from 0 to 2^63-1 (what numpy's and torch's seeding accept)."""
