@@ -299,7 +299,8 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
+        # A copy in torch's own (aligned) memory, like the state of a run never stopped.
+        state.setdefault(int(idx), {})[name] = value.clone()
     for idx, entry in meta["scalars"].items():
         state.setdefault(int(idx), {}).update(entry)
     try:

@@ -63,23 +63,35 @@ def test_same_seed_same_student(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_kill_9_mid_iteration_resumes_to_the_same_result(tmp_path: Path) -> None:
-    settings = {**SMALL, "iterations": 6}
-    iterate(make_iterate_config(**settings, out=tmp_path / "whole"))
-
-    out = tmp_path / "killed"
+def _iterate_cli(out: Path, config: Path) -> subprocess.Popen[str]:
+    """``tlm iterate`` with :data:`SMALL`'s settings to ``out``, in a fresh interpreter
+    with one torch thread: every run this test compares is started the same way."""
     cli = ["--game", "tictactoe", "--student", "mlp:32x1", "--simulations", "8",
            "--games-per-iteration", "16", "--eval-games", "20", "--panel", "random",
-           "--seed", "5", "--iterations", "6", "--out", str(out)]
+           "--seed", "5", "--iterations", "6", "--out", str(out), "--config", str(config)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "scripts.cli", "iterate", *cli],
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"},
+    )
+
+
+def _iterations_printed(stdout: str) -> list[int]:
+    return [int(line.split()[0].split("=")[1]) for line in stdout.splitlines()
+            if line.strip().startswith("iteration=")]
+
+
+def test_kill_9_mid_iteration_resumes_to_the_same_result(tmp_path: Path) -> None:
     config = tmp_path / "rest.yaml"
     config.write_text("gate_games: 20\nreplay_iterations: 2\n")
-    cli += ["--config", str(config)]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from scripts.cli import main; sys.exit(main())",
-         "iterate", *cli],
-        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    whole = _iterate_cli(tmp_path / "whole", config)
+    stdout, stderr = whole.communicate(timeout=300)
+    assert whole.returncode == 0, stderr
+    assert _iterations_printed(stdout) == list(range(0, 7))
+
+    out = tmp_path / "killed"
+    proc = _iterate_cli(out, config)
     state = staging_path(out) / "state.json"
     try:
         deadline = time.monotonic() + 120
@@ -92,22 +104,20 @@ def test_kill_9_mid_iteration_resumes_to_the_same_result(tmp_path: Path) -> None
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        proc.communicate()
     assert not out.exists() and staging_path(out).is_dir()
     committed = json.loads(state.read_text())["iteration"]
     assert 2 <= committed < 6
 
     # Other settings are refused, and the unfinished run is kept.
     with pytest.raises(TlmError, match="other settings"):
-        iterate(make_iterate_config(**{**settings, "seed": 6}, out=out))
+        iterate(make_iterate_config(**{**SMALL, "iterations": 6, "seed": 6}, out=out))
     assert state.is_file()
 
-    seen: list[int] = []
-    iterate(make_iterate_config(**settings, out=out),
-            progress=lambda row: seen.append(row["iteration"]))
-    assert seen == list(range(committed + 1, 7))
+    resumed = _iterate_cli(out, config)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert _iterations_printed(stdout) == list(range(committed + 1, 7))
     assert same_weights(out / "latest", tmp_path / "whole" / "latest")
     assert same_weights(out / "student", tmp_path / "whole" / "student")
     assert curve(out) == curve(tmp_path / "whole")
