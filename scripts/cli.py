@@ -685,7 +685,8 @@ def demo_cmd(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
     seed: Annotated[int, seed_option()] = 0,
 ) -> None:
-    """The main job end to end on tic-tac-toe: perfect teacher -> DAgger -> fresh MLP -> eval.
+    """The main jobs end to end on tic-tac-toe: a short self-play league, then perfect
+    teacher -> DAgger -> fresh MLP -> eval.
 
     Example: tlm demo
     """
