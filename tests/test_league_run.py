@@ -302,3 +302,40 @@ def test_rating_matches_on_ray_give_the_same_log(
                  "--workers", "2"])
     assert code == 0, capsys.readouterr().err
     assert log_of(directory) == [m for m in log_of(reference_league) if m[1] < 2]
+
+
+@pytest.mark.slow
+def test_a_league_mixes_sb3_and_rllib_learners_and_resumes(tmp_path: Path) -> None:
+    """An SB3 and an RLlib learner in one league: both train, are snapshotted and rated,
+    and a second process resumes both from the league directory."""
+    import json
+
+    from arena import make_agent
+
+    rl = {**TINY["learners"][0], "name": "rl", "backend": "rllib"}
+    config = {**TINY, "learners": [TINY["learners"][0], rl]}
+    directory = tmp_path / "mixed"
+    for rounds in (1, 2):
+        path = write_config(tmp_path / f"r{rounds}.yaml",
+                            {**config, "stop": {"max_rounds": rounds}})
+        proc = _start(path, directory)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    with LeagueStore.open(directory, readonly=True) as store:
+        assert store.get_state("round") == 2
+        assert sorted({m.round for m in store.matches()}) == [0, 1]
+        specs = {a.name: a.spec for a in store.agents()}
+        steps = {n: store.get_state(f"learner/{n}")["total_steps"] for n in ("main", "rl")}
+    assert specs["main"].startswith("sb3:") and specs["rl"].startswith("rllib:")
+    assert specs["main-r0001"].startswith("sb3:") and specs["rl-r0001"].startswith("rllib:")
+    assert steps["main"] == 1024 and steps["rl"] >= 1024, steps
+    proc = subprocess.run([*TLM, "league", "status", "--dir", str(directory), "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    rated = {a["name"]: a for a in status["agents"]}
+    assert {"main", "rl", "main-r0001", "rl-r0001", "random", "heuristic"} <= set(rated)
+    assert all(rated[n]["games"] > 0 for n in ("main", "rl", "rl-r0001"))
+    # The RLlib snapshot plays anywhere an agent plays, without a running Ray.
+    agent = make_agent(f"league:{directory}/rl-r0001", "tictactoe")
+    assert agent.name
