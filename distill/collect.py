@@ -8,11 +8,13 @@ positions are the ones the student meets against such play; either side may play
 uniformly random move with probability ``epsilon``, and every game opens with a random
 number of random plies drawn from a range.
 
-Games run through :func:`arena.play_matches` with their moves recorded; the records
-are then replayed in one batch and the teacher labels every position reached that the
-aggregate does not hold yet, whoever played it. :class:`PositionStore` keeps one row
-per distinct position (keyed by its observation's bytes) with how often and when it
-was reached, and saves to / loads from Parquet so a run can resume.
+Games run through :func:`arena.play_matches` with their moves recorded, in this process
+or on a runner's Ray workers (the players travel there as plain data, with the same
+games either way); the records are then replayed here in one batch and the teacher
+labels every position reached that the aggregate does not hold yet, whoever played it.
+:class:`PositionStore` keeps one row per distinct position (keyed by its observation's
+bytes) with how often and when it was reached, and saves to / loads from Parquet so a
+run can resume.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from arena import (
     get_game,
     make_agent,
     play_matches,
+    register_payload,
     sample_from,
     uniform_legal,
 )
+from arena.runners import agent_payload, build_agent
 from teachers.datasets import Positions
 from teachers.generate import with_temperature
 
@@ -113,6 +117,45 @@ class MixtureAgent(Agent):
                     sub_state = self._engine.take(state, idx)
                 actions[idx] = self.teacher.act(obs[idx], mask[idx], rng, state=sub_state)
         return actions
+
+
+# The players above travel to Ray workers as their wrapped agents' payloads and their
+# parameters; every random draw they make comes from the generator the match hands
+# them, so a shard plays the same moves in this process and on any worker.
+
+
+def _epsilon_payload(agent: EpsilonAgent) -> dict[str, Any]:
+    return {"agent": agent_payload(agent.agent), "epsilon": agent.epsilon}
+
+
+def _epsilon_from_payload(data: dict[str, Any], game: Game) -> EpsilonAgent:
+    return EpsilonAgent(build_agent(data["agent"], game), float(data["epsilon"]))
+
+
+def _temperature_payload(agent: TemperatureAgent) -> dict[str, Any]:
+    return {"agent": agent_payload(agent.agent), "temperature": agent.temperature}
+
+
+def _temperature_from_payload(data: dict[str, Any], game: Game) -> TemperatureAgent:
+    inner = build_agent(data["agent"], game)
+    if not isinstance(inner, PolicyAgent):
+        raise TlmError(f"agent {inner.name!r} gives no policy to sample at a temperature")
+    return TemperatureAgent(inner, float(data["temperature"]))
+
+
+def _mixture_payload(agent: MixtureAgent) -> dict[str, Any]:
+    return {"teacher": agent_payload(agent.teacher), "student": agent_payload(agent.student),
+            "beta": agent.beta}
+
+
+def _mixture_from_payload(data: dict[str, Any], game: Game) -> MixtureAgent:
+    return MixtureAgent(build_agent(data["teacher"], game), build_agent(data["student"], game),
+                        float(data["beta"]), game)
+
+
+register_payload(EpsilonAgent, _epsilon_payload, _epsilon_from_payload)
+register_payload(TemperatureAgent, _temperature_payload, _temperature_from_payload)
+register_payload(MixtureAgent, _mixture_payload, _mixture_from_payload)
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -431,7 +474,8 @@ def collect_round(
         temperature: the ``teacher`` entry samples its policy at this temperature.
         self_play_teacher: the ``teacher`` entry plays itself instead of the student
             (offline distillation: the student plays no game).
-        runner: where :func:`arena.play_matches` plays the games (default: here).
+        runner: where :func:`arena.play_matches` plays the games (default: here); the
+            labelling always happens here.
         agents: agents already built for the specs of ``mix`` (else built here).
 
     Returns:
