@@ -9,7 +9,9 @@ from the aggregate (recent positions weighted up), and measures the student on w
 never trained on: scores against fixed opponents, a solved-positions file (optimal-move
 and blunder rates) and, on tic-tac-toe, exact strength over every line of play; plus
 top-1 agreement with the teacher on held-out teacher games. Each row of the curve says
-where the round's time went (playing, labelling, fitting, evaluating).
+where the round's time went (playing, labelling, fitting, evaluating). Given a runner
+(:func:`arena.make_runner`), each round's games are played on its Ray workers, with the
+same games as in this process; labelling, fitting and measuring stay here.
 
 After every round the run checkpoints into its staging directory
 (:mod:`distill.resume`); the same command run again after a kill goes on from there.
@@ -41,6 +43,7 @@ from arena import (
 )
 from arena.io import check_output_dir, staged_directory
 from arena.positions import PositionSet, evaluate_positions, load_positions
+from arena.runners import Runner
 from distill.collect import Openings, PositionStore, add_positions, collect_round
 from distill.config import DistillConfig
 from distill.resume import (
@@ -115,6 +118,7 @@ def distill(
     *,
     resume: bool = True,
     stop: Callable[[], bool] | None = None,
+    runner: Runner | None = None,
 ) -> dict[str, Any]:
     """Run one distillation as ``config`` says and write its outputs to ``config.out``.
 
@@ -126,6 +130,11 @@ def distill(
         stop: polled after each round's checkpoint; when it returns true the run
             stops with :class:`distill.resume.RunInterrupted`, its staging directory
             kept for the next run to resume.
+        runner: where each round's games are played (:func:`arena.make_runner`;
+            default: this process). The same seed gives the same run with any runner
+            and any number of workers, so a run may resume on another runner. The
+            teacher labels, the student fits and is measured here; ``kickstart`` and
+            offline runs from a dataset play no round games, so they ignore it.
 
     Returns:
         The report (also written as ``report.json``).
@@ -202,7 +211,7 @@ def distill(
                     games_seed, store, rnd, beta=0.0 if offline else beta,
                     epsilon=config.epsilon, openings=Openings(low, high),
                     temperature=config.temperature, self_play_teacher=offline,
-                    agents=mix_agents,
+                    agents=mix_agents, runner=runner,
                 )
                 reached, labelled = done.reached, done.labelled
                 times["play_s"], times["label_s"] = done.play_s, done.label_s
