@@ -434,12 +434,20 @@ def distill_cmd(
     resume: Annotated[bool, typer.Option(
         "--resume/--fresh", help="Go on from the last finished round of a killed or stopped "
         "run with the same settings (default), or start over.")] = True,
+    workers: Annotated[int | None, int_option(
+        "--workers", help="Play each round's games on a local Ray with this many worker "
+        "processes (dagger and offline; the teacher labels here; kickstart and adaptive "
+        "ignore it).", hi=MAX_WORKERS)] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Play each round's games on the Ray cluster at this address "
+        "(auto, host:port, ray://host:10001); kickstart and adaptive ignore it.")] = None,
 ) -> None:
     """Distill a teacher into a freshly initialized student and measure it as it learns.
 
     Settings start from the game's preset (the tested recipe), then --config, then flags.
     The run checkpoints after every round: run the same command again after a kill, or
     after Ctrl-C (which stops at the end of the round), to go on where it stopped.
+    --workers / --ray-address play each round's games on Ray, with the same results.
 
     Example: tlm distill --game tictactoe --teacher perfect --out runs/ttt-dagger
     (the preset: a fresh mlp:128x2 that loses no line of tic-tac-toe within 500 games)
@@ -449,6 +457,7 @@ def distill_cmd(
     from distill.presets import config_with_preset
     from distill.resume import stop_after_round
 
+    runner = arena.make_runner(workers, ray_address)  # checks the values; started below
     if method == "adaptive":
         _distill_adaptive(game, teacher, student, seed, out, games_per_round,
                           steps_per_round, budget_games, positions)
@@ -469,8 +478,10 @@ def distill_cmd(
         ],
     }
     cfg = config_with_preset(config, **fields)
+    if cfg.method == "kickstart":
+        runner = arena.LocalRunner()
     total = cfg.budget_games if cfg.method != "kickstart" else cfg.kickstart_steps
-    with progress_bar(total, cfg.method) as bar:
+    with runner, progress_bar(total, cfg.method) as bar:
         task = bar.add_task("distill", total=total)
 
         def show(row: dict[str, Any]) -> None:
@@ -480,7 +491,7 @@ def distill_cmd(
             bar.console.print("  " + "  ".join(parts))
 
         with stop_after_round(bar.console.print) as stop:
-            report = distill(cfg, progress=show, resume=resume, stop=stop)
+            report = distill(cfg, progress=show, resume=resume, stop=stop, runner=runner)
     _print_distill_report(report, cfg.out)
 
 
