@@ -1,10 +1,12 @@
 """Shard plans and runners: the same results in-process and on a real local Ray (2 CPUs)
 at 1 and 2 workers, with a worker killed mid-run, and on a head node joined by address;
-bad flags and unreachable clusters fail with one line."""
+a DAgger distillation whose rounds play on Ray ends with the same student; bad flags
+and unreachable clusters fail with one line."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import signal
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import students
 from arena import (
@@ -29,6 +33,7 @@ from arena import (
     ShardPlan,
     TlmError,
     evaluate,
+    get_game,
     make_agent,
     make_runner,
     play_match_tally,
@@ -37,7 +42,9 @@ from arena import (
     register_payload,
     start_local_ray,
 )
-from arena.runners import MAX_SHARD_FAILURES
+from arena.runners import MAX_SHARD_FAILURES, agent_payload, build_agent
+from distill import config_with_preset, distill
+from distill.collect import EpsilonAgent, MixtureAgent, TemperatureAgent
 from scripts.cli import main
 from teachers import Exploration, TeacherLabeller, collect_positions, generate_dataset
 from teachers.datasets import load_dataset
@@ -270,6 +277,86 @@ def test_a_shard_that_keeps_killing_its_worker_ends_the_run(ray_session) -> None
         assert runner.failures == MAX_SHARD_FAILURES
 
 
+# ----------------------------------------------------------------------- distill
+
+DISTILL_FIELDS: dict = dict(
+    game="tictactoe", teacher="perfect", student="mlp:32x1", method="dagger",
+    budget_games=60, games_per_round=20, seed=3, eval_games=20, eval_opponents=["random"],
+    steps_per_round=20, mix={"student": 0.6, "teacher": 0.2, "random": 0.2}, epsilon=0.1,
+    opening_plies=0, opening_plies_max=2, temperature=0.5, beta0=0.5,
+)
+"""Three short DAgger rounds in which every player kind of a round plays: the student
+mixed with the teacher (beta 0.5, 0.25, 0.125), the teacher at temperature 0.5 and
+``random``, all with random moves and random openings."""
+
+DISTILL_FLAGS = [
+    "distill", "--game", "tictactoe", "--teacher", "perfect", "--student", "mlp:32x1",
+    "--method", "dagger", "--budget-games", "60", "--games-per-round", "20", "--seed", "3",
+    "--eval-games", "20", "--eval-opponents", "random", "--steps-per-round", "20",
+    "--mix", "student=0.6,teacher=0.2,random=0.2", "--epsilon", "0.1", "--opening-plies",
+    "0", "--opening-plies-max", "2", "--temperature", "0.5", "--beta0", "0.5",
+]
+"""The same run as :data:`DISTILL_FIELDS`, as ``tlm distill`` flags."""
+
+CLOCKS = {"play_s", "label_s", "fit_s", "eval_s", "wall_s"}
+
+
+def _curve(out: Path) -> list[dict[str, str]]:
+    with open(out / "curve.csv") as f:
+        return [{k: v for k, v in row.items() if k not in CLOCKS} for row in csv.DictReader(f)]
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / "student" / "model.safetensors")
+
+
+def test_distill_players_rebuilt_from_payloads_play_the_same_games() -> None:
+    g = "tictactoe"
+    teacher = make_agent("perfect", g)
+    student = students.StudentAgent(students.build_student("mlp:16x1", g, 2), greedy=True)
+    mixed = EpsilonAgent(MixtureAgent(teacher, student, 0.4, get_game(g)), 0.2)
+    hot = EpsilonAgent(TemperatureAgent(teacher, 0.5), 0.1)
+    for a, b in ((mixed, mixed), (hot, mixed), (mixed, make_agent("random", g))):
+        rebuilt_a = build_agent(agent_payload(a), get_game(g))
+        rebuilt_b = rebuilt_a if b is a else build_agent(agent_payload(b), get_game(g))
+        assert (rebuilt_a.name, rebuilt_b.name) == (a.name, b.name)
+        assert type(rebuilt_a) is type(a) and rebuilt_a.needs_state == a.needs_state
+        kwargs = dict(seed=7, record=True, opening_plies=1, shard_games=16)
+        _same(play_matches(g, a, b, 40, **kwargs),
+              play_matches(g, rebuilt_a, rebuilt_b, 40, **kwargs))
+
+
+def test_distill_rounds_on_ray_end_with_the_same_student(
+    ray_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    jobs: list[int] = []
+    map_many = RayRunner.map_many
+
+    def counted(self, batch):
+        jobs.append(len(batch))
+        return map_many(self, batch)
+
+    monkeypatch.setattr(RayRunner, "map_many", counted)
+    config = config_with_preset(None, **DISTILL_FIELDS, out=tmp_path / "local")
+    distill(config)
+    assert not jobs
+    with RayRunner(2) as runner:
+        distill(config.model_copy(update={"out": tmp_path / "ray"}), runner=runner)
+    on_ray = len(jobs)
+    assert on_ray >= 9  # every round plays several matches (one per player and opening)
+    assert main([*DISTILL_FLAGS, "--out", str(tmp_path / "cli"), "--workers", "2"]) == 0
+    assert len(jobs) == 2 * on_ray
+    report = json.loads((tmp_path / "cli" / "report.json").read_text())
+    assert {**report["config"], "out": ""} == {**config.model_dump(mode="json"), "out": ""}
+    local = _weights(tmp_path / "local")
+    for run in ("ray", "cli"):
+        got = _weights(tmp_path / run)
+        assert got.keys() == local.keys()
+        assert all(torch.equal(got[k], local[k]) for k in local), run
+        assert _curve(tmp_path / run) == _curve(tmp_path / "local"), run
+    assert len(_curve(tmp_path / "local")) == 3
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -299,6 +386,22 @@ def test_cli_refuses_bad_workers_and_unreachable_clusters(capsys) -> None:
         assert main([*args[:-2], flag, value]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and flag in err and err.count("\n") == 1
+
+
+def test_cli_distill_refuses_bad_workers_and_clusters(capsys, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [*DISTILL_FLAGS, "--out", str(out)]
+    for extra, problem in ((["--workers", "0"], "--workers"),
+                           (["--workers", "-2"], "--workers"),
+                           (["--workers", "100000"], "--workers"),
+                           (["--ray-address", "nonsense"], "--ray-address must be"),
+                           (["--ray-address", " "], "--ray-address is empty"),
+                           (["--ray-address", f"127.0.0.1:{_free_port()}"],
+                            "cannot reach a Ray cluster")):
+        assert main([*args, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and problem in err and err.count("\n") == 1, err
+        assert list(tmp_path.iterdir()) == []
 
 
 def _processes_under(path: str) -> set[int]:
