@@ -24,7 +24,6 @@ the last committed iteration and ends with the same student as an uninterrupted 
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 import shutil
@@ -36,8 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file as load_safetensors_file
-from safetensors.torch import save_file as save_safetensors_file
 
 from arena import (
     Agent,
@@ -56,6 +53,13 @@ from arena.io import staged_directory, staging_path
 from arena.league import MatchRecord, elo_ratings
 from arena.positions import PositionSet, evaluate_positions, load_positions
 from distill.iterate_config import DEFAULT_PANELS, IterateConfig
+from distill.resume import (
+    load_optimizer,
+    refuse_other_settings,
+    save_optimizer,
+    set_torch_generator_state,
+    torch_generator_state,
+)
 from distill.train import FitConfig, fit, make_optimizer
 from students import StudentAgent, StudentNet, build_student, load_net, param_count, save_student
 from teachers.datasets import DatasetWriter, Positions, load_dataset
@@ -275,49 +279,6 @@ def gate(
     return score, _record(f"{iteration}:gate", iteration, a.name, b.name, seed, rows)
 
 
-def _save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
-    sd = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for idx, entry in sd["state"].items():
-        for name, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{idx}.{name}"] = value.detach().clone().contiguous()
-            else:
-                scalars.setdefault(str(idx), {})[name] = value
-    save_safetensors_file(tensors, str(directory / "optimizer.safetensors"))
-    write_json_atomic(directory / "optimizer.json",
-                      {"param_groups": sd["param_groups"], "scalars": scalars})
-
-
-def _load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
-    try:
-        tensors = load_safetensors_file(str(directory / "optimizer.safetensors"))
-        meta = json.loads((directory / "optimizer.json").read_text())
-    except (OSError, ValueError) as e:
-        raise TlmError(f"checkpoint {directory}: cannot read the optimizer state ({e})") from None
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        idx, name = key.split(".", 1)
-        # A copy in torch's own (aligned) memory, like the state of a run never stopped.
-        state.setdefault(int(idx), {})[name] = value.clone()
-    for idx, entry in meta["scalars"].items():
-        state.setdefault(int(idx), {}).update(entry)
-    try:
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (ValueError, KeyError) as e:
-        raise TlmError(f"checkpoint {directory}: optimizer state does not fit ({e})") from None
-
-
-def _torch_state(gen: torch.Generator) -> str:
-    return base64.b64encode(gen.get_state().numpy().tobytes()).decode()
-
-
-def _set_torch_state(gen: torch.Generator, text: str) -> None:
-    raw = np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy()
-    gen.set_state(torch.from_numpy(raw))
-
-
 def _settings(config: IterateConfig) -> dict[str, Any]:
     """The settings a resumed run must share with the run it resumes."""
     return config.model_dump(mode="json")
@@ -333,13 +294,7 @@ def _check_resumable(config: IterateConfig) -> None:
         before = json.loads(saved.read_text())
     except (OSError, ValueError):
         return  # an unreadable config was never committed: the stage starts over
-    now = _settings(config)
-    if before != now:
-        diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        raise TlmError(
-            f"output {config.out} holds an unfinished run with other settings "
-            f"({', '.join(diff)}); rerun it with the same settings to resume, or remove {stage}"
-        )
+    refuse_other_settings(config.out, before, _settings(config), f"remove {stage}")
 
 
 def _start_student(config: IterateConfig, game: Game, run: Path) -> StudentNet:
@@ -378,8 +333,16 @@ def _load_replay(directory: Path, game: Game) -> list[Positions]:
     return [data.select(it == k) for k in np.unique(it)]
 
 
-def iterate(config: IterateConfig, progress: Progress | None = None) -> dict[str, Any]:
+def iterate(
+    config: IterateConfig,
+    progress: Progress | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """Run expert iteration as ``config`` says; resume a killed run with the same settings.
+
+    ``stop`` is polled after each iteration's commit; when it returns true the run stops
+    there (raising :class:`KeyboardInterrupt`), its staging directory kept
+    for the same command to resume.
 
     Returns:
         The report (also written as ``report.json`` in ``config.out``).
@@ -420,7 +383,7 @@ def iterate(config: IterateConfig, progress: Progress | None = None) -> dict[str
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
             metrics, records = measure_student(g, net, panel, config, positions, 0)
             state = RunState(0, 0, [], [], dict(rng.bit_generator.state),
-                             _torch_state(generator))
+                             torch_generator_state(generator))
             row = {"iteration": 0, "positions": 0, "accepted": 1, "gate_score": float("nan"),
                    **metrics}
             replay: list[Positions] = []
@@ -432,9 +395,9 @@ def iterate(config: IterateConfig, progress: Progress | None = None) -> dict[str
         else:
             net = load_net(_student_dir(run, state.iteration), g)
             optimizer = make_optimizer(net, fit_config)
-            _load_optimizer(optimizer, _checkpoint_dir(run, state.iteration))
+            load_optimizer(optimizer, _checkpoint_dir(run, state.iteration))
             generator = torch.Generator()
-            _set_torch_state(generator, state.torch_rng)
+            set_torch_generator_state(generator, state.torch_rng)
             rng = np.random.default_rng()
             rng.bit_generator.state = state.rng
             replay = _load_replay(_checkpoint_dir(run, state.iteration) / "replay", g) \
@@ -461,7 +424,7 @@ def iterate(config: IterateConfig, progress: Progress | None = None) -> dict[str
                 state.best = k
             state.matches += [_record_json(r) for r in (*records, gate_record)]
             state.rng = dict(rng.bit_generator.state)
-            state.torch_rng = _torch_state(generator)
+            state.torch_rng = torch_generator_state(generator)
             row = {
                 "iteration": k, "positions": len(window), "new_positions": len(data),
                 "accepted": int(accepted), "gate_score": score, "best": state.best,
@@ -481,6 +444,10 @@ def iterate(config: IterateConfig, progress: Progress | None = None) -> dict[str
             if (config.time_limit_s is not None
                     and time.perf_counter() - start_time > config.time_limit_s):
                 break
+            if stop is not None and stop() and k < config.iterations:
+                writer.close()
+                raise KeyboardInterrupt(f"stopped after iteration {k}; run the same command "
+                                        "again to resume")
         writer.close()
 
         final_net = load_net(_student_dir(run, state.best), g)
@@ -537,7 +504,7 @@ def _commit(
     if ckpt.exists():
         shutil.rmtree(ckpt)
     ckpt.mkdir(parents=True)
-    _save_optimizer(optimizer, ckpt)
+    save_optimizer(optimizer, ckpt)
     if replay:
         (ckpt / "replay").mkdir()
         _save_replay(replay, ckpt / "replay", game)

@@ -595,13 +595,15 @@ def iterate_cmd(
     """Expert iteration: MCTS guided by the student teaches the student, iteration after iteration.
 
     Starts from the game's preset (distill/iterate_config.py); --config and flags
-    override it. The same command resumes a killed run.
+    override it. Every iteration is checkpointed: the same command resumes a killed
+    run; Ctrl-C stops after the current iteration.
 
     Example: tlm iterate --game tictactoe --student mlp:64x2 --start none --iterations 12
     --out runs/ttt-exit
     """
     from distill.iterate import iterate
     from distill.iterate_config import iterate_config_with_preset
+    from distill.resume import stop_after_round
 
     fields = {
         "game": game, "student": student, "start": start, "iterations": iterations,
@@ -623,7 +625,8 @@ def iterate_cmd(
                          "optimal_rate", "blunder_rate")]
             bar.console.print("  " + "  ".join(parts))
 
-        report = iterate(cfg, progress=show)
+        with stop_after_round(bar.console.print) as stop, resume_hint(cfg.out):
+            report = iterate(cfg, progress=show, stop=stop)
     final = report["final"]
     console.print(f"{report['iterations']} iterations, {report['self_play_games']} self-play "
                   f"games in {report['wall_s']:.0f} s; best student: iteration "

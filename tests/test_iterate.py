@@ -114,9 +114,30 @@ def test_kill_9_mid_iteration_resumes_to_the_same_result(tmp_path: Path) -> None
         iterate(make_iterate_config(**{**SMALL, "iterations": 6, "seed": 6}, out=out))
     assert state.is_file()
 
-    resumed = _iterate_cli(out, config)
-    stdout, stderr = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, stderr
+    # Ctrl-C once a resumed run commits a new iteration: it stops after that iteration,
+    # says how to resume, exits 130 and keeps the staging directory.
+    interrupted = _iterate_cli(out, config)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and interrupted.poll() is None:
+            if json.loads(state.read_text())["iteration"] > committed:
+                interrupted.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.02)
+        stdout, stderr = interrupted.communicate(timeout=120)
+    finally:
+        if interrupted.poll() is None:
+            interrupted.kill()
+            interrupted.communicate()
+    if interrupted.returncode == 130:
+        assert stderr.strip().splitlines()[-1].endswith("run the same command again to resume")
+        assert not out.exists() and state.is_file()
+        committed = json.loads(state.read_text())["iteration"]
+        resumed = _iterate_cli(out, config)
+        stdout, stderr = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, stderr
+    else:  # the signal came during the last iteration, which the run then finished
+        assert interrupted.returncode == 0, stderr
     assert _iterations_printed(stdout) == list(range(committed + 1, 7))
     assert same_weights(out / "latest", tmp_path / "whole" / "latest")
     assert same_weights(out / "student", tmp_path / "whole" / "student")
