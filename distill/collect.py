@@ -8,13 +8,13 @@ positions are the ones the student meets against such play; either side may play
 uniformly random move with probability ``epsilon``, and every game opens with a random
 number of random plies drawn from a range.
 
-Games run through :func:`arena.play_matches` with their moves recorded, in this process
-or on a runner's Ray workers (the players travel there as plain data, with the same
-games either way); the records are then replayed here in one batch and the teacher
-labels every position reached that the aggregate does not hold yet, whoever played it.
-:class:`PositionStore` keeps one row per distinct position (keyed by its observation's
-bytes) with how often and when it was reached, and saves to / loads from Parquet so a
-run can resume.
+Games run through :func:`arena.play_matches_many` with their moves recorded, in this
+process or on a runner's Ray workers (the players travel there as plain data, with the
+same games either way; the matches of a round share one queue of shards). The records
+are then replayed here in one batch and the teacher labels every position reached that
+the aggregate does not hold yet, whoever played it. :class:`PositionStore` keeps one
+row per distinct position (keyed by its observation's bytes) with how often and when
+it was reached, and saves to / loads from Parquet so a run can resume.
 """
 
 from __future__ import annotations
@@ -32,17 +32,18 @@ import pyarrow.parquet as pq
 from arena import (
     Agent,
     Game,
+    Pairing,
     PolicyAgent,
     State,
     TlmError,
     get_game,
     make_agent,
-    play_matches,
+    play_matches_many,
     register_payload,
     sample_from,
     uniform_legal,
 )
-from arena.runners import agent_payload, build_agent
+from arena.runners import Runner, agent_payload, build_agent
 from teachers.datasets import Positions
 from teachers.generate import with_temperature
 
@@ -454,7 +455,7 @@ def collect_round(
     openings: Openings | None = None,
     temperature: float = 1.0,
     self_play_teacher: bool = False,
-    runner: Any = None,
+    runner: Runner | None = None,
     agents: Mapping[str, Agent] | None = None,
 ) -> Round:
     """Play one round of games from ``mix``, label what they reach into ``store``.
@@ -474,8 +475,8 @@ def collect_round(
         temperature: the ``teacher`` entry samples its policy at this temperature.
         self_play_teacher: the ``teacher`` entry plays itself instead of the student
             (offline distillation: the student plays no game).
-        runner: where :func:`arena.play_matches` plays the games (default: here); the
-            labelling always happens here.
+        runner: where the games are played (default: here); the labelling always
+            happens here.
         agents: agents already built for the specs of ``mix`` (else built here).
 
     Returns:
@@ -488,8 +489,7 @@ def collect_round(
     student_side = EpsilonAgent(student_side, epsilon)
     counts = split_games(n_games, mix)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
-    records: list[np.ndarray] = []
-    outcomes: list[np.ndarray] = []
+    pairings: list[Pairing] = []
     start = time.perf_counter()
     group_seeds = iter(np.random.SeedSequence([seed, 1]).generate_state(
         len(mix) * (openings.high - openings.low + 1)))
@@ -510,17 +510,20 @@ def collect_round(
             group_seed = int(next(group_seeds))
             if n == 0:
                 continue
-            extra = {} if runner is None else {"runner": runner}
-            result = play_matches(g, actor, other, int(n), seed=group_seed, record=True,
-                                  opening_plies=openings.low + k, **extra)
-            assert result.records is not None
-            records.extend(result.records)
-            # Seat s's return: A's where A sat in s, else B's.
-            by_seat = np.empty((int(n), 2))
-            a0 = result.seat_a == 0
-            by_seat[:, 0] = np.where(a0, result.returns[:, 0], result.returns[:, 1])
-            by_seat[:, 1] = np.where(a0, result.returns[:, 1], result.returns[:, 0])
-            outcomes.append(by_seat)
+            pairings.append(Pairing(actor, other, int(n), seed=group_seed,
+                                    opening_plies=openings.low + k))
+    records: list[np.ndarray] = []
+    outcomes: list[np.ndarray] = []
+    # One queue for every match of the round: a runner's workers play them side by side.
+    for result in play_matches_many(g, pairings, record=True, runner=runner):
+        assert result.records is not None
+        records.extend(result.records)
+        # Seat s's return: A's where A sat in s, else B's.
+        by_seat = np.empty((result.n_games, 2))
+        a0 = result.seat_a == 0
+        by_seat[:, 0] = np.where(a0, result.returns[:, 0], result.returns[:, 1])
+        by_seat[:, 1] = np.where(a0, result.returns[:, 1], result.returns[:, 0])
+        outcomes.append(by_seat)
     play_s = time.perf_counter() - start
     start = time.perf_counter()
     reached = labelled = 0
