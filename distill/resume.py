@@ -6,15 +6,23 @@ written as ``.round-NNNNN.tmp`` and renamed once complete (older ones are then
 removed), so a kill at any moment leaves the previous checkpoint intact:
 
     model.safetensors     the student's weights
-    optimizer.pt          the optimizer's state (``torch.save``; read back with
-                          ``torch.load(weights_only=True)``)
+    optimizer.safetensors the optimizer's tensors (:func:`save_optimizer`)
+    optimizer.json        the rest of the optimizer's state
     positions.parquet     the aggregated, deduplicated labelled positions
     state.json            the next round, games so far, the curve, the time spent, the
-                          run's settings, and the generators' seeds
+                          run's settings, the generators (their seeds, or their states)
+                          and what else the method carries from round to round
 
-The run draws every random number from generators made afresh each round from
-``(seed, round)`` (games, exploration, batch sampling), so the round counter *is* the
-generators' state; ``state.json`` records their seeds for the reader.
+A run of :func:`distill.run.distill` draws every random number from generators made
+afresh each round from ``(seed, round)`` (games, exploration, batch sampling), so the
+round counter *is* the generators' state; ``state.json`` records their seeds for the
+reader. A run whose generators live across rounds (the adaptive teacher of
+:mod:`distill.curricula`) records their states (:func:`torch_generator_state`, numpy's
+``bit_generator.state``). No file is read with pickle (checkpoints of older versions
+kept the optimizer in ``optimizer.pt``, read with ``torch.load(weights_only=True)``).
+
+:func:`check_resumable` refuses, before anything is touched, to resume a checkpoint
+taken with other settings.
 
 :func:`stop_after_round` turns Ctrl-C into a request honoured after the current round's
 checkpoint (a second Ctrl-C stops at once; the last checkpoint still stands).
@@ -22,19 +30,22 @@ checkpoint (a second Ctrl-C stops at once; the last checkpoint still stands).
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import signal
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from arena import TlmError, write_json_atomic
+from arena.io import staging_path
 from distill.collect import PositionStore
 
 FORMAT = "tlm-distill-checkpoint/1"
@@ -59,6 +70,9 @@ class RunState:
         curve: one row of measures per finished round.
         wall_s: seconds spent in finished rounds (over every resumed session).
         done: the run met its stopping rule before its budget ran out.
+        generators: what :func:`save_checkpoint` was given as the generators (filled
+            in by :func:`load_checkpoint`).
+        extra: whatever else the method carries from round to round (JSON).
     """
 
     next_round: int = 0
@@ -66,6 +80,8 @@ class RunState:
     curve: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
     done: bool = False
+    generators: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _checkpoints(stage: Path) -> list[Path]:
@@ -90,7 +106,7 @@ def save_checkpoint(
     tmp.mkdir()
     save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()},
               str(tmp / "model.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    save_optimizer(optimizer, tmp)
     store.save(tmp / "positions.parquet")
     write_json_atomic(tmp / "state.json", {
         "format": FORMAT,
@@ -101,6 +117,7 @@ def save_checkpoint(
         "done": state.done,
         "settings": settings,
         "generators": generators,
+        "extra": state.extra,
     })
     final = stage / name
     if final.exists():
@@ -137,14 +154,113 @@ def load_checkpoint(
         return None
     try:
         net.load_state_dict(load_file(str(path / "model.safetensors")))
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        if (path / "optimizer.safetensors").is_file():
+            load_optimizer(optimizer, path)
+        else:  # a checkpoint of an older version
+            optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     except (OSError, RuntimeError, ValueError, KeyError) as e:
         raise TlmError(f"damaged checkpoint {path}: {e}") from None
     store = PositionStore.load(path / "positions.parquet", game)
     state = RunState(next_round=int(info["next_round"]), games=int(info["games"]),
                      curve=list(info["curve"]), wall_s=float(info["wall_s"]),
-                     done=bool(info["done"]))
+                     done=bool(info["done"]), generators=dict(info.get("generators", {})),
+                     extra=dict(info.get("extra", {})))
     return state, store
+
+
+def check_resumable(out: str | Path, settings: dict[str, Any], fresh: str = "--fresh") -> None:
+    """Refuse to resume the checkpoint kept for output ``out`` if it was taken with other
+    ``settings``; call it before the staging directory is opened, so nothing is lost.
+
+    Args:
+        out: the run's output directory.
+        settings: the settings of the run about to start (as :func:`save_checkpoint`
+            stores them).
+        fresh: how the user starts over instead (named in the message).
+
+    Raises:
+        TlmError: naming the settings that differ.
+    """
+    found = _checkpoints(staging_path(out))
+    if not found:
+        return
+    try:
+        info = json.loads((found[-1] / "state.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # a damaged checkpoint is reported when it is loaded
+    if info.get("format") == FORMAT:
+        refuse_other_settings(out, info.get("settings"), settings, fresh)
+
+
+def refuse_other_settings(
+    out: str | Path, before: Any, now: dict[str, Any], fresh: str
+) -> None:
+    """One line naming the settings in which ``before`` (an unfinished run's, kept in
+    the staging directory of ``out``) and ``now`` differ, if they do.
+
+    Raises:
+        TlmError: ``before != now``.
+    """
+    if before == now:
+        return
+    was = before if isinstance(before, dict) else {}
+    diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+    raise TlmError(
+        f"output {out} holds an unfinished run with other settings ({', '.join(diff)}); "
+        f"rerun it with the same settings to resume, or {fresh}"
+    )
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
+    """Write ``optimizer``'s state into ``directory``: its tensors as
+    ``optimizer.safetensors``, the rest as ``optimizer.json``."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, entry in sd["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{idx}.{name}"] = value.detach().clone().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    save_file(tensors, str(directory / "optimizer.safetensors"))
+    write_json_atomic(directory / "optimizer.json",
+                      {"param_groups": sd["param_groups"], "scalars": scalars})
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
+    """Load the state :func:`save_optimizer` wrote into ``directory`` into ``optimizer``.
+
+    Raises:
+        TlmError: the files are unreadable or do not fit ``optimizer``.
+    """
+    try:
+        tensors = load_file(str(directory / "optimizer.safetensors"))
+        meta = json.loads((directory / "optimizer.json").read_text())
+    except (OSError, ValueError) as e:
+        raise TlmError(f"checkpoint {directory}: cannot read the optimizer state ({e})") from None
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        # A copy in torch's own (aligned) memory, like the state of a run never stopped.
+        state.setdefault(int(idx), {})[name] = value.clone()
+    for idx, entry in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(entry)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise TlmError(f"checkpoint {directory}: optimizer state does not fit ({e})") from None
+
+
+def torch_generator_state(gen: torch.Generator) -> str:
+    """``gen``'s state as text (base64), for a JSON file."""
+    return base64.b64encode(gen.get_state().numpy().tobytes()).decode()
+
+
+def set_torch_generator_state(gen: torch.Generator, text: str) -> None:
+    """Put ``gen`` in the state :func:`torch_generator_state` described."""
+    raw = np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy()
+    gen.set_state(torch.from_numpy(raw))
 
 
 def clear_checkpoints(stage: Path) -> None:
@@ -156,7 +272,13 @@ def clear_checkpoints(stage: Path) -> None:
 @contextmanager
 def stop_after_round(notice: Callable[[str], None] | None = None) -> Iterator[Callable[[], bool]]:
     """Within the block, a first Ctrl-C (SIGINT) only sets a flag, read by the callable
-    it yields; a second one raises :class:`KeyboardInterrupt` at once."""
+    it yields, and calls ``notice`` with a line saying so; a second one raises
+    :class:`KeyboardInterrupt` at once.
+
+    ``notice`` runs inside the signal handler, between any two steps of the run (in
+    the middle of the run's own printing, say): an error it raises is dropped, so that
+    the run goes on to stop cleanly after its round.
+    """
     requested = False
     previous = signal.getsignal(signal.SIGINT)
 
@@ -167,7 +289,8 @@ def stop_after_round(notice: Callable[[str], None] | None = None) -> Iterator[Ca
             raise KeyboardInterrupt
         requested = True
         if notice is not None:
-            notice("stopping after this round (Ctrl-C again to stop now)")
+            with suppress(Exception):  # the request stands without its notice
+                notice("stopping after this round (Ctrl-C again to stop now)")
 
     signal.signal(signal.SIGINT, handle)
     try:
