@@ -22,11 +22,22 @@ bandit) pick one every round: its reward is the student's gain on a fixed probe 
 optimal-move rate on solver-labelled positions) per label spent, scaled by the largest
 gain per label seen so far, so the bandit re-weights as the student learns. Every
 choice and the bandit's probabilities are logged in the returned curve.
+
+:func:`teach_run` checkpoints every round into its output's staging directory
+(:mod:`distill.resume`: the student's weights, the optimizer state, the aggregated
+positions, and in ``state.json`` the round counter, the curve, the bandit's weights,
+the labels spent and the states of the numpy and torch generators), so the same call
+after a kill goes on from the last finished round and ends with the student of an
+uninterrupted run.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import inspect
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -51,10 +62,26 @@ from arena.matches import Decision
 from arena.players.tictactoe import exhaustive_check, optimal_move_accuracy
 from arena.positions import PositionSet, evaluate_positions
 from distill.collect import Openings, PositionStore, add_positions, collect_round
+from distill.resume import (
+    RunInterrupted,
+    RunState,
+    check_resumable,
+    clear_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    set_torch_generator_state,
+    torch_generator_state,
+)
 from distill.train import FitConfig, fit_steps, make_optimizer, sample_weights
 from students import StudentAgent, build_student, save_student
 
 ADAPTIVE = "adaptive"
+
+DEFAULT_FIT = FitConfig(batch_size=128, lr=3e-3)
+"""The fit of :func:`teach` unless it is given one."""
+
+_NOT_SETTINGS = ("stage", "stop", "progress")
+"""Arguments of :func:`teach` that say how a run is driven, not what it computes."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +230,9 @@ def teach(
     target: float | None = None,
     strategies: list[Strategy] | None = None,
     gamma: float = 0.2,
+    stage: Path | None = None,
+    stop: Callable[[], bool] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Teach a fresh student by one strategy, or by the bandit over all (``adaptive``),
     until it reaches the target or the label budget is spent.
@@ -225,12 +255,20 @@ def teach(
             perfect play (no lost line against any reply).
         strategies: the arms (default :func:`standard_strategies`).
         gamma: the bandit's exploration share.
+        stage: checkpoint every round into this directory (:mod:`distill.resume`), and
+            go on from the checkpoint found there if it was taken with the same settings
+            (any other is removed).
+        stop: polled after each round's checkpoint; when it returns true and rounds are
+            left, the run stops with :class:`distill.resume.RunInterrupted`.
+        progress: called with each round's row of the curve.
 
     Returns:
         ``{"strategy", "labels", "rounds", "reached", "wall_s", "curve", "net"}``;
         ``labels`` is the labels spent when the target was reached (else ``None``),
-        ``net`` the student network.
+        ``wall_s`` the seconds spent in rounds (over every resumed session), ``net`` the
+        student network.
     """
+    settings = _settings(dict(locals()))
     g = get_game(game)
     arms = strategies if strategies is not None else standard_strategies(g)
     names = [s.name for s in arms]
@@ -243,21 +281,33 @@ def teach(
     net = build_student(student_spec, g, seed=seed)
     student = StudentAgent(net, greedy=True)
     sampler = StudentAgent(net, greedy=False)  # the student plays its own distribution
-    fit_config = fit or FitConfig(batch_size=128, lr=3e-3)
+    fit_config = fit or DEFAULT_FIT
     optimizer = make_optimizer(net, fit_config)
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
     bandit = Exp3(len(arms), gamma)
-    store = PositionStore(g)
-    labels = 0
-    best_rate = 0.0
-    score = probe(student)
-    curve: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    reached: int | None = None
-    for rnd in range(max_rounds):
-        if labels >= label_budget:
+    loaded = (load_checkpoint(stage, net, optimizer, g.name, settings)
+              if stage is not None else None)
+    if loaded is None:
+        if stage is not None:
+            clear_checkpoints(stage)
+        state, store = RunState(), PositionStore(g)
+        labels, best_rate, score, reached = 0, 0.0, probe(student), None
+    else:
+        state, store = loaded
+        try:
+            bandit.log_weights = np.array(state.extra["log_weights"], dtype=np.float64)
+            labels, best_rate, score, reached = (state.extra[k] for k in (
+                "labels", "best_rate", "score", "reached"))
+            rng.bit_generator.state = state.generators["numpy"]
+            set_torch_generator_state(generator, state.generators["torch"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise TlmError(f"damaged checkpoint in {stage}: {e!r}") from None
+    curve = state.curve
+    for rnd in range(state.next_round, max_rounds):
+        if state.done or labels >= label_budget:
             break
+        start = time.perf_counter()
         probs = bandit.probabilities()
         arm = bandit.draw(rng) if strategy == ADAPTIVE else names.index(strategy)
         round_seed = int(np.random.SeedSequence([seed, rnd]).generate_state(1)[0])
@@ -277,34 +327,93 @@ def teach(
         score = after
         done = (after >= target) if target is not None else (
             g.name == "tictactoe" and _perfect(student))
-        curve.append({
+        if done:
+            reached = labels
+        state.wall_s += time.perf_counter() - start
+        row = {
             "round": rnd, "strategy": names[arm], "labels": labels, "spent": spent,
             "probe": after, "reward": reward, "done": int(done),
             **{f"p_{n}": float(p) for n, p in zip(names, probs, strict=True)},
-            "wall_s": time.perf_counter() - start,
-        })
-        if done:
-            reached = labels
-            break
+            "wall_s": state.wall_s,
+        }
+        curve.append(row)
+        state.next_round, state.games, state.done = rnd + 1, state.games + games_per_round, done
+        if stage is not None:
+            state.extra = {"log_weights": bandit.log_weights.tolist(), "labels": labels,
+                           "best_rate": best_rate, "score": score, "reached": reached}
+            save_checkpoint(stage, state, net, optimizer, store, settings, {
+                "numpy": rng.bit_generator.state, "torch": torch_generator_state(generator)})
+        if progress is not None:
+            progress(row)
+        if (stop is not None and stop() and not done and state.next_round < max_rounds
+                and labels < label_budget):
+            raise RunInterrupted(state.next_round)
     return {"strategy": strategy, "labels": reached, "rounds": len(curve),
-            "reached": reached is not None, "wall_s": time.perf_counter() - start,
+            "reached": reached is not None, "wall_s": state.wall_s,
             "curve": curve, "net": net}
 
 
+def run_settings(
+    game: str | Game, teacher: str, student_spec: str, strategy: str, **settings: Any
+) -> dict[str, Any]:
+    """What ``teach(game, teacher, student_spec, strategy, **settings)`` computes from,
+    as JSON: a resumed run must share it with the run it resumes.
+
+    Raises:
+        TypeError: a keyword :func:`teach` does not take.
+    """
+    bound = inspect.signature(teach).bind(game, teacher, student_spec, strategy, **settings)
+    bound.apply_defaults()
+    return _settings(dict(bound.arguments))
+
+
+def _settings(args: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run_settings` of the arguments of one call of :func:`teach`."""
+    g = get_game(args["game"])
+    arms = args["strategies"] if args["strategies"] is not None else standard_strategies(g)
+    positions: PositionSet | None = args["positions"]
+    found = {k: v for k, v in args.items() if k not in _NOT_SETTINGS}
+    found.update(
+        game=g.name,
+        fit=dataclasses.asdict(args["fit"] or DEFAULT_FIT),
+        strategies=[{**dataclasses.asdict(s), "mix": dict(s.mix)} for s in arms],
+        positions=None if positions is None else {
+            "source": positions.source, "count": len(positions),
+            "sha256": hashlib.sha256(repr(positions.moves).encode()
+                                     + np.ascontiguousarray(positions.scores).tobytes()
+                                     ).hexdigest()},
+    )
+    return dict(json.loads(json.dumps(found, default=repr)))
+
+
 def teach_run(out: str | Path, game: str | Game, teacher: str, student_spec: str,
-              strategy: str = ADAPTIVE, **settings: Any) -> dict[str, Any]:
+              strategy: str = ADAPTIVE, *, resume: bool = True,
+              **settings: Any) -> dict[str, Any]:
     """:func:`teach`, its outputs written to the new directory ``out``: ``student/``,
     ``curve.csv`` (every round's strategy, labels, probe and the bandit's
     probabilities), ``curve.png`` (probe against labels; the probabilities by round)
     and ``report.json``. The directory appears only once complete.
 
+    Every round is checkpointed into the staging directory of ``out``; with ``resume``
+    (the default) the same call after a kill, or after ``stop`` asked to stop, goes on
+    from the last finished round. Without it, a kept checkpoint is removed.
+
     Returns:
         The report.
+
+    Raises:
+        TlmError: with ``resume``, the checkpoint kept for ``out`` was taken with other
+            settings (it is left as it was).
     """
     g = get_game(game)
     check_output_dir(out)
-    with staged_directory(out) as stage:
-        result = teach(g, teacher, student_spec, strategy, **settings)
+    if resume:
+        check_resumable(out, run_settings(g, teacher, student_spec, strategy, **settings),
+                        "with --fresh to start over")
+    with staged_directory(out, resume=True) as stage:
+        if not resume:
+            clear_checkpoints(stage)
+        result = teach(g, teacher, student_spec, strategy, stage=stage, **settings)
         save_student(result["net"], stage / "student", provenance={
             "method": f"curriculum:{strategy}", "teacher": teacher,
             "labels": result["curve"][-1]["labels"] if result["curve"] else 0,
@@ -325,6 +434,7 @@ def teach_run(out: str | Path, game: str | Game, teacher: str, student_spec: str
             "final_probe": curve[-1]["probe"] if curve else None,
         })
         write_json_atomic(stage / "report.json", report)
+        clear_checkpoints(stage)
     return report
 
 

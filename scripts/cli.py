@@ -460,7 +460,7 @@ def distill_cmd(
     runner = arena.make_runner(workers, ray_address)  # checks the values; started below
     if method == "adaptive":
         _distill_adaptive(game, teacher, student, seed, out, games_per_round,
-                          steps_per_round, budget_games, positions)
+                          steps_per_round, budget_games, positions, resume)
         return
     fields = {
         "game": game, "teacher": teacher, "student": student, "method": method,
@@ -533,12 +533,14 @@ def _print_distill_report(report: dict[str, object], out: Path) -> None:
 def _distill_adaptive(
     game: str | None, teacher: str | None, student: str | None, seed: int | None,
     out: Path | None, games_per_round: int | None, steps_per_round: int | None,
-    budget_games: int | None, positions: Path | None,
+    budget_games: int | None, positions: Path | None, resume: bool = True,
 ) -> None:
-    """``tlm distill --method adaptive``: an EXP3 teacher picks a strategy every round."""
+    """``tlm distill --method adaptive``: an EXP3 teacher picks a strategy every round
+    (checkpointed every round, resumed by the same command, stopped by Ctrl-C)."""
     from arena.positions import load_positions
     from distill.curricula import ADAPTIVE, teach_run
     from distill.presets import SOLVED_POSITIONS
+    from distill.resume import stop_after_round
 
     if game is None or teacher is None or out is None:
         raise TlmError("--method adaptive needs --game, --teacher and --out")
@@ -546,12 +548,24 @@ def _distill_adaptive(
     if positions is None and g.name == "connect_four" and SOLVED_POSITIONS.is_file():
         positions = SOLVED_POSITIONS
     per_round = games_per_round or 25
-    report = teach_run(
-        out, g, teacher, student or "mlp:128x2", ADAPTIVE, seed=seed or 0,
-        games_per_round=per_round, steps_per_round=steps_per_round or 150,
-        max_rounds=max(1, (budget_games or 500) // per_round),
-        positions=None if positions is None else load_positions(positions, g),
-    )
+
+    def plain(line: str) -> None:
+        # Also the Ctrl-C notice, printed from the signal handler whatever the run is
+        # doing: plain text needs no markup or emoji tables (rich imports them lazily).
+        console.print(line, markup=False, emoji=False, highlight=False)
+
+    def show(row: dict[str, Any]) -> None:
+        plain(f"  round={row['round']}  strategy={row['strategy']}  labels={row['labels']}  "
+              f"probe={row['probe']:.3f}")
+
+    with stop_after_round(plain) as stop:
+        report = teach_run(
+            out, g, teacher, student or "mlp:128x2", ADAPTIVE, resume=resume, seed=seed or 0,
+            games_per_round=per_round, steps_per_round=steps_per_round or 150,
+            max_rounds=max(1, (budget_games or 500) // per_round),
+            positions=None if positions is None else load_positions(positions, g),
+            stop=stop, progress=show,
+        )
     reached = (f"target reached with {report['labels']} labels" if report["reached"]
                else f"target not reached ({report['labels_spent']} labels spent)")
     console.print(f"adaptive teacher: {report['rounds']} rounds, {reached}; strategies "
