@@ -307,7 +307,7 @@ def test_rating_matches_on_ray_give_the_same_log(
 @pytest.mark.slow
 def test_a_league_mixes_sb3_and_rllib_learners_and_resumes(tmp_path: Path) -> None:
     """An SB3 and an RLlib learner in one league: both train, are snapshotted and rated,
-    and a second process resumes both from the league directory."""
+    and a second process resumes both to the log and weights of a league never stopped."""
     import json
 
     from arena import make_agent
@@ -336,6 +336,19 @@ def test_a_league_mixes_sb3_and_rllib_learners_and_resumes(tmp_path: Path) -> No
     rated = {a["name"]: a for a in status["agents"]}
     assert {"main", "rl", "main-r0001", "rl-r0001", "random", "heuristic"} <= set(rated)
     assert all(rated[n]["games"] > 0 for n in ("main", "rl", "rl-r0001"))
+    whole = tmp_path / "whole"
+    proc = _start(write_config(tmp_path / "whole.yaml", {**config, "stop": {"max_rounds": 2}}),
+                  whole)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert log_of(directory) == log_of(whole)
+    for learner in ("main", "rl"):
+        # Weights and optimizer state: safetensors (RLlib), torch's params.pt (SB3).
+        files = sorted(p.relative_to(whole) for p in (whole / "learners" / learner / "r000002")
+                       .rglob("*") if p.suffix in (".safetensors", ".pt"))
+        assert files
+        assert all((whole / f).read_bytes() == (directory / f).read_bytes() for f in files), \
+            learner
     # The RLlib snapshot plays anywhere an agent plays, without a running Ray.
     agent = make_agent(f"league:{directory}/rl-r0001", "tictactoe")
     assert agent.name
