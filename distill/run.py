@@ -49,6 +49,7 @@ from distill.config import DistillConfig
 from distill.resume import (
     RunInterrupted,
     RunState,
+    check_resumable,
     clear_checkpoints,
     load_checkpoint,
     save_checkpoint,
@@ -180,6 +181,8 @@ def distill(
     settings = config.model_dump(mode="json")
     source_games = np.unique(source.game_id) if source is not None else None
 
+    if resume:
+        check_resumable(config.out, settings)  # before the stage is opened: nothing lost
     with staged_directory(config.out, resume=True) as stage:
         loaded = load_checkpoint(stage, net, optimizer, g.name, settings) if resume else None
         if loaded is None:

@@ -91,6 +91,17 @@ def test_killed_and_interrupted_runs_end_with_the_uninterrupted_student(tmp_path
     assert "run the same command again to resume" in err
     assert len(err.strip().splitlines()) == 1
     assert staging_path(out).is_dir() and not out.exists()
+    # Another seed to the same output is refused, and the kept rounds stay.
+    kept = checkpointed(out)
+    other = subprocess.run(
+        [sys.executable, "-m", "scripts.cli", "distill", "--config", str(tmp_path / "run.yaml"),
+         "--seed", "6", "--out", str(out)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"},
+    )
+    assert other.returncode == 2, other.stderr
+    assert other.stderr.startswith("error:") and "other settings (seed)" in other.stderr
+    assert checkpointed(out) == kept
     # Three SIGKILLs, each a random fraction of a second after the resumed run
     # checkpoints a new round (so mid-round, or mid-checkpoint).
     rng = np.random.default_rng(12)
