@@ -28,6 +28,14 @@ from typing import Any
 from arena.core import TlmError
 
 
+class ResumeRefusedError(TlmError):
+    """A resumable run refuses what its staging directory holds (a run of other settings).
+
+    Raised inside :func:`staged_directory` with ``resume`` set, it leaves the staging
+    directory as it was, for the run that can resume it.
+    """
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     path = Path(path)
@@ -135,7 +143,8 @@ def staged_directory(out: str | Path, resume: bool = False) -> Iterator[Path]:
     was nothing to resume).
 
     If the block raises, the staging directory is removed and ``out`` is left as it
-    was; with ``resume`` set, a ``KeyboardInterrupt`` keeps it for the next run.
+    was; with ``resume`` set, a ``KeyboardInterrupt`` or :class:`ResumeRefusedError` keeps
+    it for the next run.
 
     Args:
         out: the output directory.
@@ -161,7 +170,7 @@ def staged_directory(out: str | Path, resume: bool = False) -> Iterator[Path]:
             if out.exists():
                 out.rmdir()
             os.replace(stage, out)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, ResumeRefusedError):
             if not resume:
                 _remove(stage)
             raise

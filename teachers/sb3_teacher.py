@@ -33,11 +33,10 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import shutil
 import time
 import zipfile
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,13 @@ from arena.evaluation import evaluate
 from arena.games import Game, get_game
 from arena.io import write_json_atomic
 from teachers.gym_view import ArenaGymEnv
+from teachers.resume import (
+    read_checkpoint,
+    refuse_other_settings,
+    remove_checkpoints,
+    remove_run_files,
+    write_checkpoint,
+)
 
 DEFAULT_MIX: Mapping[str, float] = {"current": 0.5, "past": 0.4, "random": 0.1}
 """Opponent mix: the live learner, a uniformly drawn past snapshot, ``random``."""
@@ -488,10 +494,6 @@ def restore_env(env: ArenaGymEnv, pool: SnapshotPool, saved: Mapping[str, Any]) 
         env._observe()
 
 
-CHECKPOINT = "checkpoint"
-"""The directory in a run's output that holds its latest checkpoint (removed at the end)."""
-
-
 def _global_rng_state() -> dict[str, Any]:
     py_version, py_internal, py_gauss = random.getstate()
     np_state = np.random.get_state(legacy=False)
@@ -514,12 +516,8 @@ def _set_global_rng_state(saved: Mapping[str, Any]) -> None:
 
 
 class _Checkpointer(BaseCallback):
-    """Writes the run's checkpoint at the start of every rollout (after the last update).
-
-    A checkpoint is built in ``checkpoint.new/`` and then swapped in by renames, so a
-    kill at any moment leaves ``checkpoint/`` (or, between the two renames,
-    ``checkpoint.old/``) whole.
-    """
+    """Writes the run's checkpoint at the start of every rollout (after the last update),
+    with :func:`teachers.resume.write_checkpoint`."""
 
     def __init__(
         self, out: Path, settings: Mapping[str, Any], pool: SnapshotPool,
@@ -577,32 +575,10 @@ class _Checkpointer(BaseCallback):
             "train_seconds": self.elapsed(),
             "rng": _global_rng_state(),
         }
-        new, current, old = (self.out / f"{CHECKPOINT}{suffix}" for suffix in (".new", "", ".old"))
-        shutil.rmtree(new, ignore_errors=True)
-        new.mkdir()
-        model.save(new / "model.zip")
-        write_json_atomic(new / "state.json", state)
-        shutil.rmtree(old, ignore_errors=True)
-        if current.exists():
-            current.rename(old)
-        new.rename(current)
-        shutil.rmtree(old, ignore_errors=True)
+        write_checkpoint(self.out, state, lambda directory: model.save(directory / "model.zip"))
 
     def _on_step(self) -> bool:
         return True
-
-
-def _read_checkpoint(out: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The latest whole checkpoint in ``out`` (its directory and state), if any."""
-    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
-        directory = out / name
-        state_file = directory / "state.json"
-        if (directory / "model.zip").is_file() and state_file.is_file():
-            try:
-                return directory, json.loads(state_file.read_text())
-            except ValueError:
-                raise TlmError(f"damaged checkpoint {state_file}: not JSON") from None
-    return None
 
 
 def _restore(
@@ -702,6 +678,7 @@ def train_selfplay(
     verbose: int = 0,
     callbacks: Sequence[BaseCallback] = (),
     resume: bool = False,
+    resumed: Callable[[int], None] | None = None,
 ) -> SelfPlayRun:
     """Train a MaskablePPO model (or subclass) by self-play; see :func:`train_maskable_ppo`.
 
@@ -729,6 +706,8 @@ def train_selfplay(
             and, if a checkpoint of a run with the same settings is there, go on from
             it (the final weights are those of a run never stopped); the checkpoint is
             removed when the run ends.
+        resumed: called with the checkpoint's step when a checkpoint is resumed (its
+            settings accepted).
 
     Returns:
         The run: model, summary and the final zip's path.
@@ -761,15 +740,15 @@ def train_selfplay(
             "hyperparameters": {k: hyper[k] for k in sorted(hyper)},
             "opponent_mix": pool.mix.tolist(), "snapshot_every": every,
         }, default=repr))
-        checkpoint = _read_checkpoint(out) if resume else None
-        if checkpoint is not None and checkpoint[1].get("settings") != settings:
-            raise TlmError(
-                f"{out} holds an interrupted run with other settings "
-                f"({_settings_difference(checkpoint[1].get('settings'), settings)}); "
-                f"run it again with its settings, or start over (tlm teach --fresh)"
-            )
+        checkpoint = read_checkpoint(out) if resume else None
+        if checkpoint is not None:
+            refuse_other_settings(out, checkpoint[1], settings)
+            if resumed is not None:
+                resumed(int(checkpoint[1]["num_timesteps"]))
         if resume and checkpoint is None:
-            _remove_run_files(out)  # a run killed before its first checkpoint
+            # A run killed before its first checkpoint starts over.
+            remove_run_files(out, ("snapshots", "logs", "model.zip", "summary.json"))
+            remove_checkpoints(out)
         snapshot_dir.mkdir(parents=True, exist_ok=True)
         progress_csv = out / "logs" / "progress.csv"
         old_curve = ""
@@ -845,26 +824,8 @@ def train_selfplay(
             summary["resumed_at_step"] = int(checkpoint[1]["num_timesteps"])
         write_json_atomic(out / "summary.json", summary)
         env.close()
-        for suffix in ("", ".new", ".old"):
-            shutil.rmtree(out / f"{CHECKPOINT}{suffix}", ignore_errors=True)
+        remove_checkpoints(out)
         return SelfPlayRun(model, summary, model_path)
-
-
-def _settings_difference(saved: Any, wanted: Mapping[str, Any]) -> str:
-    if not isinstance(saved, dict):
-        return "its settings are unreadable"
-    for key, value in wanted.items():
-        if saved.get(key) != value:
-            return f"{key} {saved.get(key)!r}, not {value!r}"
-    return "settings differ"
-
-
-def _remove_run_files(out: Path) -> None:
-    """What an earlier attempt of a run wrote to ``out``, before starting it over."""
-    for name in ("snapshots", "logs", CHECKPOINT, f"{CHECKPOINT}.new", f"{CHECKPOINT}.old"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in ("model.zip", "summary.json"):
-        (out / name).unlink(missing_ok=True)
 
 
 def train_maskable_ppo(
@@ -881,6 +842,7 @@ def train_maskable_ppo(
     eval_games: int = 200,
     verbose: int = 0,
     resume: bool = False,
+    resumed: Callable[[int], None] | None = None,
 ) -> Path:
     """Train MaskablePPO by self-play against itself, its past snapshots and ``random``.
 
@@ -904,6 +866,7 @@ def train_maskable_ppo(
         verbose: SB3 verbosity.
         resume: checkpoint every rollout and go on from a checkpoint found in
             ``out_dir`` (see :func:`train_selfplay`).
+        resumed: called with the checkpoint's step when a checkpoint is resumed.
 
     Returns:
         The path of ``model.zip``.
@@ -914,6 +877,6 @@ def train_maskable_ppo(
     run = train_selfplay(
         game, steps, out_dir, seed, net_arch=net_arch, snapshot_every=snapshot_every,
         opponent_mix=opponent_mix, n_envs=n_envs, ppo_kwargs=ppo_kwargs,
-        eval_games=eval_games, verbose=verbose, resume=resume,
+        eval_games=eval_games, verbose=verbose, resume=resume, resumed=resumed,
     )
     return run.model_path
