@@ -668,8 +668,9 @@ def teach_cmd(
 ) -> None:
     """Train a self-play RL teacher against itself, its snapshots and random.
 
-    maskable_ppo checkpoints every rollout: after a kill or Ctrl-C, the same command
-    goes on from the last one (to the same final weights).
+    A run checkpoints as it goes (maskable_ppo every rollout, rllib_ppo every round):
+    after a kill or Ctrl-C, the same command goes on from the last checkpoint
+    (maskable_ppo to the same final weights). Ctrl-C stops rllib_ppo after its round.
 
     maskable_ppo: SB3 MaskablePPO, the model in OUT/model.zip (spec sb3:OUT/model.zip).
     rllib_ppo: RLlib PPO (new API stack, local Ray), the policy in OUT/main (spec
@@ -679,24 +680,39 @@ def teach_cmd(
     """
     if algo not in ("maskable_ppo", "rllib_ppo"):
         raise TlmError(f"unknown teaching algorithm {algo!r} (known: maskable_ppo, rllib_ppo)")
+    from contextlib import nullcontext
+
     from arena.io import check_output_dir
+    from distill.resume import stop_after_round
+    from teachers.resume import start_over
 
     positive(steps, "--steps")
     check_output_dir(out)
     g = arena.get_game(game)
-    resumable = algo == "maskable_ppo"
-    with resume_hint(out, resumable), \
-            staged_directory(out, resume=resumable and not fresh) as tmp:
-        if resumable and (tmp / "checkpoint").is_dir():
-            console.print(f"resuming the interrupted run kept in {tmp}")
+
+    def plain(line: str) -> None:
+        # Printed from the signal handler: plain text, no markup to parse.
+        console.print(line, markup=False, emoji=False, highlight=False)
+
+    # rllib_ppo honours Ctrl-C between rounds, so Ray and RLlib stop cleanly.
+    between_rounds = stop_after_round(plain) if algo == "rllib_ppo" else nullcontext(None)
+    with resume_hint(out), staged_directory(out, resume=True) as tmp, \
+            between_rounds as stop:
+        if fresh:
+            start_over(tmp)
+
+        def resumed(step: int) -> None:
+            console.print(f"resuming the interrupted run kept in {tmp} at step {step}")
+
         if algo == "rllib_ppo":
             from teachers.rllib_learner import train_rllib_selfplay
 
-            train_rllib_selfplay(g, steps, tmp, seed=seed)
+            train_rllib_selfplay(g, steps, tmp, seed=seed, resume=True, stop=stop,
+                                 resumed=resumed)
         else:
             from teachers.sb3_teacher import train_maskable_ppo
 
-            train_maskable_ppo(g, steps, tmp, seed=seed, resume=True)
+            train_maskable_ppo(g, steps, tmp, seed=seed, resume=True, resumed=resumed)
     spec = f"rllib:{out / 'main'}" if algo == "rllib_ppo" else f"sb3:{out / 'model.zip'}"
     summary = json.loads((out / "summary.json").read_text())
     console.print(f"{summary['games']} self-play games, {summary['steps']} steps in "

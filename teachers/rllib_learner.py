@@ -57,7 +57,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -79,6 +79,13 @@ from arena.games import Game, get_game
 from arena.io import write_bytes_atomic, write_json_atomic
 from arena.runners import start_local_ray
 from teachers.learner import TrainReport
+from teachers.resume import (
+    read_checkpoint,
+    refuse_other_settings,
+    remove_checkpoints,
+    remove_run_files,
+    write_checkpoint,
+)
 from teachers.rllib_checkpoint import (
     RLlibAgent,
     build_module,
@@ -795,6 +802,13 @@ def _reference_opponents(game: Game) -> list[Agent]:
     return opponents
 
 
+LEARNER_STATE = "learner"
+"""The learner's :meth:`RLlibLearner.save` inside a checkpoint of :func:`train_rllib_selfplay`."""
+
+_RUN_FILES = ("main", ".main.partial", ".main.lock", "progress.csv", "summary.json")
+"""What a :func:`train_rllib_selfplay` run writes after its training loop."""
+
+
 def train_rllib_selfplay(
     game: str | Game,
     steps: int,
@@ -806,6 +820,9 @@ def train_rllib_selfplay(
     opponent_mix: Mapping[str, float] | None = None,
     eval_games: int = 200,
     wall_limit_s: float | None = None,
+    resume: bool = False,
+    stop: Callable[[], bool] | None = None,
+    resumed: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train RLlib PPO by self-play against its latest weights, past snapshots and ``random``.
 
@@ -817,10 +834,18 @@ def train_rllib_selfplay(
     and ``summary.json`` (steps, games, evaluation against ``random`` and, where the
     game has one, ``heuristic``, wall time).
 
+    With ``resume`` the run checkpoints after every round into ``out_dir/checkpoint/``
+    (:mod:`teachers.resume`): the learner's :meth:`RLlibLearner.save` (every module's
+    weights, Adam's state, counters, its generator), the names of the snapshots
+    written so far (the pool of past opponents), the loop's generator, the progress
+    rows and the training time. If ``out_dir`` holds a checkpoint of a run with the
+    same settings, the run goes on from it (``summary.json`` adds ``resumed_at_step``);
+    the checkpoint is removed when the run ends.
+
     Args:
         game: the game.
         steps: learner moves to train for (whole rounds).
-        out_dir: output directory (created; it should be new).
+        out_dir: output directory (created; it should be new, or hold a run to resume).
         seed: the run's seed.
         settings: PPO settings.
         snapshot_every: learner moves between snapshots (default: a tenth of the run,
@@ -828,12 +853,19 @@ def train_rllib_selfplay(
         opponent_mix: weights of ``current``, ``past`` and ``random``.
         eval_games: games against each reference opponent at the end (0: none).
         wall_limit_s: stop after the round that passes this many seconds of training.
+        resume: checkpoint every round, and go on from a checkpoint found in ``out_dir``.
+        stop: asked after every round (and its checkpoint); ``True`` ends the run there
+            with ``KeyboardInterrupt`` (a Ctrl-C honoured between rounds).
+        resumed: called with the checkpoint's step when a checkpoint is resumed (its
+            settings accepted).
 
     Returns:
         The summary.
 
     Raises:
-        TlmError: bad steps or mix.
+        TlmError: bad steps or mix; a damaged checkpoint.
+        arena.io.ResumeRefusedError: ``out_dir`` holds a checkpoint of other settings
+            (left as it was).
     """
     g = get_game(game)
     if steps <= 0:
@@ -846,24 +878,61 @@ def train_rllib_selfplay(
         raise TlmError(f"opponent mix weights must be >= 0 and not all zero, got {mix}")
     settings = settings or RLlibPPOSettings()
     out = Path(out_dir)
-    (out / "snapshots").mkdir(parents=True, exist_ok=True)
     round_steps = max(1, settings.train_batch_size // 2)
     every = max(round_steps, steps // 10) if snapshot_every is None else int(snapshot_every)
     if every <= 0:
         raise TlmError(f"snapshot_every must be positive, got {snapshot_every}")
+    run_settings = json.loads(json.dumps({
+        "game": g.name, "algo": "rllib_ppo", "steps": steps, "seed": seed,
+        "settings": settings.model_dump(), "opponent_mix": mix, "snapshot_every": every,
+        "wall_limit_s": wall_limit_s,
+    }))
+    # Everything is checked before Ray starts or anything in out_dir changes.
+    checkpoint = read_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        refuse_other_settings(out, checkpoint[1], run_settings)
+        if resumed is not None:
+            resumed(int(checkpoint[1]["total_steps"]))
+        _keep_only(out / "snapshots", checkpoint[1]["snapshots"])
+        remove_run_files(out, _RUN_FILES)  # a run killed after its training loop
+    elif resume:
+        # A run killed before its first checkpoint starts over.
+        remove_run_files(out, ("snapshots", *_RUN_FILES))
+        remove_checkpoints(out)
+    (out / "snapshots").mkdir(parents=True, exist_ok=True)
     learner = RLlibLearner("main", g, seed, settings)
-    rows: list[dict[str, Any]] = []
     try:
-        pool: list[RLlibAgent] = []
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-        random_agent = RandomAgent()
+        pool: list[RLlibAgent] = []
+        names: list[str] = []
+        rows: list[dict[str, Any]] = []
         last_snapshot = -every
+        finished = False
+        done_seconds = checkpoint_seconds = 0.0
+        if checkpoint is not None:
+            directory, state = checkpoint
+            learner.restore(directory / LEARNER_STATE)
+            rng.bit_generator.state = state["rng"]
+            names = [str(name) for name in state["snapshots"]]
+            pool = [load_rllib_agent(out / "snapshots" / name, g, greedy=False)
+                    for name in names]
+            rows = list(state["rows"])
+            last_snapshot = int(state["last_snapshot"])
+            finished = bool(state["finished"])
+            done_seconds = float(state["train_seconds"])
+            checkpoint_seconds = float(state["checkpoint_seconds"])
+        random_agent = RandomAgent()
         start = time.perf_counter()
-        while learner.total_steps < steps:
+
+        def elapsed() -> float:
+            return done_seconds + time.perf_counter() - start
+
+        while not finished:
             if learner.total_steps - last_snapshot >= every:
-                path = out / "snapshots" / f"step_{learner.total_steps:09d}"
-                learner.snapshot(path)
-                pool.append(load_rllib_agent(path, g, greedy=False))
+                name = f"step_{learner.total_steps:09d}"
+                learner.snapshot(out / "snapshots" / name)
+                pool.append(load_rllib_agent(out / "snapshots" / name, g, greedy=False))
+                names.append(name)
                 last_snapshot = learner.total_steps
             current = learner.frozen_agent()
             past = pool[int(rng.integers(len(pool)))]
@@ -873,14 +942,26 @@ def train_rllib_selfplay(
             report = learner.train(todo, opponents, weights)
             rows.append({
                 "total_steps": report.total_steps, "games": report.games,
-                "wall_s": round(time.perf_counter() - start, 3),
+                "wall_s": round(elapsed(), 3),
                 "score": report.extra.get("score", float("nan")),
                 "score_vs_random": report.win_rate.get("random", float("nan")),
                 **{k: v for k, v in report.extra.items() if k != "score"},
             })
-            if wall_limit_s is not None and time.perf_counter() - start >= wall_limit_s:
-                break
-        train_seconds = time.perf_counter() - start
+            finished = learner.total_steps >= steps or (
+                wall_limit_s is not None and elapsed() >= wall_limit_s)
+            if resume:
+                begin = time.perf_counter()
+                write_checkpoint(out, {
+                    "settings": run_settings, "total_steps": learner.total_steps,
+                    "games": learner.games, "rng": rng.bit_generator.state,
+                    "snapshots": names, "last_snapshot": last_snapshot, "rows": rows,
+                    "finished": finished, "train_seconds": elapsed(),
+                    "checkpoint_seconds": checkpoint_seconds,
+                }, lambda directory: learner.save(directory / LEARNER_STATE))
+                checkpoint_seconds += time.perf_counter() - begin
+            if stop is not None and stop():
+                raise KeyboardInterrupt
+        train_seconds = elapsed()
         learner.snapshot(out / "main")
         evaluation = []
         if eval_games > 0:
@@ -892,16 +973,37 @@ def train_rllib_selfplay(
             "settings": settings.model_dump(),
             "model_config": learner.model_config,
             "opponent_mix": mix, "snapshot_every": every,
-            "snapshots": [p.name for p in sorted((out / "snapshots").iterdir())],
+            "snapshots": names,
             "evaluation": evaluation,
             "train_seconds": round(train_seconds, 3),
             "wall_seconds": round(time.perf_counter() - start, 3),
         }
+        if resume:
+            summary["checkpoint_seconds"] = round(checkpoint_seconds, 3)
+        if checkpoint is not None:
+            summary["resumed_at_step"] = int(checkpoint[1]["total_steps"])
         _write_csv(out / "progress.csv", rows)
         write_json_atomic(out / "summary.json", summary)
+        remove_checkpoints(out)
         return summary
     finally:
         learner.close()
+
+
+def _keep_only(directory: Path, names: Sequence[str]) -> None:
+    """Remove from ``directory`` every entry not named in ``names`` (snapshots written
+    after the checkpoint, or half-written ones).
+
+    Raises:
+        TlmError: a named entry is missing.
+    """
+    for name in names:
+        if not (directory / name).is_dir():
+            raise TlmError(f"damaged checkpoint: snapshot {directory / name} is missing")
+    keep = set(names)
+    for path in directory.iterdir():
+        if path.name not in keep:
+            remove_run_files(directory, (path.name,))
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

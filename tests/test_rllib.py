@@ -2,14 +2,22 @@
 tic-tac-toe: frozen slots act with their snapshot's weights after every change, saved
 ``rllib:`` checkpoints reload to identical policies and refuse damage with exit code 2,
 same seed gives the same weights, and a short seeded run beats ``random`` by more than
-the untrained policy does."""
+the untrained policy does. ``tlm teach --algo rllib_ppo`` checkpoints every round: stopped
+between rounds it resumes to the run never stopped, and killed with ``kill -9`` or
+interrupted with Ctrl-C it goes on from its last checkpoint, leaving no Ray process."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +27,7 @@ from safetensors.torch import save as save_safetensors
 
 import arena
 from arena.agents import RandomAgent
+from arena.io import ResumeRefusedError, staging_path
 from scripts.cli import main
 from teachers.rllib_checkpoint import RLlibAgent, build_module, load_rllib_agent
 from teachers.rllib_learner import (
@@ -26,7 +35,11 @@ from teachers.rllib_learner import (
     RLlibLearner,
     RLlibPPOSettings,
     slot_id,
+    train_rllib_selfplay,
 )
+
+# One worker runs them all under `pytest -n N --dist loadgroup`: each starts a Ray.
+pytestmark = pytest.mark.xdist_group("rllib")
 
 SMALL = RLlibPPOSettings(
     hidden=[32, 32], train_batch_size=256, minibatch_size=128, num_epochs=2,
@@ -261,3 +274,179 @@ def test_teach_rllib_beats_random_better_than_untrained(
     code = main(["eval", "--game", "tictactoe", "--agent", f"rllib:{out / 'main'}",
                  "--opponents", "random,perfect", "--games", "50"])
     assert code == 0
+
+
+def _curve(out: Path) -> list[dict[str, str]]:
+    """The rows of ``progress.csv`` without their wall time."""
+    import csv
+
+    with (out / "progress.csv").open() as f:
+        return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader(f)]
+
+
+def test_selfplay_stopped_between_rounds_resumes_to_the_run_never_stopped(
+    ray_session: None, tmp_path: Path
+) -> None:
+    run: dict[str, Any] = {"settings": SMALL, "eval_games": 0, "snapshot_every": 256}
+    steps = 640  # five rounds of 128 learner moves or more
+    plain = train_rllib_selfplay("tictactoe", steps, tmp_path / "plain", 3, **run)
+    asked = 0
+
+    def stop() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked == 2
+
+    with pytest.raises(KeyboardInterrupt):
+        train_rllib_selfplay("tictactoe", steps, tmp_path / "run", 3, resume=True, stop=stop,
+                             **run)
+    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    assert len(state["rows"]) == 2 and not state["finished"]
+    kept = sorted(str(p.relative_to(tmp_path / "run")) for p in (tmp_path / "run").rglob("*"))
+    with pytest.raises(ResumeRefusedError, match=r"other settings \(seed 3, not 4\)"):
+        train_rllib_selfplay("tictactoe", steps, tmp_path / "run", 4, resume=True, **run)
+    assert kept == sorted(str(p.relative_to(tmp_path / "run"))
+                          for p in (tmp_path / "run").rglob("*"))
+
+    at: list[int] = []
+    resumed = train_rllib_selfplay("tictactoe", steps, tmp_path / "run", 3, resume=True,
+                                   resumed=at.append, **run)
+    assert resumed["resumed_at_step"] == state["total_steps"] == at[0] > 0
+    for key in ("steps", "games", "snapshots"):
+        assert resumed[key] == plain[key]
+    for name in ["main", *(f"snapshots/{s}" for s in plain["snapshots"])]:
+        a = load_safetensors((tmp_path / "plain" / name / "model.safetensors").read_bytes())
+        b = load_safetensors((tmp_path / "run" / name / "model.safetensors").read_bytes())
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert _curve(tmp_path / "run") == _curve(tmp_path / "plain")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "main", "progress.csv", "snapshots", "summary.json"]
+
+
+TEACH_RLLIB = ["teach", "--game", "tictactoe", "--algo", "rllib_ppo", "--steps", "4096"]
+KEPT_BY_RAY = frozenset({"ray::DashboardAgent", "ray::RuntimeEnvAgent"})
+"""Ray processes that outlive a ``kill -9`` of the process that started Ray: they exit
+on their own once Ray's GCS client gives up (about a minute)."""
+
+
+def _teach(out: Path, seed: int) -> subprocess.Popen[str]:
+    """``tlm teach --algo rllib_ppo`` to ``out`` in its own session (and process group,
+    as a terminal's foreground job), so every process it starts can be found."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; from scripts.cli import main; sys.exit(main())",
+         *TEACH_RLLIB, "--seed", str(seed), "--out", str(out)],
+        cwd=out.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
+             "OMP_NUM_THREADS": "1"},
+    )
+
+
+def _checkpoint_step(out: Path) -> int:
+    try:
+        state = json.loads((staging_path(out) / "checkpoint" / "state.json").read_text())
+    except (OSError, ValueError):
+        return -1
+    return int(state["total_steps"])
+
+
+def _wait_for_checkpoint_past(out: Path, proc: subprocess.Popen[str], step: int) -> int:
+    """Wait until the run writing ``out`` checkpoints a round past ``step``; its step."""
+    deadline = time.monotonic() + 240
+    while (now := _checkpoint_step(out)) <= step:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, f"no checkpoint past step {step}"
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    return now
+
+
+def _session(sid: int) -> dict[int, str]:
+    """Live (not zombie) processes of session ``sid``: pid -> command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z" and int(fields[3]) == sid:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                found[int(entry.name)] = cmd
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _left_running(sid: int, allowed: frozenset[str] = frozenset()) -> dict[int, str]:
+    """The processes of session ``sid`` still running (other than ``allowed``) after
+    waiting up to 30 s for them to end."""
+    deadline = time.monotonic() + 30
+    while (left := {p: c for p, c in _session(sid).items() if c not in allowed}) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.slow
+def test_tlm_teach_rllib_resumes_after_kill_9_and_ctrl_c(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rl"
+    stage = staging_path(out)
+    # kill -9 just after the first checkpoint: Ray's core dies with the process.
+    proc = _teach(out, seed=5)
+    first = _wait_for_checkpoint_past(out, proc, 0)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    assert _left_running(proc.pid, KEPT_BY_RAY) == {}
+    for pid in _session(proc.pid):  # those would exit a minute later
+        os.kill(pid, signal.SIGKILL)
+
+    # Other settings: one line, exit 2, before Ray starts; the staging is untouched.
+    kept = {str(p.relative_to(stage)): p.read_bytes() for p in stage.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main([*TEACH_RLLIB, "--seed", "6", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "interrupted run with other settings (seed 5, not 6)" in err and "--fresh" in err
+    assert kept == {str(p.relative_to(stage)): p.read_bytes()
+                    for p in stage.rglob("*") if p.is_file()}
+    assert not out.exists()
+
+    # Ctrl-C (SIGINT to the whole process group, as a terminal sends it) once the resumed
+    # run checkpoints a new round: it stops after its round, says how to resume in one
+    # line, exits 130, and stops Ray.
+    proc = _teach(out, seed=5)
+    _wait_for_checkpoint_past(out, proc, first)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"resuming the interrupted run kept in {stage} at step {first}" in stdout
+    assert err.strip().splitlines() == [
+        f"interrupted: the finished part is kept in {stage}; run the same command again "
+        f"to resume"
+    ]
+    assert _left_running(proc.pid) == {}
+    stopped_at = _checkpoint_step(out)
+    assert stopped_at > first and not out.exists()
+
+    proc = _teach(out, seed=5)
+    stdout, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert f"at step {stopped_at}" in stdout and f"rllib:{out / 'main'}" in stdout
+    assert _left_running(proc.pid) == {}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_at_step"] == stopped_at
+    steps = [int(row["total_steps"]) for row in _curve(out)]
+    # Every round once: the steps trained are the rounds' steps, the requested ones
+    # rounded up to whole rounds.
+    assert steps == sorted(set(steps)) and summary["steps"] == steps[-1]
+    assert steps[-2] < 4096 <= steps[-1]
+    assert summary["snapshots"] == sorted(p.name for p in (out / "snapshots").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rl"]  # no staging, no lock
+    assert sorted(p.name for p in out.iterdir()) == [
+        "main", "progress.csv", "snapshots", "summary.json"]
+    assert main(["eval", "--game", "tictactoe", "--agent", f"rllib:{out / 'main'}",
+                 "--opponents", "random", "--games", "20", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"]
