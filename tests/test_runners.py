@@ -469,8 +469,11 @@ def test_cli_joins_a_head_node_by_address_with_the_same_numbers(tmp_path: Path) 
         assert done.returncode == 0, done.stderr[-2000:]
         joined = json.loads(done.stdout)
     finally:
-        _stop_processes(_processes_under(temp_dir))
+        # The head's client server names the head's address (--address=IP:PORT --host=IP),
+        # not the temp dir.
+        _stop_processes(_processes_under(temp_dir) | _processes_under(f":{port} --host="))
         subprocess.run(["rm", "-rf", temp_dir], check=False)
-    assert not {p for p in _processes_under(temp_dir) if _running(p)}
+    assert not {p for p in _processes_under(temp_dir) | _processes_under(f":{port} --host=")
+                if _running(p)}
     local = evaluate(GAME, make_agent("heuristic", GAME), [RandomAgent()], 300, seed=5)
     assert joined["results"] == [r.as_json() for r in local]
