@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from arena import TlmError, get_game
+from distill.config import validation_message
 from distill.presets import SOLVED_POSITIONS
 
 
@@ -122,12 +123,6 @@ PRESETS: dict[str, dict[str, Any]] = {"connect_four": CONNECT_FOUR}
 """The preset ``tlm iterate`` starts from, by game (tic-tac-toe: the defaults)."""
 
 
-def _validation_message(e: ValidationError) -> str:
-    err = e.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "config"
-    return f"{where}: {err['msg']}"
-
-
 def make_iterate_config(**fields: Any) -> IterateConfig:
     """A validated config from fields (``None`` values fall back to defaults).
 
@@ -137,7 +132,7 @@ def make_iterate_config(**fields: Any) -> IterateConfig:
     try:
         return IterateConfig(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as e:
-        raise TlmError(f"bad iterate config: {_validation_message(e)}") from None
+        raise TlmError(f"bad iterate config: {validation_message(e)}") from None
 
 
 def iterate_config_with_preset(config_file: Path | None = None, **flags: Any) -> IterateConfig:

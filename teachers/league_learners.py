@@ -42,8 +42,8 @@ from arena.games import Game, get_game
 from arena.io import write_json_atomic
 from arena.runners import register_payload
 from teachers.gym_view import ArenaGymEnv
-from teachers.learner import TrainReport
-from teachers.sb3_teacher import DEFAULT_PPO, SB3Agent, _torch_threads, load_sb3_model
+from teachers.learner import TrainReport, opponent_weights, using_torch_threads
+from teachers.sb3_teacher import DEFAULT_PPO, SB3Agent, load_sb3_model
 
 STATE_FILE = "learner.json"
 """Counters and generator state of a saved learner (JSON)."""
@@ -136,7 +136,7 @@ class SB3Learner:
         self.env = VecMonitor(DummyVecEnv(envs))
         hyper = {**DEFAULT_PPO, **(ppo_kwargs or {})}
         try:
-            with _torch_threads(torch_threads):
+            with using_torch_threads(torch_threads):
                 self.model = MaskablePPO(
                     "MlpPolicy", self.env, seed=seed, device="cpu", verbose=0,
                     policy_kwargs={"net_arch": [int(w) for w in net_arch]}, **hyper,
@@ -175,20 +175,13 @@ class SB3Learner:
         Raises:
             TlmError: no opponents, bad weights or steps.
         """
-        if steps <= 0:
-            raise TlmError(f"learner {self.name}: steps must be positive, got {steps}")
-        if not opponents:
-            raise TlmError(f"learner {self.name}: no opponents to train against")
-        w = np.ones(len(opponents)) if weights is None else np.asarray(weights, dtype=np.float64)
-        if (w.shape != (len(opponents),) or (w < 0).any() or not np.isfinite(w).all()
-                or w.sum() <= 0):
-            raise TlmError(f"learner {self.name}: bad opponent weights {list(w)}")
+        w = opponent_weights(self.name, steps, opponents, weights)
         self._opponents = list(opponents)
-        self._weights = w / w.sum()
+        self._weights = w
         scores = _Scores()
         start = time.perf_counter()
         before = self.total_steps
-        with _torch_threads(self.torch_threads):
+        with using_torch_threads(self.torch_threads):
             self.model.set_random_seed(int(self._rng.integers(2**31 - 1)))
             self.model._last_obs = None  # start from new games
             self.model.learn(total_timesteps=steps, reset_num_timesteps=False, callback=scores)

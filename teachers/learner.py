@@ -22,12 +22,16 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from arena.core import Agent
+import numpy as np
+import torch
+
+from arena.core import Agent, TlmError
 
 
 @dataclass(frozen=True)
@@ -89,3 +93,36 @@ class Learner(Protocol):
 def describe(learner: Learner) -> dict[str, Any]:
     """A JSON-able line about a learner, for logs and status views."""
     return {"name": learner.name, "backend": learner.backend}
+
+
+def opponent_weights(
+    name: str, steps: int, opponents: Sequence[Agent], weights: Sequence[float] | None
+) -> np.ndarray:
+    """The sampling probabilities of ``opponents`` for a :meth:`Learner.train` call of
+    learner ``name`` (uniform when ``weights`` is ``None``).
+
+    Raises:
+        TlmError: steps not positive, no opponents, or weights that are not one finite,
+            non-negative number per opponent with a positive sum.
+    """
+    if steps <= 0:
+        raise TlmError(f"learner {name}: steps must be positive, got {steps}")
+    if not opponents:
+        raise TlmError(f"learner {name}: no opponents to train against")
+    w = np.ones(len(opponents)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if (w.shape != (len(opponents),) or (w < 0).any() or not np.isfinite(w).all()
+            or w.sum() <= 0):
+        raise TlmError(f"learner {name}: bad opponent weights {list(w)}")
+    return w / w.sum()
+
+
+@contextlib.contextmanager
+def using_torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: leave them), then restore."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

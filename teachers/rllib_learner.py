@@ -57,7 +57,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -78,7 +78,7 @@ from arena.evaluation import evaluate
 from arena.games import Game, get_game
 from arena.io import write_bytes_atomic, write_json_atomic
 from arena.runners import start_local_ray
-from teachers.learner import TrainReport
+from teachers.learner import TrainReport, opponent_weights, using_torch_threads
 from teachers.resume import (
     read_checkpoint,
     refuse_other_settings,
@@ -194,17 +194,6 @@ def _release_ray() -> None:
         _RAY_USERS.pop()
         if not _RAY_USERS:
             ray.shutdown()
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # -- the env -----------------------------------------------------------------------------
@@ -423,7 +412,7 @@ class RLlibLearner:
         self.total_steps = 0
         self._owns_ray = _acquire_ray(ray_cpus)
         try:
-            with quiet_rllib(), _torch_threads(self.settings.torch_threads), \
+            with quiet_rllib(), using_torch_threads(self.settings.torch_threads), \
                     warnings.catch_warnings():
                 # RLlib registers its env id with gymnasium once per algorithm.
                 warnings.filterwarnings("ignore", message=".*Overriding environment")
@@ -572,17 +561,10 @@ class RLlibLearner:
         Raises:
             TlmError: no opponents, bad weights or steps.
         """
-        if steps <= 0:
-            raise TlmError(f"learner {self.name}: steps must be positive, got {steps}")
-        if not opponents:
-            raise TlmError(f"learner {self.name}: no opponents to train against")
-        w = np.ones(len(opponents)) if weights is None else np.asarray(weights, dtype=np.float64)
-        if (w.shape != (len(opponents),) or (w < 0).any() or not np.isfinite(w).all()
-                or w.sum() <= 0):
-            raise TlmError(f"learner {self.name}: bad opponent weights {list(w)}")
+        w = opponent_weights(self.name, steps, opponents, weights)
         start = time.perf_counter()
         table = self._assign(opponents)
-        probs = w / w.sum()
+        probs = w
         seeds = self._rng.integers(2**31 - 1, size=64)
 
         def install(runner: Any) -> None:
@@ -609,7 +591,7 @@ class RLlibLearner:
         done_steps = 0
         results: list[tuple[str, float]] = []
         extra: dict[str, float] = {}
-        with quiet_rllib(), _torch_threads(self.settings.torch_threads):
+        with quiet_rllib(), using_torch_threads(self.settings.torch_threads):
             while done_steps < steps:
                 out = self.algo.train()
                 for runner_stats in self.algo.env_runner_group.foreach_env_runner(

@@ -58,6 +58,7 @@ from arena.evaluation import evaluate
 from arena.games import Game, get_game
 from arena.io import write_json_atomic
 from teachers.gym_view import ArenaGymEnv
+from teachers.learner import using_torch_threads
 from teachers.resume import (
     read_checkpoint,
     refuse_other_settings,
@@ -648,18 +649,6 @@ def _reference_opponents(game: Game) -> list[Agent]:
     return opponents
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (``None``: leave them), then restore."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_selfplay(
     game: str | Game,
     steps: int,
@@ -718,7 +707,7 @@ def train_selfplay(
     if torch_threads is not None and torch_threads <= 0:
         raise TlmError(f"torch_threads must be positive, got {torch_threads}")
     out = Path(out_dir)
-    with _torch_threads(torch_threads):
+    with using_torch_threads(torch_threads):
         g = get_game(game)
         if steps <= 0:
             raise TlmError(f"steps must be positive, got {steps}")
