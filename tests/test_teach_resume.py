@@ -99,6 +99,10 @@ def tlm(args: list[str], cwd: Path) -> subprocess.Popen[str]:
          *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
              "OMP_NUM_THREADS": "1"},
+        # Ctrl-C reaches the run even when this process was started with SIGINT ignored
+        # (a background job): Python only turns SIGINT into KeyboardInterrupt if it
+        # starts with the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
