@@ -27,6 +27,7 @@ from scripts.cli_common import (
     float_option,
     int_option,
     positive,
+    print_plain,
     progress_bar,
     resume_hint,
     seed_option,
@@ -549,16 +550,11 @@ def _distill_adaptive(
         positions = SOLVED_POSITIONS
     per_round = games_per_round or 25
 
-    def plain(line: str) -> None:
-        # Also the Ctrl-C notice, printed from the signal handler whatever the run is
-        # doing: plain text needs no markup or emoji tables (rich imports them lazily).
-        console.print(line, markup=False, emoji=False, highlight=False)
-
     def show(row: dict[str, Any]) -> None:
-        plain(f"  round={row['round']}  strategy={row['strategy']}  labels={row['labels']}  "
+        print_plain(f"  round={row['round']}  strategy={row['strategy']}  labels={row['labels']}  "
               f"probe={row['probe']:.3f}")
 
-    with stop_after_round(plain) as stop:
+    with stop_after_round(print_plain) as stop:
         report = teach_run(
             out, g, teacher, student or "mlp:128x2", ADAPTIVE, resume=resume, seed=seed or 0,
             games_per_round=per_round, steps_per_round=steps_per_round or 150,
@@ -690,12 +686,8 @@ def teach_cmd(
     check_output_dir(out)
     g = arena.get_game(game)
 
-    def plain(line: str) -> None:
-        # Printed from the signal handler: plain text, no markup to parse.
-        console.print(line, markup=False, emoji=False, highlight=False)
-
     # rllib_ppo honours Ctrl-C between rounds, so Ray and RLlib stop cleanly.
-    between_rounds = stop_after_round(plain) if algo == "rllib_ppo" else nullcontext(None)
+    between_rounds = stop_after_round(print_plain) if algo == "rllib_ppo" else nullcontext(None)
     with resume_hint(out), staged_directory(out, resume=True) as tmp, \
             between_rounds as stop:
         if fresh:

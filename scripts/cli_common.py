@@ -141,7 +141,7 @@ def writable_file(path: Path, flag: str) -> Path:
 
 
 @contextmanager
-def resume_hint(out: Path, resumable: bool = True) -> Iterator[None]:
+def resume_hint(out: Path) -> Iterator[None]:
     """Turn Ctrl-C in the block into an interrupt whose message says how to go on.
 
     ``main`` prints it as ``interrupted: ...`` and exits with code 130.
@@ -149,12 +149,16 @@ def resume_hint(out: Path, resumable: bool = True) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        if not resumable:
-            raise KeyboardInterrupt(f"nothing was written to {out}") from None
         raise KeyboardInterrupt(
             f"the finished part is kept in {staging_path(out)}; run the same command "
             f"again to resume"
         ) from None
+
+
+def print_plain(line: str) -> None:
+    """Print ``line`` as it is: no markup, emoji or highlighting to parse. Safe from a
+    signal handler (the Ctrl-C notice), whatever the run is printing at that moment."""
+    console.print(line, markup=False, emoji=False, highlight=False)
 
 
 def progress_bar(total: int, label: str) -> Progress:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_distill_resume import checkpointed, wait_for_new_checkpoint
 
 from arena.io import staging_path
 from scripts.cli import main
@@ -35,26 +36,6 @@ def tlm(out: Path, *extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         cwd=Path(__file__).resolve().parent.parent,
     )
-
-
-def checkpointed(out: Path) -> int:
-    """The latest round checkpointed in the staging directory of ``out`` (0: none)."""
-    return max((int(p.name.split("-")[1]) for p in staging_path(out).glob("round-*")),
-               default=0)
-
-
-def wait_for_new_checkpoint(out: Path, proc: subprocess.Popen[str], limit: float = 120) -> bool:
-    """Wait until the run at ``out`` checkpoints a round it had not checkpointed when
-    called (False: the process ended first)."""
-    before = checkpointed(out)
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if checkpointed(out) > before:
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.005)
-    raise AssertionError(f"no new checkpoint within {limit} s")
 
 
 def weights(out: Path) -> dict[str, torch.Tensor]:
@@ -83,7 +64,7 @@ def test_killed_and_interrupted_adaptive_runs_end_with_the_uninterrupted_student
     # Ctrl-C once the first round is checkpointed: the round in progress finishes,
     # then one line says how to resume.
     proc = tlm(out)
-    assert wait_for_new_checkpoint(out, proc)
+    assert wait_for_new_checkpoint(out, proc, poll=0.005)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -105,7 +86,7 @@ def test_killed_and_interrupted_adaptive_runs_end_with_the_uninterrupted_student
     rng = np.random.default_rng(12)
     for _ in range(3):
         proc = tlm(out)
-        assert wait_for_new_checkpoint(out, proc)
+        assert wait_for_new_checkpoint(out, proc, poll=0.005)
         time.sleep(float(rng.uniform(0, 0.02)))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)

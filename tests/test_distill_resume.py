@@ -56,9 +56,11 @@ def checkpointed(out: Path) -> int:
                default=0)
 
 
-def wait_for_new_checkpoint(out: Path, proc: subprocess.Popen[str], limit: float = 120) -> bool:
+def wait_for_new_checkpoint(
+    out: Path, proc: subprocess.Popen[str], limit: float = 120, poll: float = 0.02
+) -> bool:
     """Wait until the run at ``out`` checkpoints a round it had not checkpointed when
-    called (False: the process ended first)."""
+    called, looking every ``poll`` seconds (False: the process ended first)."""
     before = checkpointed(out)
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -66,7 +68,7 @@ def wait_for_new_checkpoint(out: Path, proc: subprocess.Popen[str], limit: float
             return True
         if proc.poll() is not None:
             return False
-        time.sleep(0.02)
+        time.sleep(poll)
     raise AssertionError(f"no new checkpoint within {limit} s")
 
 
