@@ -77,6 +77,15 @@ def staging_path(out: str | Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
+def output_path(stage: str | Path) -> Path:
+    """The output whose staging directory is ``stage`` (the inverse of :func:`staging_path`)."""
+    stage = Path(stage)
+    name = stage.name
+    if not (name.startswith(".") and name.endswith(".partial")):
+        return stage
+    return stage.parent / name[1:-len(".partial")]
+
+
 def lock_path(out: str | Path) -> Path:
     """The lock file of output ``out``: ``.NAME.lock`` beside it."""
     out = Path(out)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import time
@@ -256,8 +255,8 @@ def teach(
         strategies: the arms (default :func:`standard_strategies`).
         gamma: the bandit's exploration share.
         stage: checkpoint every round into this directory (:mod:`distill.resume`), and
-            go on from the checkpoint found there if it was taken with the same settings
-            (any other is removed).
+            go on from the checkpoint found there (one of other settings is refused:
+            :class:`arena.io.ResumeRefusedError`).
         stop: polled after each round's checkpoint; when it returns true and rounds are
             left, the run stops with :class:`distill.resume.RunInterrupted`.
         progress: called with each round's row of the curve.
@@ -268,7 +267,8 @@ def teach(
         ``wall_s`` the seconds spent in rounds (over every resumed session), ``net`` the
         student network.
     """
-    settings = _settings(dict(locals()))
+    # What a checkpoint must share with the run that resumes it (only when checkpointing).
+    settings = _settings(dict(locals())) if stage is not None else {}
     g = get_game(game)
     arms = strategies if strategies is not None else standard_strategies(g)
     names = [s.name for s in arms]
@@ -286,6 +286,8 @@ def teach(
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
     bandit = Exp3(len(arms), gamma)
+    if stage is not None:
+        check_resumable(stage, settings)
     loaded = (load_checkpoint(stage, net, optimizer, g.name, settings)
               if stage is not None else None)
     if loaded is None:
@@ -353,22 +355,9 @@ def teach(
             "curve": curve, "net": net}
 
 
-def run_settings(
-    game: str | Game, teacher: str, student_spec: str, strategy: str, **settings: Any
-) -> dict[str, Any]:
-    """What ``teach(game, teacher, student_spec, strategy, **settings)`` computes from,
-    as JSON: a resumed run must share it with the run it resumes.
-
-    Raises:
-        TypeError: a keyword :func:`teach` does not take.
-    """
-    bound = inspect.signature(teach).bind(game, teacher, student_spec, strategy, **settings)
-    bound.apply_defaults()
-    return _settings(dict(bound.arguments))
-
-
 def _settings(args: dict[str, Any]) -> dict[str, Any]:
-    """:func:`run_settings` of the arguments of one call of :func:`teach`."""
+    """What one call of :func:`teach` (its arguments ``args``) computes from, as JSON: a
+    resumed run must share it with the run it resumes."""
     g = get_game(args["game"])
     arms = args["strategies"] if args["strategies"] is not None else standard_strategies(g)
     positions: PositionSet | None = args["positions"]
@@ -402,14 +391,11 @@ def teach_run(out: str | Path, game: str | Game, teacher: str, student_spec: str
         The report.
 
     Raises:
-        TlmError: with ``resume``, the checkpoint kept for ``out`` was taken with other
-            settings (it is left as it was).
+        arena.io.ResumeRefusedError: with ``resume``, the checkpoint kept for ``out`` was
+            taken with other settings (it is left as it was).
     """
     g = get_game(game)
     check_output_dir(out)
-    if resume:
-        check_resumable(out, run_settings(g, teacher, student_spec, strategy, **settings),
-                        "with --fresh to start over")
     with staged_directory(out, resume=True) as stage:
         if not resume:
             clear_checkpoints(stage)

@@ -21,8 +21,8 @@ reader. A run whose generators live across rounds (the adaptive teacher of
 ``bit_generator.state``). No file is read with pickle (checkpoints of older versions
 kept the optimizer in ``optimizer.pt``, read with ``torch.load(weights_only=True)``).
 
-:func:`check_resumable` refuses, before anything is touched, to resume a checkpoint
-taken with other settings.
+:func:`check_resumable` refuses to resume a checkpoint taken with other settings
+(:class:`arena.io.ResumeRefusedError`, which keeps the staging directory as it was).
 
 :func:`stop_after_round` turns Ctrl-C into a request honoured after the current round's
 checkpoint (a second Ctrl-C stops at once; the last checkpoint still stands).
@@ -45,7 +45,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from arena import TlmError, write_json_atomic
-from arena.io import staging_path
+from arena.io import ResumeRefusedError, output_path
 from distill.collect import PositionStore
 
 FORMAT = "tlm-distill-checkpoint/1"
@@ -137,7 +137,8 @@ def load_checkpoint(
     settings: dict[str, Any],
 ) -> tuple[RunState, PositionStore] | None:
     """The latest checkpoint in ``stage`` loaded into ``net`` and ``optimizer``, or
-    ``None`` if there is none, or it is of a run with other settings.
+    ``None`` if there is none, or it is of a run with other settings (a resuming run
+    calls :func:`check_resumable` first, which refuses those).
 
     Raises:
         TlmError: a damaged checkpoint.
@@ -168,20 +169,15 @@ def load_checkpoint(
     return state, store
 
 
-def check_resumable(out: str | Path, settings: dict[str, Any], fresh: str = "--fresh") -> None:
-    """Refuse to resume the checkpoint kept for output ``out`` if it was taken with other
-    ``settings``; call it before the staging directory is opened, so nothing is lost.
-
-    Args:
-        out: the run's output directory.
-        settings: the settings of the run about to start (as :func:`save_checkpoint`
-            stores them).
-        fresh: how the user starts over instead (named in the message).
+def check_resumable(stage: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume the latest checkpoint in ``stage`` if it was taken with other
+    ``settings``. Called inside :func:`arena.io.staged_directory` (``resume`` set), so the
+    lock is held and a refusal leaves the staging directory as it was.
 
     Raises:
-        TlmError: naming the settings that differ.
+        arena.io.ResumeRefusedError: naming the settings that differ.
     """
-    found = _checkpoints(staging_path(out))
+    found = _checkpoints(stage)
     if not found:
         return
     try:
@@ -189,23 +185,23 @@ def check_resumable(out: str | Path, settings: dict[str, Any], fresh: str = "--f
     except (OSError, json.JSONDecodeError):
         return  # a damaged checkpoint is reported when it is loaded
     if info.get("format") == FORMAT:
-        refuse_other_settings(out, info.get("settings"), settings, fresh)
+        refuse_other_settings(output_path(stage), info.get("settings"), settings)
 
 
 def refuse_other_settings(
-    out: str | Path, before: Any, now: dict[str, Any], fresh: str
+    out: str | Path, before: Any, now: dict[str, Any], fresh: str = "start over with --fresh"
 ) -> None:
     """One line naming the settings in which ``before`` (an unfinished run's, kept in
     the staging directory of ``out``) and ``now`` differ, if they do.
 
     Raises:
-        TlmError: ``before != now``.
+        arena.io.ResumeRefusedError: ``before != now``.
     """
     if before == now:
         return
     was = before if isinstance(before, dict) else {}
     diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
-    raise TlmError(
+    raise ResumeRefusedError(
         f"output {out} holds an unfinished run with other settings ({', '.join(diff)}); "
         f"rerun it with the same settings to resume, or {fresh}"
     )

@@ -181,9 +181,9 @@ def distill(
     settings = config.model_dump(mode="json")
     source_games = np.unique(source.game_id) if source is not None else None
 
-    if resume:
-        check_resumable(config.out, settings)  # before the stage is opened: nothing lost
     with staged_directory(config.out, resume=True) as stage:
+        if resume:
+            check_resumable(stage, settings)
         loaded = load_checkpoint(stage, net, optimizer, g.name, settings) if resume else None
         if loaded is None:
             clear_checkpoints(stage)
