@@ -56,7 +56,9 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
 
 
 def check_output_dir(path: str | Path) -> None:
-    """An output directory must be new (or empty) and its parent a writable directory.
+    """An output directory must be new (or empty), and its parent a writable directory,
+    or missing under one (:func:`staged_directory` creates it: ``--out runs/x`` works
+    before ``runs/`` exists).
 
     Raises:
         TlmError: naming the problem.
@@ -65,10 +67,13 @@ def check_output_dir(path: str | Path) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise TlmError(f"output {path} already exists and is not an empty directory")
     parent = path.parent
-    if not parent.is_dir():
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
         raise TlmError(f"output {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise TlmError(f"output {path}: directory {parent} is not writable")
+    if not os.access(existing, os.W_OK):
+        raise TlmError(f"output {path}: directory {existing} is not writable")
 
 
 def staging_path(out: str | Path) -> Path:
@@ -165,6 +170,10 @@ def staged_directory(out: str | Path, resume: bool = False) -> Iterator[Path]:
     """
     out = Path(out)
     check_output_dir(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TlmError(f"output {out}: cannot create {out.parent} ({error.strerror})") from None
     stage = staging_path(out)
     with output_lock(out):
         check_output_dir(out)  # again: a run that held the lock may have finished it

@@ -110,6 +110,20 @@ def test_an_existing_output_is_refused_before_the_lock(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
+    """``--out runs/x`` works before ``runs/`` exists; under a file it is refused."""
+    out = tmp_path / "runs" / "deeper" / "x"
+    with staged_directory(out) as stage:
+        (stage / "f").write_text("done")
+    assert (out / "f").read_text() == "done"
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    with pytest.raises(TlmError, match="does not exist"), \
+            staged_directory(blocker / "sub" / "x"):
+        pass
+    assert blocker.read_text() == "keep me"
+
+
 def test_the_lock_alone(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with output_lock(out) as lock:
