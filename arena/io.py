@@ -9,6 +9,11 @@ resumes from it or removes it. Who owns it is told by an exclusive ``flock`` on
 ``.OUT.lock`` (the kernel drops it when its process dies, even by ``kill -9``, so a
 reused pid is never mistaken for a live owner); the lock file also holds the owner's
 pid and start time, for the message that a second run gets.
+
+Temp files and directories are made here too (:func:`temp_file`, :func:`temp_directory`)
+rather than by :mod:`tempfile`, whose 0600 / 0700 modes would survive the rename: what a
+command writes gets the modes the umask gives (0644 / 0755 under umask 022), like any
+file the user makes.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,10 +41,47 @@ class ResumeRefusedError(TlmError):
     """
 
 
+_TEMP_TRIES = 100
+"""Random names tried before giving up on a temp name (each taken one is a collision)."""
+
+
+def temp_file(directory: str | Path, prefix: str = ".", suffix: str = ".tmp") -> tuple[int, Path]:
+    """A new file of a random name in ``directory``, open for writing: its fd and path.
+
+    Like :func:`tempfile.mkstemp` (created exclusively, never an existing file), but its
+    mode is 0666 less the umask, so the file keeps the modes any output should have
+    once it is renamed into place.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(_TEMP_TRIES):
+        path = Path(directory) / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(directory))
+
+
+def temp_directory(directory: str | Path, prefix: str = ".", suffix: str = ".tmp") -> Path:
+    """A new directory of a random name in ``directory``.
+
+    Like :func:`tempfile.mkdtemp`, but its mode is 0777 less the umask (see
+    :func:`temp_file`).
+    """
+    for _ in range(_TEMP_TRIES):
+        path = Path(directory) / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            path.mkdir(0o777)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary directory name", str(directory))
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
+    """Write ``data`` to ``path`` atomically (mode 0666 less the umask)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -117,7 +159,7 @@ def output_lock(out: str | Path) -> Iterator[Path]:
     lock = lock_path(out)
     while True:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as error:
             raise TlmError(f"output {out}: cannot create lock file {lock} "
                            f"({error.strerror})") from None

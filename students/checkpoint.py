@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from safetensors.torch import save as save_safetensors
 
 from arena.core import TlmError
 from arena.games import Game, get_game
+from arena.io import temp_directory
 from students.agent import StudentAgent
 from students.networks import StudentNet, build_student, format_shape, param_count
 
@@ -108,15 +108,13 @@ def save_student(
     old: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        tmp = temp_directory(target.parent, prefix=f".{target.name}.")
         _write_file(tmp / WEIGHTS_FILE, weights)
         _write_file(tmp / CONFIG_FILE, config_text.encode())
         if target.exists():
             # A directory cannot be renamed over a non-empty one: move the old checkpoint
             # aside first, then drop it once the new one is in place.
-            old = Path(
-                tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
-            )
+            old = temp_directory(target.parent, prefix=f".{target.name}.", suffix=".old")
             os.rename(target, old / "ckpt")
         os.rename(tmp, target)
         tmp = None

@@ -1,5 +1,6 @@
 """Staged output directories: atomic on success, resumed or removed after a dead run,
-exclusive while their owner lives (in-process, and with real ``tlm`` subprocesses)."""
+exclusive while their owner lives (in-process, and with real ``tlm`` subprocesses); what
+every command writes has the modes the umask gives."""
 
 from __future__ import annotations
 
@@ -9,12 +10,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from arena.core import TlmError
-from arena.io import lock_path, output_lock, staged_directory, staging_path
+from arena.io import (
+    lock_path,
+    output_lock,
+    staged_directory,
+    staging_path,
+    temp_directory,
+    temp_file,
+    write_json_atomic,
+)
+from scripts.cli import main
 
 TLM = [sys.executable, "-c", "import sys; from scripts.cli import main; sys.exit(main())"]
 # Long enough to be killed two seconds in, short enough to rerun in a few seconds.
@@ -193,3 +206,94 @@ def test_two_runs_to_one_output_the_second_gets_exit_2(tmp_path: Path) -> None:
     finally:
         first.kill()
         first.wait()
+
+
+# -- modes ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def modes(root: Path) -> dict[str, str]:
+    """The permission bits of everything under ``root``, in octal, by relative path."""
+    return {p.relative_to(root).as_posix(): oct(p.lstat().st_mode & 0o7777)
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_temp_files_staged_directories_and_atomic_writes_follow_the_umask(
+    mask: int, tmp_path: Path
+) -> None:
+    file_mode, dir_mode = oct(0o666 & ~mask), oct(0o777 & ~mask)
+    with umask(mask):
+        fd, path = temp_file(tmp_path, prefix=".x.")
+        os.close(fd)
+        made = temp_directory(tmp_path, prefix=".d.", suffix=".old")
+        assert path.name.startswith(".x.") and made.name.endswith(".old")
+        write_json_atomic(tmp_path / "doc.json", {"a": 1})
+        with staged_directory(tmp_path / "out") as stage:
+            write_json_atomic(stage / "report.json", {"b": 2})
+            (stage / "sub").mkdir()
+            with output_lock(tmp_path / "other") as lock:
+                assert oct(lock.stat().st_mode & 0o777) == file_mode
+    assert modes(tmp_path) == {
+        path.name: file_mode, made.name: dir_mode, "doc.json": file_mode,
+        "out": dir_mode, "out/report.json": file_mode, "out/sub": dir_mode,
+    }
+
+
+TINY_LEAGUE = {
+    "game": "tictactoe", "seed": 1,
+    "learners": [{"name": "main", "net_arch": [16], "n_envs": 2,
+                  "ppo": {"n_steps": 32, "batch_size": 64, "n_epochs": 1},
+                  "steps_per_round": 64, "snapshot_every": 64}],
+    "references": ["random"],
+    "evaluation": {"games_per_pair": 10, "snapshots_per_learner": 1},
+    "stop": {"max_rounds": 2},
+}
+
+
+def test_every_command_writes_files_0644_and_directories_0755_under_umask_022(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """generate, distill (student checkpoint, curves, TensorBoard, report), eval --out,
+    a league (database, learner checkpoints, snapshots) and its report."""
+    runs = tmp_path / "runs"
+    with umask(0o022):
+        runs.mkdir()
+        config = runs / "league.yaml"
+        config.write_text(yaml.safe_dump(TINY_LEAGUE))
+        commands = [
+            ["generate", "--game", "tictactoe", "--teacher", "perfect", "--games", "20",
+             "--games-per-shard", "10", "--out", str(runs / "data")],
+            ["distill", "--game", "tictactoe", "--teacher", "perfect", "--student",
+             "mlp:16x1", "--budget-games", "20", "--games-per-round", "10",
+             "--steps-per-round", "5", "--eval-games", "10", "--out", str(runs / "ttt")],
+            ["distill", "--game", "tictactoe", "--method", "offline", "--dataset",
+             str(runs / "data"), "--student", "mlp:16x1", "--budget-games", "20",
+             "--games-per-round", "20", "--steps-per-round", "5", "--eval-games", "10",
+             "--out", str(runs / "offline")],
+            ["eval", "--game", "tictactoe", "--agent", str(runs / "ttt" / "student"),
+             "--opponents", "random", "--games", "10", "--json",
+             "--out", str(runs / "report.json")],
+            ["league", "run", "--config", str(config), "--dir", str(runs / "league"),
+             "--quiet"],
+            ["league", "report", "--dir", str(runs / "league")],
+        ]
+        for args in commands:
+            assert main(args) == 0, (args, capsys.readouterr().err)
+    capsys.readouterr()
+    found = modes(runs)
+    for name in ("data/manifest.json", "ttt/student/model.safetensors", "ttt/report.json",
+                 "offline/student", "report.json", "league/league.db",
+                 "league/learners/main/r000002", "league/report.html"):
+        assert name in found, sorted(found)
+    wrong = {name: mode for name, mode in found.items()
+             if mode != ("0o755" if (runs / name).is_dir() else "0o644")}
+    assert wrong == {}

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from urllib.parse import quote
 
 from arena.core import TlmError
 from arena.games import get_game
+from arena.io import temp_directory
 
 ROLES = ("learner", "snapshot", "reference")
 """What an agent is in a league: trained now, a frozen copy of a learner, or fixed."""
@@ -230,13 +230,11 @@ def staged_checkpoint(directory: str | Path, replace: bool = False) -> Iterator[
     exists = directory.exists() and (not directory.is_dir() or any(directory.iterdir()))
     if exists and not replace:
         raise TlmError(f"checkpoint {directory} already exists")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp",
-                                dir=directory.parent))
+    tmp = temp_directory(directory.parent, prefix=f".{directory.name}.")
     try:
         yield tmp
         if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old",
-                                        dir=directory.parent))
+            old = temp_directory(directory.parent, prefix=f".{directory.name}.", suffix=".old")
             os.replace(directory, old / "x")
             os.replace(tmp, directory)
             shutil.rmtree(old, ignore_errors=True)
