@@ -149,8 +149,15 @@ def _owner(lock: Path) -> str:
 
 
 @contextmanager
-def output_lock(out: str | Path) -> Iterator[Path]:
+def output_lock(out: str | Path, what: str = "output") -> Iterator[Path]:
     """Hold the exclusive lock of output ``out`` for the block; yields the lock file.
+
+    A lock file left by a dead process (``kill -9``) does not block: only a live
+    holder's ``flock`` does.
+
+    Args:
+        out: the output (a file or directory; its parent must exist).
+        what: what ``out`` is, for the message (``output``, ``league``).
 
     Raises:
         TlmError: another live process holds it (``output X is being written by pid N``).
@@ -161,14 +168,14 @@ def output_lock(out: str | Path) -> Iterator[Path]:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as error:
-            raise TlmError(f"output {out}: cannot create lock file {lock} "
+            raise TlmError(f"{what} {out}: cannot create lock file {lock} "
                            f"({error.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             os.close(fd)
             if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                raise TlmError(f"output {out} is being written by {_owner(lock)}") from None
+                raise TlmError(f"{what} {out} is being written by {_owner(lock)}") from None
             raise
         # The previous owner may have removed the file between our open and our lock;
         # a lock on a file that is no longer at `lock` guards nothing, so start over.

@@ -23,6 +23,12 @@ the same seed gives the same league and a league killed at any moment and run ag
 redoes the unfinished round exactly: no match lost or doubled, ratings equal to the
 ones recomputed from the log.
 
+One process writes a league at a time: :func:`run_league` holds the league directory's
+lock (:func:`arena.io.output_lock`, ``.NAME.lock`` beside it) from before the store is
+opened until it is closed, so a second run on the same directory is refused with the
+pid of the first and touches nothing. Readers (``tlm league status`` and ``report``)
+take no lock.
+
 Learners are built by :func:`make_learner` from their config (``sb3``:
 :class:`teachers.league_learners.SB3Learner`; ``rllib``:
 ``teachers.rllib_learner.RLlibLearner``) and driven only through the protocol of
@@ -51,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from arena.agents import make_agent
 from arena.core import Agent, PolicyAgent, State, TlmError, sample_from
 from arena.games import Game, get_game
+from arena.io import output_lock
 from arena.league import LeagueStore, MatchRecord, staged_checkpoint
 from arena.league.matchmaking import Matchmaker, pfsp_weights, win_rates
 from arena.league.ratings import Rating, elo_ratings
@@ -925,27 +932,34 @@ def run_league(
         how it ended.
 
     Raises:
-        TlmError: a bad config or directory (nothing is written then).
+        TlmError: a bad config or directory, or a league another live process is running
+            (``league D is being written by pid N``); nothing is written then.
     """
     import teachers.league_learners  # noqa: F401  (SB3 agents travel to Ray workers)
 
     references = check_config(config)
     directory = Path(directory).resolve()
     start = time.perf_counter()
-    store = open_or_create(config, directory)
-    league = _League(config, store, references, progress, stop or StopRequest(), runner)
     try:
-        signum = None
+        directory.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TlmError(f"league {directory}: cannot create {directory.parent} "
+                       f"({error.strerror})") from None
+    with output_lock(directory, what="league"):
+        store = open_or_create(config, directory)
+        league = _League(config, store, references, progress, stop or StopRequest(), runner)
         try:
-            league.setup()
-            reason, done = league.loop()
-        except _InterruptedError:
-            reason, done = league.stop.reason or "signal", league.view.rounds_done
-            signum = league.stop.signum
-        ratings = league.view.ratings
-        league.timing["total"] = time.perf_counter() - start
-        return LeagueOutcome(int(store.get_state("round", 0)), done, reason, signum, ratings,
-                             dict(league.timing), league.view.rating_games)
-    finally:
-        league.close()
-        store.close()
+            signum = None
+            try:
+                league.setup()
+                reason, done = league.loop()
+            except _InterruptedError:
+                reason, done = league.stop.reason or "signal", league.view.rounds_done
+                signum = league.stop.signum
+            ratings = league.view.ratings
+            league.timing["total"] = time.perf_counter() - start
+            return LeagueOutcome(int(store.get_state("round", 0)), done, reason, signum,
+                                 ratings, dict(league.timing), league.view.rating_games)
+        finally:
+            league.close()
+            store.close()

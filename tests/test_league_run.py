@@ -4,6 +4,7 @@ short league that learns."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -260,6 +261,68 @@ def test_ctrl_c_stops_after_the_match_and_resumes(reference_league: Path, tmp_pa
     assert log_of(directory) == log_of(reference_league)
 
 
+def _tree(directory: Path) -> list[tuple[str, int, int, bytes]]:
+    """Every path under ``directory`` with its mode, size, mtime and (files) contents."""
+    rows = []
+    for path in sorted(directory.rglob("*")):
+        st = path.lstat()
+        data = path.read_bytes() if path.is_file() else b""
+        rows.append((path.relative_to(directory).as_posix(), st.st_mode, st.st_mtime_ns, data))
+    return rows
+
+
+def test_one_writer_per_league_and_a_dead_one_does_not_block(
+    reference_league: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second ``tlm league run`` on a live league exits 2 naming the first one's pid and
+    touches nothing, while status and report still read it; once the first is killed
+    with kill -9, its lock file (left behind) does not block the next run."""
+    from arena.io import lock_path
+
+    config = write_config(tmp_path / "league.yaml", TINY)
+    directory = tmp_path / "busy"
+    first = _start(config, directory)
+    try:
+        deadline = time.monotonic() + 120
+        while first.poll() is None and time.monotonic() < deadline:
+            if _matches_written(directory) >= 1:
+                break
+            time.sleep(0.02)
+        assert first.poll() is None, first.communicate()[1].decode()
+        # Stopped, the first run changes nothing while the second one tries.
+        first.send_signal(signal.SIGSTOP)
+        before = _tree(directory)
+        second = subprocess.run(
+            [*TLM, "league", "run", "--config", str(config), "--dir", str(directory),
+             "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.startswith("error: ") and second.stderr.count("\n") == 1
+        assert f"is being written by pid {first.pid}" in second.stderr, second.stderr
+        assert second.stdout == ""
+        assert _tree(directory) == before
+        assert main(["league", "status", "--dir", str(directory), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["matches"] >= 1
+        (tmp_path / "report").mkdir()
+        assert main(["league", "report", "--dir", str(directory),
+                     "--out", str(tmp_path / "report")]) == 0
+        assert (tmp_path / "report" / "report.html").is_file()
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        first.stdout.close()  # type: ignore[union-attr]
+        first.stderr.close()  # type: ignore[union-attr]
+    assert str(first.pid) in lock_path(directory).read_text()  # the dead run's lock
+    proc = _start(config, directory)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert not lock_path(directory).exists()
+    check_consistent(directory, 6)
+    assert log_of(directory) == log_of(reference_league)
+
+
 # -- learning ----------------------------------------------------------------------------
 
 
@@ -308,8 +371,6 @@ def test_rating_matches_on_ray_give_the_same_log(
 def test_a_league_mixes_sb3_and_rllib_learners_and_resumes(tmp_path: Path) -> None:
     """An SB3 and an RLlib learner in one league: both train, are snapshotted and rated,
     and a second process resumes both to the log and weights of a league never stopped."""
-    import json
-
     from arena import make_agent
 
     rl = {**TINY["learners"][0], "name": "rl", "backend": "rllib"}
