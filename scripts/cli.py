@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -23,7 +24,9 @@ from scripts.cli_common import (
     MAX_PLIES,
     MAX_STEPS,
     MAX_TEMPERATURE,
+    command_output,
     console,
+    echo,
     float_option,
     int_option,
     positive,
@@ -89,7 +92,7 @@ def games_cmd(
             "description": g.description,
         })
     if as_json:
-        typer.echo(json.dumps(rows))
+        echo(json.dumps(rows))
         return
     table = Table(title="games")
     for col in ("game", "observation", "actions", "engine", "description"):
@@ -228,7 +231,7 @@ def eval_cmd(
     if out is not None:
         arena.write_json_atomic(out, report)
     if as_json:
-        typer.echo(json.dumps(report))
+        echo(json.dumps(report))
         return
     for opp in opponent_specs:
         table = Table(title=f"{agent} vs {opp.strip()} on {g.name}")
@@ -782,9 +785,36 @@ def _fresh_dir(path: Path) -> Path:
     raise TlmError(f"no free directory name next to {path}")
 
 
+INTERACTIVE = frozenset({"play"})
+"""Commands that talk with a person: their prompts are their output, and ``input()``
+edits lines only on the terminal at fd 1; they start no workers."""
+
+
+def _output_only_on_stdout(command: Any) -> None:
+    """Run every command of the click tree ``command`` (but :data:`INTERACTIVE`) in
+    :func:`scripts.cli_common.command_output`: once its flags are parsed (help and usage
+    errors print as usual), only its own output reaches stdout."""
+    subcommands = getattr(command, "commands", None)
+    if subcommands is not None:  # a group
+        for sub in subcommands.values():
+            _output_only_on_stdout(sub)
+        return
+    callback = command.callback
+    if callback is None or command.name in INTERACTIVE:
+        return
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with command_output():
+            return callback(*args, **kwargs)
+
+    command.callback = run
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tlm`` console script; returns the exit code."""
     command = typer.main.get_command(app)
+    _output_only_on_stdout(command)
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         # Not command.main(): it turns Ctrl-C into a silent exit code, and a

@@ -1,13 +1,16 @@
-"""What every ``tlm`` command module shares: the console, flag checks, progress bars."""
+"""What every ``tlm`` command module shares: the console and the command's stdout, flag
+checks, progress bars."""
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import typer
 from rich.console import Console
@@ -23,7 +26,64 @@ from arena import TlmError
 from arena.io import staging_path
 
 console = Console(soft_wrap=True)
-"""Lines are never wrapped, so a printed path or agent spec can be copied whole."""
+"""The command's output: its tables, lines, progress and JSON (see :func:`command_output`).
+Lines are never wrapped, so a printed path or agent spec can be copied whole."""
+
+
+def echo(text: str) -> None:
+    """Print ``text`` and a newline to the command's output as it is (JSON, say)."""
+    out = console.file
+    out.write(text + "\n")
+    out.flush()
+
+
+@contextmanager
+def command_output() -> Iterator[None]:
+    """Keep stdout for the command's own output while the block runs.
+
+    In the block, file descriptor 1 and ``sys.stdout`` lead to stderr, so whatever else
+    would print there goes to stderr: Ray's driver threads (the raylet's note that a
+    worker died, at any moment of a run), libraries, C code, and child processes, which
+    inherit fd 1. :data:`console` and :func:`echo` write to the stdout the command was
+    started with, so ``tlm eval --json | jq`` parses whatever happens on the workers.
+    Progress bars stay on the console: they are drawn only when stdout is a terminal
+    (piped, a bar leaves its final line, a count of the work done).
+    """
+    stream = sys.stdout
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (closed): nothing can leak into it
+        yield
+        return
+    try:
+        on_fd_1 = stream.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # a stream of its own (a test's capture)
+        on_fd_1 = False
+    stream.flush()
+    sys.stderr.flush()
+    out: IO[str] = stream
+    if on_fd_1:
+        buffering = 1 if getattr(stream, "line_buffering", False) else -1
+        out = open(saved, "w", buffering=buffering, encoding=stream.encoding,  # noqa: SIM115
+                   errors=stream.errors, closefd=False)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    console.file = out
+    try:
+        yield
+    finally:
+        console.file = None  # type: ignore[assignment]  # back to following sys.stdout
+        sys.stdout = stream
+        try:
+            sys.stderr.flush()
+            if out is stream:
+                out.flush()
+            else:
+                out.close()  # flushes; the fd is `saved`, closed below
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
 
 MAX_SEED = 2**63 - 1
 """Seeds are any integer from 0 to 2^63-1 (what numpy's and torch's seeding accept)."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from arena.runners import MAX_WORKERS
-from scripts.cli_common import console, int_option
+from scripts.cli_common import console, echo, int_option
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -128,7 +128,7 @@ def status_cmd(
     with LeagueStore.open(directory, readonly=True) as store:
         status = league_status(store, with_openskill=openskill)
     if as_json:
-        typer.echo(json.dumps(status))
+        echo(json.dumps(status))
         return
     table = Table(title=f"league {directory} · {status['game']} · {status['matches']} matches · "
                   f"{status['games']} games · Elo anchored at {status['anchor']} = 0",

@@ -3,14 +3,19 @@ exit code 2 for every kind of bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from scripts.cli import main
+from scripts.cli_common import command_output, echo
 
 TLM = [sys.executable, "-m", "scripts.cli"]
 
@@ -192,3 +197,90 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert report["perfect_at_games"] is not None and report["perfect_at_games"] <= 500
     assert "final evaluation of" in out
     assert "0 lost lines against every reply" in out
+
+
+# -- stdout carries only the command's output ------------------------------------------
+
+
+def test_in_a_command_only_its_output_reaches_stdout(capfd: pytest.CaptureFixture[str]) -> None:
+    """What a library prints, what C code writes to fd 1 and what a child process prints
+    go to stderr; the command's own output to stdout; afterwards all is as it was."""
+    with command_output():
+        print("library print")
+        sys.stdout.flush()
+        os.write(1, b"fd 1 write\n")
+        subprocess.run([sys.executable, "-c", "print('child print')"], check=True)
+        echo('{"result": 1}')
+    out, err = capfd.readouterr()
+    assert out == '{"result": 1}\n'
+    assert err.split("\n") == ["library print", "fd 1 write", "child print", ""]
+    print("after")
+    assert capfd.readouterr().out == "after\n"
+
+
+def _in_session(sid: int) -> set[int]:
+    """The live processes of session ``sid`` (a command started in a session of its own,
+    Ray's processes with it)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_eval_json_parses_after_a_ray_worker_is_killed() -> None:
+    """kill -9 of a Ray worker mid-run: Ray's note of the dead worker goes to stderr, the
+    JSON on stdout parses, and its results are the ones of the same run in-process."""
+    args = ["eval", "--game", "connect_four", "--agent", "alphabeta:2", "--opponents",
+            "random", "--games", "6000", "--shard-games", "100", "--seed", "11", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*TLM, *args, "--workers", "2"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        victim = None
+        deadline = time.monotonic() + 240
+        while victim is None and proc.poll() is None and time.monotonic() < deadline:
+            workers = sorted(p for p in _in_session(proc.pid)
+                             if "ShardWorker" in _command_line(p))
+            # Once a worker has played for a while (its start-up is quick to pass).
+            if len(workers) == 2 and _cpu_seconds(workers[0]) > 1.0:
+                victim = workers[0]
+            else:
+                time.sleep(0.05)
+        assert victim is not None and proc.poll() is None, "no worker to kill mid-run"
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for pid in _in_session(proc.pid):  # what a failed run left of Ray
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-2000:]
+    assert "A worker died or was killed" in err  # Ray's note, where it belongs
+    report = json.loads(out)
+    local = subprocess.run([*TLM, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert local.returncode == 0, local.stderr[-2000:]
+    assert report == json.loads(local.stdout)
