@@ -19,6 +19,12 @@ Positions are rebuilt by replaying their moves on the game's engine, so agents g
 the same observations as in play, and search agents the engine state they need.
 The measure is the one the distillation report uses every round: an agent is judged on
 positions it never trained on.
+
+Positions files that ship with tlm live in the package's data (``arena/data``) and are
+named by their file name without ``.csv``: ``connect_four_solved`` is 400 connect-four
+positions labelled by a solver. Wherever a positions file is accepted (``--positions``,
+``positions:`` in a config), such a name works as well as a path
+(:func:`positions_path`).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from arena.io import write_bytes_atomic
 
 ILLEGAL = -1000
 """Score of an action that cannot be played in the position."""
+SHIPPED_DIR = Path(__file__).resolve().parent / "data"
+"""Where the positions files that ship with tlm are (package data)."""
 MAX_SCORE = 10**9
 """Largest score magnitude a file may hold."""
 
@@ -163,18 +171,52 @@ def build_positions(
     )
 
 
+def shipped_positions() -> dict[str, Path]:
+    """The positions files that ship with tlm, by name (``connect_four_solved``)."""
+    return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.csv"))}
+
+
+def _known() -> str:
+    return ", ".join(shipped_positions()) or "none"
+
+
+def positions_path(spec: str | Path) -> Path:
+    """The file a positions argument names: a shipped file by its name, else a path.
+
+    A bare name (no directory, no suffix) that names a shipped file is that file, even
+    when the working directory holds a file of that name; anything else is a path.
+
+    Raises:
+        TlmError: a bare name that is neither a shipped file nor an existing path (the
+            message lists the known names).
+    """
+    text = str(spec)
+    bare = Path(text).name == text and not Path(text).suffix
+    if bare and text in shipped_positions():
+        return shipped_positions()[text]
+    if bare and not Path(text).exists():
+        raise TlmError(f"unknown positions {text!r}: known names are {_known()} "
+                       "(or give the path of a positions file)")
+    return Path(text)
+
+
 def load_positions(path: str | Path, game: str | Game) -> PositionSet:
     """Read a positions file (see the module docstring) for ``game``.
 
+    Args:
+        path: a positions file, or the name of one that ships with tlm
+            (:func:`positions_path`).
+        game: the game the positions are of.
+
     Raises:
-        TlmError: a missing or unreadable file, a header that is not
+        TlmError: an unknown name, a missing or unreadable file, a header that is not
             ``moves,score_c0..score_c{A-1}`` for this game (a file of another game),
             a ragged row, a non-number, a move out of range or illegal, a finished
             game, or scores that disagree with the legal actions. The message names
             the line.
     """
     g = get_game(game)
-    path = Path(path)
+    path = positions_path(path)
     n_actions = g.num_actions
     if n_actions > 9:
         raise TlmError(f"positions files write one digit per move; {g.name} has "
@@ -183,6 +225,9 @@ def load_positions(path: str | Path, game: str | Game) -> PositionSet:
     try:
         with path.open(newline="") as f:
             rows = list(csv.reader(f))
+    except FileNotFoundError as e:
+        raise TlmError(f"cannot read positions file {path}: {e.strerror} (shipped "
+                       f"positions: {_known()})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise TlmError(f"cannot read positions file {path}: {e}") from None
     except csv.Error as e:

@@ -69,8 +69,9 @@ class DistillConfig(BaseModel):
         False, description="Also play the game's standard panel every round (tlm eval "
         "--panel): scores against each member and one Elo with its interval.")
     positions: Path | None = Field(
-        None, description="A solved-positions file (tlm eval --positions) measured every "
-        "round: optimal-move and blunder rates; never trained on.")
+        None, description="A solved-positions file, or the name of one shipped with tlm "
+        "(tlm eval --positions), measured every round: optimal-move and blunder rates; "
+        "never trained on.")
     holdout_games: int = Field(
         50, ge=0, description="Teacher games held out to measure top-1 agreement.")
     stop_when_perfect: bool = Field(

@@ -77,8 +77,8 @@ class IterateConfig(BaseModel):
     eval_opening_plies: int = Field(
         2, ge=0, description="Random opening plies of panel games.")
     positions: Path | None = Field(
-        None, description="Solver-labelled positions file for optimal / blunder rates "
-        "(connect four: tests/data/connect_four_solved.csv).")
+        None, description="Solver-labelled positions file, or the name of one shipped "
+        "with tlm, for optimal / blunder rates (connect four: connect_four_solved).")
 
     # The start teacher's distillation (when start is a teacher): the game's
     # ``tlm distill`` preset (distill.presets) with these settings on top.
@@ -113,7 +113,7 @@ CONNECT_FOUR: dict[str, Any] = {
     "eval_opening_plies": 4,
     "start_games": 400,
     "start_games_per_round": 200,
-    **({"positions": str(SOLVED_POSITIONS)} if SOLVED_POSITIONS.is_file() else {}),
+    "positions": SOLVED_POSITIONS,
 }
 """Connect-four settings of ``tlm iterate`` and ``scripts/bench_iterate.py``: a small
 residual network, 64 simulations, 128 games an iteration; measured on the solved

@@ -11,9 +11,9 @@ from typing import Any
 from arena import TlmError, get_game
 from distill.config import DistillConfig, load_config, make_config, read_yaml
 
-SOLVED_POSITIONS = Path(__file__).resolve().parent.parent / "tests" / "data" / \
-    "connect_four_solved.csv"
-"""400 solver-labelled connect-four positions: measured every round, never trained on."""
+SOLVED_POSITIONS = "connect_four_solved"
+"""400 solver-labelled connect-four positions, shipped with tlm
+(:func:`arena.positions.positions_path`): measured every round, never trained on."""
 
 TICTACTOE_DAGGER: dict[str, Any] = {
     "game": "tictactoe",
@@ -53,7 +53,7 @@ CONNECT_FOUR_DAGGER: dict[str, Any] = {
     "eval_opponents": [],
     "panel": True,
     "holdout_games": 0,
-    **({"positions": str(SOLVED_POSITIONS)} if SOLVED_POSITIONS.is_file() else {}),
+    "positions": SOLVED_POSITIONS,
 }
 """DAgger from an 8-ply alpha-beta (soft labels at temperature 1, exact in the last 16
 empty cells) into a fresh small residual network (3 blocks of 64 channels): the games
@@ -115,6 +115,4 @@ def _show(value: Any) -> str:
         return ",".join(f"{k}={v:g}" for k, v in value.items())
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
-    if isinstance(value, str) and value.endswith(".csv"):
-        return Path(value).name
     return str(value)

@@ -29,7 +29,7 @@ from distill.iterate_config import CONNECT_FOUR, make_iterate_config
 from students import StudentAgent, load_net
 from teachers.mcts import MCTS, MCTSAgent, NetworkEvaluator
 
-SOLVED = Path(__file__).resolve().parent.parent / "tests" / "data" / "connect_four_solved.csv"
+SOLVED = "connect_four_solved"  # shipped with tlm (arena.positions.positions_path)
 
 
 def search_strength(run: Path, positions: PositionSet, seed: int) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +39,7 @@ from arena.players.c4_reference import ReferenceAlphaBeta
 from arena.positions import evaluate_positions, load_positions
 from teachers.generate import Exploration, TeacherLabeller, collect_positions
 
-SOLVED = Path(__file__).resolve().parents[1] / "tests" / "data" / "connect_four_solved.csv"
+SOLVED = "connect_four_solved"  # shipped with tlm (arena.positions.positions_path)
 
 
 def diverse_positions(games: int, opening_plies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

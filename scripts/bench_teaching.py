@@ -20,7 +20,7 @@ import numpy as np
 from arena.positions import load_positions
 from distill.curricula import ADAPTIVE, standard_strategies, teach
 
-SOLVED = Path(__file__).resolve().parent.parent / "tests" / "data" / "connect_four_solved.csv"
+SOLVED = "connect_four_solved"  # shipped with tlm (arena.positions.positions_path)
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "tictactoe": {"teacher": "perfect", "student": "mlp:128x2", "target": None,

@@ -145,8 +145,9 @@ def eval_cmd(
     ] = None,
     positions: Annotated[
         Path | None,
-        typer.Option(help="A solver-labelled positions file (CSV: moves,score_c0,...): "
-                          "report optimal-move, blunder and illegal-move rates on it."),
+        typer.Option(help="A solver-labelled positions file (CSV: moves,score_c0,...), or "
+                          "the name of one shipped with tlm (connect_four_solved): report "
+                          "optimal-move, blunder and illegal-move rates on it."),
     ] = None,
     panel: Annotated[
         bool,
@@ -423,7 +424,8 @@ def distill_cmd(
         help=_distill_help("Random opening plies of evaluation games.", "eval_opening_plies"),
         lo=0, hi=MAX_PLIES)] = None,
     positions: Annotated[Path | None, typer.Option(help=_distill_help(
-        "Solved-positions file measured every round (optimal-move and blunder rates).",
+        "Solved-positions file, or the name of one shipped with tlm, measured every round "
+        "(optimal-move and blunder rates).",
         "positions"))] = None,
     panel: Annotated[bool | None, typer.Option(
         "--panel", help=_distill_help("Play the game's standard panel every round (scores "
@@ -549,8 +551,8 @@ def _distill_adaptive(
     if game is None or teacher is None or out is None:
         raise TlmError("--method adaptive needs --game, --teacher and --out")
     g = arena.get_game(game)
-    if positions is None and g.name == "connect_four" and SOLVED_POSITIONS.is_file():
-        positions = SOLVED_POSITIONS
+    if positions is None and g.name == "connect_four":
+        positions = Path(SOLVED_POSITIONS)
     per_round = games_per_round or 25
 
     def show(row: dict[str, Any]) -> None:
@@ -601,7 +603,8 @@ def iterate_cmd(
         int | None, int_option(help="Games per panel opponent per iteration.", hi=MAX_GAMES)
     ] = None,
     positions: Annotated[
-        Path | None, typer.Option(help="Solver-labelled positions file (optimal/blunder rates).")
+        Path | None, typer.Option(help="Solver-labelled positions file, or the name of one "
+                                       "shipped with tlm (optimal/blunder rates).")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config; flags override it.")] = None,
 ) -> None:

@@ -3,8 +3,6 @@ same move values as the reference, exact scores where it solves, the spec's opti
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,9 +13,9 @@ from arena.players import c4_reference as ref
 from arena.players import c4_search as fast
 from arena.players import connect_four as c4
 from arena.players.connect_four import AlphaBetaConnectFour, decode_arrays, scores_to_policy
-from arena.positions import load_positions
+from arena.positions import load_positions, positions_path
 
-SOLVED_CSV = Path(__file__).parent / "data" / "connect_four_solved.csv"
+SOLVED_CSV = positions_path("connect_four_solved")
 EVERY_COLUMN = 10**9
 """A margin that makes every column's score exact."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from arena.agents import RandomAgent, make_agent
 from arena.core import Engine, State, TlmError
 from arena.games import Game, get_game
 from arena.matches import play_matches
+from arena.positions import positions_path
 from teachers.mcts import (
     MCTS,
     MCTSAgent,
@@ -24,7 +24,7 @@ from teachers.mcts import (
     reach_leaves,
 )
 
-SOLVED = Path(__file__).parent / "data" / "connect_four_solved.csv"
+SOLVED = positions_path("connect_four_solved")
 
 
 def engine_of(game: str) -> Engine:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,8 +35,9 @@ from arena.players import (
 from arena.players import connect_four as c4
 from arena.players import tictactoe as ttt
 from arena.players.heuristic import completing_moves
+from arena.positions import positions_path
 
-SOLVED_CSV = Path(__file__).parent / "data" / "connect_four_solved.csv"
+SOLVED_CSV = positions_path("connect_four_solved")
 Solved = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 

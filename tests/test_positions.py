@@ -17,14 +17,17 @@ from arena.games import make_engine
 from arena.players.tictactoe import move_values
 from arena.positions import (
     ILLEGAL,
+    SHIPPED_DIR,
     build_positions,
     evaluate_positions,
     load_positions,
+    positions_path,
+    shipped_positions,
     write_positions,
 )
 from scripts.cli import main
 
-SOLVED_CSV = Path(__file__).parent / "data" / "connect_four_solved.csv"
+SOLVED_CSV = positions_path("connect_four_solved")
 
 
 def tictactoe_positions(n: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
@@ -135,6 +138,52 @@ def test_cli_reports_positions(capsys: pytest.CaptureFixture[str], ttt_file: Pat
                  "--positions", str(SOLVED_CSV)])
     out, _ = capsys.readouterr()
     assert code == 0 and "optimal moves" in out and "blunders" in out
+
+
+def test_shipped_positions_go_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    path = positions_path("connect_four_solved")
+    assert path.is_file() and path.parent == SHIPPED_DIR
+    assert shipped_positions() == {"connect_four_solved": path}
+    assert positions_path(str(path)) == path  # a path stays a path
+    assert load_positions("connect_four_solved", "connect_four").moves == \
+        load_positions(path, "connect_four").moves
+    code = main(["eval", "--game", "connect_four", "--agent", "heuristic", "--games", "4",
+                 "--positions", "connect_four_solved", "--json"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    report = json.loads(out)["positions"]
+    assert report["positions"] == 400 and report["source"] == str(path)
+    # The connect-four presets measure on it, wherever tlm is installed.
+    from distill.iterate_config import iterate_config_with_preset
+    from distill.presets import config_with_preset
+
+    for config in (config_with_preset(game="connect_four", out="unused"),
+                   iterate_config_with_preset(game="connect_four", out="unused")):
+        assert config.positions is not None and positions_path(config.positions) == path
+
+
+UNKNOWN_NAME = {
+    "eval": ["eval", "--game", "connect_four", "--agent", "random", "--games", "4"],
+    "distill": ["distill", "--game", "connect_four", "--budget-games", "4",
+                "--games-per-round", "4", "--out", "{out}"],
+    "adaptive": ["distill", "--game", "connect_four", "--method", "adaptive", "--teacher",
+                 "alphabeta:2", "--out", "{out}"],
+    "iterate": ["iterate", "--game", "connect_four", "--iterations", "1", "--out", "{out}"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(UNKNOWN_NAME))
+def test_an_unknown_positions_name_is_one_line_listing_the_known_ones(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = [a.replace("{out}", str(out)) for a in UNKNOWN_NAME[command]]
+    assert main([*argv, "--positions", "connect_four_unsolved"]) == 2
+    printed, err = capsys.readouterr()
+    assert err == ("error: unknown positions 'connect_four_unsolved': known names are "
+                   "connect_four_solved (or give the path of a positions file)\n")
+    assert "Traceback" not in printed
+    assert list(tmp_path.iterdir()) == []
 
 
 HEADER = "moves," + ",".join(f"score_c{i}" for i in range(7))

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from sb3_contrib import MaskablePPO
 
 import arena
+from arena.positions import positions_path
 from scripts.cli import main
 from scripts.cli_common import MAX_SEED
 from students import build_student, save_student
@@ -36,7 +37,7 @@ from teachers import generate_dataset
 from teachers.sb3_teacher import SnapshotPool, make_selfplay_env
 
 ROOT = Path(__file__).parents[1]
-POSITIONS = ROOT / "tests" / "data" / "connect_four_solved.csv"
+POSITIONS = positions_path("connect_four_solved")
 
 Draw = Callable[..., Any]
 """What draws a value from a strategy: a composite's ``draw`` or ``data.draw``."""
