@@ -36,6 +36,7 @@ from arena.matches import (
     MatchResult,
     MatchTally,
     Pairing,
+    max_batch,
     play_match_tallies,
     play_match_tally,
     play_matches,
@@ -55,6 +56,7 @@ from arena.runners import (
     register_payload,
     start_local_ray,
 )
+from arena.streams import RowGenerator, rows_rng
 
 __all__ = [
     "Agent",
@@ -74,6 +76,7 @@ __all__ = [
     "PolicyAgent",
     "RandomAgent",
     "RayRunner",
+    "RowGenerator",
     "ShardPlan",
     "State",
     "TlmError",
@@ -86,6 +89,7 @@ __all__ = [
     "make_engine",
     "make_runner",
     "masked_argmax",
+    "max_batch",
     "masked_softmax",
     "parse_int_argument",
     "play_human",
@@ -97,6 +101,7 @@ __all__ = [
     "register_game",
     "register_loader",
     "register_payload",
+    "rows_rng",
     "sample_from",
     "start_local_ray",
     "summarize",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pettingzoo import AECEnv
 
-from arena.core import IllegalActionError
+from arena.core import IllegalActionError, TlmError
 
 if TYPE_CHECKING:
     from arena.games import Game
@@ -42,11 +42,17 @@ def clone_env(env: Any, memo: dict[int, Any] | None = None) -> Any:
     return new
 
 
-def episode_seeds(seed: int | None, n: int) -> list[int | None]:
-    """The env seed of each of ``n`` games started from ``seed`` (``None``: unseeded)."""
+def episode_seeds(seed: int | np.ndarray | None, n: int) -> list[int | None]:
+    """The env seed of each of ``n`` games: ``seed`` itself if it holds one per game,
+    else drawn from it (``None``: unseeded)."""
     if seed is None:
         return [None] * n
-    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32)]
+    if np.ndim(seed):
+        seeds = np.asarray(seed)
+        if seeds.shape != (n,):
+            raise TlmError(f"{len(seeds)} episode seeds for {n} games")
+        return [int(s) for s in seeds]
+    return [int(s) for s in np.random.SeedSequence(int(seed)).generate_state(n, dtype=np.uint32)]
 
 
 @dataclass
@@ -60,8 +66,9 @@ class EnvBatch:
 class PettingZooEngine:
     """Runs B PettingZoo envs of one game in lockstep behind the engine interface.
 
-    Game ``i`` of ``reset(n, seed)`` is ``env.reset(seed=episode_seeds(seed, n)[i])``,
-    so a plain PettingZoo loop with the same seeds plays the same games.
+    Game ``i`` of ``reset(n, seed)`` is ``env.reset(seed=episode_seeds(seed, n)[i])``
+    (``seed`` may hold one seed per game, as matches pass it), so a plain PettingZoo
+    loop with the same seeds plays the same games.
     """
 
     def __init__(self, game: Game) -> None:
@@ -72,7 +79,7 @@ class PettingZooEngine:
         probe = game.make_env()
         self.agents: list[str] = list(probe.possible_agents)
 
-    def reset(self, n: int, seed: int | None = None) -> EnvBatch:
+    def reset(self, n: int, seed: int | np.ndarray | None = None) -> EnvBatch:
         envs = []
         for s in episode_seeds(seed, n):
             env = self.game.make_env()

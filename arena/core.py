@@ -18,6 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from arena.streams import Random, RowGenerator
+
 State = Any
 """An engine's batched state (engine-specific; index it only through the engine)."""
 
@@ -42,8 +44,9 @@ class Engine(Protocol):
     """Whether ``take`` is a cheap array gather (matches then drop finished games every
     step); ``False`` for engines whose rows are objects that must be copied."""
 
-    def reset(self, n: int, seed: int | None = None) -> State:
-        """Start ``n`` new games."""
+    def reset(self, n: int, seed: int | np.ndarray | None = None) -> State:
+        """Start ``n`` new games: from one seed, or from ``seed[i]`` for game ``i``
+        (matches pass one per game, so a game is the same in any shard)."""
         ...
 
     def observe(self, state: State) -> tuple[np.ndarray, np.ndarray]:
@@ -96,12 +99,21 @@ class Agent:
         needs_state: a search agent that must see the engine state of its rows.
         uses_observation: ``False`` for agents that read only the mask; matches then
             skip building observations and pass ``obs=None``.
+        max_batch: the most games it should be handed at once (memory or latency:
+            search trees, network activations), or ``None`` for no limit; matches cut
+            their shards no larger when their caller names no shard size.
+
+    ``rng`` is a :class:`numpy.random.Generator`, or in matches an
+    :class:`arena.streams.RowGenerator` with the same methods, whose draws shaped
+    ``[B, ...]`` give each row the numbers of its own game; an agent that hands it on
+    for a subset of its rows passes ``arena.rows_rng(rng, idx)``.
     """
 
     name: str = "agent"
     game: str | None = None
     needs_state: bool = False
     uses_observation: bool = True
+    max_batch: int | None = None
 
     def act(
         self,
@@ -151,7 +163,7 @@ class PolicyAgent(Agent):
         return sample_from(probs, rng)
 
 
-def sample_from(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def sample_from(probs: np.ndarray, rng: Random) -> np.ndarray:
     """One index per row of ``probs[B, A]``, drawn with one uniform per row."""
     cdf = np.cumsum(probs, axis=1)
     u = rng.random(len(probs)) * cdf[:, -1]
@@ -233,15 +245,17 @@ def _read_plan(n_actions: int) -> tuple[int, type[np.unsignedinteger], np.uint64
     return width, _UINT_OF_WIDTH[width], np.uint64(max(n_actions - width, 0))
 
 
-def _uniform_uint32(rng: np.random.Generator, n: int) -> np.ndarray:
+def _uniform_uint32(rng: Random, n: int) -> np.ndarray:
     """``n`` uniform uint32, two per raw draw where the bit generator's draws hold 64 bits."""
+    if isinstance(rng, RowGenerator) and len(rng) == n:
+        return rng.uint32()
     if isinstance(rng.bit_generator, _RAW_64):
         raw: np.ndarray = rng.bit_generator.random_raw((n + 1) // 2)
         return raw.view(np.uint32)[:n]
     return rng.integers(0, 1 << 32, size=n, dtype=np.uint32)
 
 
-def uniform_legal(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def uniform_legal(mask: np.ndarray, rng: Random) -> np.ndarray:
     """A uniformly random legal action per row of a 0/1 ``mask[B, A]`` (0 where none is legal).
 
     Up to 12 actions, each row's mask is read as a number and one uniform 32-bit draw

@@ -15,7 +15,7 @@ import numpy as np
 from arena.core import Agent, PolicyAgent, TlmError
 from arena.games import Game, get_game
 from arena.matches import MatchResult, MatchTally, Pairing, play_match_tallies
-from arena.runners import DEFAULT_SHARD_GAMES, Progress, Runner
+from arena.runners import Progress, Runner
 
 Z95 = 1.959963984540054
 
@@ -86,7 +86,7 @@ def evaluate(
     opening_plies: int = 0,
     *,
     runner: Runner | None = None,
-    shard_games: int = DEFAULT_SHARD_GAMES,
+    shard_games: int | None = None,
     progress: Progress | None = None,
 ) -> list[EvalRow]:
     """Play ``agent`` against each opponent for ``n_games`` games (seats alternating).
@@ -106,7 +106,8 @@ def evaluate(
         seed: the evaluation's seed.
         opening_plies: uniformly random first plies of every game.
         runner: where the shards are played.
-        shard_games: games per shard.
+        shard_games: games per shard (default: the arena picks; results do not
+            depend on it).
         progress: called with the number of games finished, over all opponents.
     """
     g = get_game(game)

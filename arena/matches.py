@@ -23,7 +23,6 @@ import numpy as np
 from arena.core import Agent, IllegalActionError, TlmError, uniform_legal
 from arena.games import Game, get_game
 from arena.runners import (
-    DEFAULT_SHARD_GAMES,
     AgentPayload,
     Job,
     LocalRunner,
@@ -32,9 +31,10 @@ from arena.runners import (
     Shard,
     ShardPlan,
     agent_payload,
+    auto_shard_games,
     build_agent,
-    child_seed,
 )
+from arena.streams import RowGenerator, row_hashes
 
 COMPACT_BELOW = 0.5
 """Drop finished games from the live batch when fewer than this fraction remain live.
@@ -107,6 +107,13 @@ class MatchResult:
     def mean_return(self) -> float:
         """A's mean return per game (chips for poker, +1/0/-1 for board games)."""
         return float(self.returns[:, 0].mean()) if self.n_games else 0.0
+
+
+def max_batch(*agents: Agent) -> int | None:
+    """The most games the ``agents`` play at once (the smallest ``max_batch``), if any
+    of them says."""
+    limits = [a.max_batch for a in agents if getattr(a, "max_batch", None)]
+    return min(x for x in limits if x is not None) if limits else None
 
 
 def _check_agent(agent: Agent, game: Game) -> None:
@@ -213,21 +220,29 @@ def _play_shard(
     n_games: int,
     seed: np.random.SeedSequence,
     *,
+    first_game: int = 0,
     record: bool = False,
     strict: bool = False,
     observer: Observer | None = None,
     first_seat: int = 0,
     opening_plies: int = 0,
 ) -> MatchResult:
-    """One shard: ``n_games`` games played all at once (see :func:`play_matches`)."""
+    """One shard: ``n_games`` games played all at once (see :func:`play_matches`).
+
+    The shard holds games ``first_game ..`` of the match seeded by ``seed``: every
+    random draw of game ``i`` (its engine's seed, its opening, each agent's moves) comes
+    from the streams of ``(seed, i, ply)`` (:mod:`arena.streams`), so a game is the same
+    in any shard.
+    """
     engine = g.make_engine()
-    engine_seq, seq_a, seq_b, seq_open = (child_seed(seed, k) for k in range(4))
-    rngs = (np.random.default_rng(seq_a), np.random.default_rng(seq_b))
-    opening_rng = np.random.default_rng(seq_open)
+    key_a, key_b, key_open, key_engine = (int(k) for k in seed.generate_state(4, np.uint64))
+    keys = (key_a, key_b)
     agents = (agent_a, agent_b)
     wants_obs = any(getattr(a, "uses_observation", True) for a in agents) or observer is not None
 
-    state = engine.reset(n_games, seed=int(engine_seq.generate_state(1)[0]))
+    game_ids = np.arange(first_game, first_game + n_games, dtype=np.int64)
+    state = engine.reset(n_games, seed=(row_hashes(key_engine, game_ids) >> np.uint64(33))
+                         .astype(np.int64))
     seat_a = ((np.arange(n_games) + first_seat) % 2).astype(np.int8)
     seat_returns = np.zeros((n_games, 2), dtype=np.float64)
     length = np.zeros(n_games, dtype=np.int64)
@@ -279,7 +294,8 @@ def _play_shard(
         groups: list[tuple[int, slice | np.ndarray]] = []
         if ply < opening_plies:
             opening = slice(0, n) if all_live else np.flatnonzero(live)
-            actions[opening] = uniform_legal(mask[opening], opening_rng)
+            actions[opening] = uniform_legal(
+                mask[opening], RowGenerator(key_open, rows[opening] + first_game, ply))
         else:
             groups = _mover_groups(mover_seat == row_seat_a, live, all_live)
         for player, sel in groups:
@@ -298,8 +314,9 @@ def _play_shard(
                 sub_mask = mask.take(sel, axis=0)
                 sub_state = engine.take(state, sel) if agent.needs_state else None
             # Agents with uses_observation = False are handed None for obs.
+            rng = RowGenerator(keys[player], rows[sel] + first_game, ply)
             chosen = np.asarray(
-                agent.act(sub_obs, sub_mask, rngs[player], state=sub_state)  # type: ignore[arg-type]
+                agent.act(sub_obs, sub_mask, rng, state=sub_state)  # type: ignore[arg-type]
             )
             k = len(sub_mask)
             if chosen.shape != (k,):
@@ -511,8 +528,8 @@ def _shard_result(ctx: _MatchContext, shard: Shard) -> MatchResult:
     o = ctx.options
     return _play_shard(
         ctx.game, ctx.agent_a, ctx.agent_b, shard.n_games, shard.seed,
-        record=o.record, strict=o.strict, observer=observer, first_seat=shard.first_seat,
-        opening_plies=o.opening_plies,
+        first_game=shard.first_game, record=o.record, strict=o.strict, observer=observer,
+        first_seat=shard.first_seat, opening_plies=o.opening_plies,
     )
 
 
@@ -532,12 +549,15 @@ def _match_job(
     observer: Observer | None,
     first_seat: int,
     opening_plies: int,
-    shard_games: int,
+    shard_games: int | None,
     runner: Runner | None,
     tally: bool,
+    first_game: int = 0,
 ) -> tuple[Job, ShardPlan]:
     g = get_game(game)
-    plan = ShardPlan.make(n_games, seed, shard_games, first_seat)
+    if shard_games is None:
+        shard_games = auto_shard_games(n_games, runner, max_batch(agent_a, agent_b))
+    plan = ShardPlan.make(n_games, seed, shard_games, first_seat, first_game)
     if opening_plies < 0:
         raise TlmError(f"opening plies must be >= 0, got {opening_plies}")
     for agent in (agent_a, agent_b):
@@ -582,8 +602,9 @@ def play_matches(
     first_seat: int = 0,
     opening_plies: int = 0,
     runner: Runner | None = None,
-    shard_games: int = DEFAULT_SHARD_GAMES,
+    shard_games: int | None = None,
     progress: Progress | None = None,
+    first_game: int = 0,
 ) -> MatchResult:
     """Play ``n_games`` games of A against B and return per-game results.
 
@@ -591,8 +612,9 @@ def play_matches(
     :class:`arena.runners.ShardPlan`), each shard all at once: every step, every agent
     is called once, for all the games of the shard waiting on it. Seats alternate: A
     sits in seat ``first_seat`` in even games and the other seat in odd ones, so each
-    seat gets half the games. Same seed and shard size, same result, whatever the
-    runner and its number of workers.
+    seat gets half the games. Game ``i`` draws its randomness from the streams of
+    ``(seed, i, ply)`` (:mod:`arena.streams`), so the same seed gives the same games
+    whatever the shard size, the runner and its number of workers.
 
     Args:
         game: a registry name or a :class:`Game`.
@@ -611,8 +633,11 @@ def play_matches(
             for neither agent (to spread deterministic agents over many positions);
             they count in ``length`` and ``records`` but are not shown to ``observer``.
         runner: where the shards are played (default: this process).
-        shard_games: games per shard.
+        shard_games: games per shard (default: :func:`arena.runners.auto_shard_games`,
+            large in this process, balanced over Ray workers).
         progress: called with the number of games finished after each shard.
+        first_game: the stream index of game 0: these games are games
+            ``first_game ..`` of a longer match with the same seed.
 
     Returns:
         A :class:`MatchResult`.
@@ -625,7 +650,7 @@ def play_matches(
     job, plan = _match_job(
         game, agent_a, agent_b, n_games, seed, record=record, strict=strict,
         observer=observer, first_seat=first_seat, opening_plies=opening_plies,
-        shard_games=shard_games, runner=runner, tally=False,
+        shard_games=shard_games, runner=runner, tally=False, first_game=first_game,
     )
     parts: list[MatchResult] = []
     done = 0
@@ -647,7 +672,7 @@ def play_match_tally(
     first_seat: int = 0,
     opening_plies: int = 0,
     runner: Runner | None = None,
-    shard_games: int = DEFAULT_SHARD_GAMES,
+    shard_games: int | None = None,
     progress: Progress | None = None,
 ) -> MatchTally:
     """The counts of :func:`play_matches` with the same arguments, in bounded memory.
@@ -687,7 +712,7 @@ def _many(
     *,
     record: bool,
     runner: Runner | None,
-    shard_games: int,
+    shard_games: int | None,
     progress: Progress | None,
     tally: bool,
 ) -> list[Any]:
@@ -715,7 +740,7 @@ def play_matches_many(
     *,
     record: bool = False,
     runner: Runner | None = None,
-    shard_games: int = DEFAULT_SHARD_GAMES,
+    shard_games: int | None = None,
     progress: Progress | None = None,
 ) -> list[MatchResult]:
     """:func:`play_matches` for each pairing, with the shards of every match in one
@@ -738,7 +763,7 @@ def play_match_tallies(
     pairings: Sequence[Pairing],
     *,
     runner: Runner | None = None,
-    shard_games: int = DEFAULT_SHARD_GAMES,
+    shard_games: int | None = None,
     progress: Progress | None = None,
 ) -> list[MatchTally]:
     """:func:`play_match_tally` for each pairing, the shards of every match in one queue,

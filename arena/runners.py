@@ -42,9 +42,17 @@ from arena.core import Agent, TlmError
 from arena.games import Game
 
 DEFAULT_SHARD_GAMES = 1024
-"""Games per shard unless the caller says otherwise: big enough that a shard of search
-or network play carries well over the ~2 ms a Ray task costs, small enough that a few
-thousand games already spread over several workers."""
+"""The smallest shard :func:`auto_shard_games` sends to a Ray worker (unless the match
+or an agent's ``max_batch`` is smaller): big enough that a shard of search or network
+play carries well over the ~2 ms a Ray task costs."""
+
+LOCAL_SHARD_GAMES = 1 << 17
+"""The largest shard :func:`auto_shard_games` plays in this process: batching is the
+speed there, and this many games of the registered games fit in tens of MB."""
+
+SHARDS_PER_WORKER = 4
+"""Shards per Ray worker that :func:`auto_shard_games` aims at, so that the queue stays
+balanced when shards take unequal times."""
 
 MAX_SHARD_GAMES = 1 << 20
 """The largest shard size accepted (a shard is played as one batch in memory)."""
@@ -71,15 +79,18 @@ shard; bounds the results the driver holds while it waits for a slow one."""
 
 @dataclass(frozen=True)
 class Shard:
-    """A run of consecutive games of a match, seeded on its own.
+    """A run of consecutive games of a match.
 
     Attributes:
         index: the shard's position in its plan.
-        start: the match index of its first game.
+        start: the index (in the plan) of its first game.
         n_games: how many games it holds.
-        seed: its seed sequence (the match's own for a single-shard plan).
+        seed: the match's seed sequence: every shard of a plan has the same.
         first_seat: agent A's seat in the shard's first game, keeping the match's
             alternation of seats.
+        first_game: the index of its first game in the seed's streams (``start`` plus
+            the plan's ``first_game``): game ``i``'s randomness depends on
+            ``(seed, i, ply)`` only (:mod:`arena.streams`).
     """
 
     index: int
@@ -87,6 +98,7 @@ class Shard:
     n_games: int
     seed: np.random.SeedSequence
     first_seat: int
+    first_game: int = 0
 
 
 def check_shard_games(shard_games: int) -> int:
@@ -96,6 +108,24 @@ def check_shard_games(shard_games: int) -> int:
     return shard_games
 
 
+def auto_shard_games(
+    n_games: int, runner: Runner | None = None, max_batch: int | None = None
+) -> int:
+    """The shard size a match of ``n_games`` gets when its caller names none.
+
+    In this process, one shard of up to :data:`LOCAL_SHARD_GAMES` games (batching is
+    the speed); on Ray, about :data:`SHARDS_PER_WORKER` shards per worker, none smaller
+    than :data:`DEFAULT_SHARD_GAMES`. Never more than ``max_batch`` (the smallest
+    ``max_batch`` of the match's agents). Results do not depend on it.
+    """
+    cap = min(LOCAL_SHARD_GAMES, max_batch or LOCAL_SHARD_GAMES)
+    size = cap
+    if isinstance(runner, RayRunner):
+        per_worker = -(-n_games // (SHARDS_PER_WORKER * max(runner.workers, 1)))
+        size = min(cap, max(per_worker, DEFAULT_SHARD_GAMES))
+    return max(1, min(size, n_games))
+
+
 def seed_sequence(seed: int | np.random.SeedSequence | None) -> np.random.SeedSequence:
     """A seed as a :class:`numpy.random.SeedSequence` (``None``: fresh entropy, fixed now)."""
     if isinstance(seed, np.random.SeedSequence):
@@ -103,27 +133,24 @@ def seed_sequence(seed: int | np.random.SeedSequence | None) -> np.random.SeedSe
     return np.random.SeedSequence(seed)
 
 
-def child_seed(seq: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
-    """The ``i``-th child of ``seq``: what ``seq.spawn`` would give, without mutating it."""
-    return np.random.SeedSequence(
-        seq.entropy, spawn_key=(*seq.spawn_key, i), pool_size=seq.pool_size
-    )
-
-
 @dataclass(frozen=True)
 class ShardPlan:
     """How ``n_games`` games are cut into shards of ``shard_games``.
 
-    A match that fits in one shard is played under its own seed (exactly as an
-    unsharded match); otherwise shard ``i`` is seeded by the ``i``-th child of the
-    match's seed sequence. Shards are made on demand, so a plan of billions of games
-    costs nothing to hold.
+    Every shard plays its games under the match's seed, from the streams of their own
+    indices, so the games do not depend on the shard size. Shards are made on demand,
+    so a plan of billions of games costs nothing to hold.
+
+    Attributes:
+        first_game: the stream index of the plan's first game (a plan may be the tail
+            of a longer match: a dataset's shard files, say).
     """
 
     n_games: int
     seed: np.random.SeedSequence
     shard_games: int = DEFAULT_SHARD_GAMES
     first_seat: int = 0
+    first_game: int = 0
 
     @classmethod
     def make(
@@ -132,13 +159,17 @@ class ShardPlan:
         seed: int | np.random.SeedSequence | None,
         shard_games: int = DEFAULT_SHARD_GAMES,
         first_seat: int = 0,
+        first_game: int = 0,
     ) -> ShardPlan:
         """A plan, after checking its numbers (a :class:`TlmError` for bad ones)."""
         if n_games <= 0:
             raise TlmError(f"the number of games must be positive, got {n_games}")
         if first_seat not in (0, 1):
             raise TlmError(f"first seat must be 0 or 1, got {first_seat}")
-        return cls(n_games, seed_sequence(seed), check_shard_games(shard_games), first_seat)
+        if first_game < 0:
+            raise TlmError(f"the first game's index must be >= 0, got {first_game}")
+        return cls(n_games, seed_sequence(seed), check_shard_games(shard_games), first_seat,
+                   first_game)
 
     def __len__(self) -> int:
         return -(-self.n_games // self.shard_games)
@@ -148,13 +179,13 @@ class ShardPlan:
         if not 0 <= i < len(self):
             raise IndexError(i)
         start = i * self.shard_games
-        seed = self.seed if len(self) == 1 else child_seed(self.seed, i)
         return Shard(
             index=i,
             start=start,
             n_games=min(self.shard_games, self.n_games - start),
-            seed=seed,
+            seed=self.seed,
             first_seat=(self.first_seat + start) % 2,
+            first_game=self.first_game + start,
         )
 
     def __iter__(self) -> Iterator[Shard]:

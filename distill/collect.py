@@ -38,8 +38,10 @@ from arena import (
     TlmError,
     get_game,
     make_agent,
+    max_batch,
     play_matches_many,
     register_payload,
+    rows_rng,
     sample_from,
     uniform_legal,
 )
@@ -62,6 +64,7 @@ class EpsilonAgent(Agent):
         self.game = agent.game
         self.needs_state = agent.needs_state
         self.uses_observation = agent.uses_observation
+        self.max_batch = max_batch(agent)
 
     def act(
         self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
@@ -69,9 +72,9 @@ class EpsilonAgent(Agent):
     ) -> np.ndarray:
         actions = np.asarray(self.agent.act(obs, mask, rng, state=state)).astype(np.int64)
         if self.epsilon > 0:
-            explore = rng.random(len(actions)) < self.epsilon
-            if explore.any():
-                actions[explore] = uniform_legal(mask[explore], rng)
+            explore = np.flatnonzero(rng.random(len(actions)) < self.epsilon)
+            if explore.size:
+                actions[explore] = uniform_legal(mask[explore], rows_rng(rng, explore))
         return actions
 
 
@@ -84,6 +87,7 @@ class TemperatureAgent(Agent):
         self.name = agent.name if temperature == 1 else f"{agent.name}@T{temperature:g}"
         self.game = agent.game
         self.needs_state = agent.needs_state
+        self.max_batch = max_batch(agent)
 
     def act(
         self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
@@ -103,6 +107,7 @@ class MixtureAgent(Agent):
         self.name = f"{student.name}+{teacher.name}@{beta:g}"
         self.game = student.game
         self.needs_state = teacher.needs_state and beta > 0
+        self.max_batch = max_batch(student, teacher)
 
     def act(
         self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
@@ -116,7 +121,8 @@ class MixtureAgent(Agent):
                 sub_state = None
                 if state is not None and self._engine is not None:
                     sub_state = self._engine.take(state, idx)
-                actions[idx] = self.teacher.act(obs[idx], mask[idx], rng, state=sub_state)
+                actions[idx] = self.teacher.act(obs[idx], mask[idx], rows_rng(rng, idx),
+                                                state=sub_state)
         return actions
 
 

@@ -2,8 +2,10 @@
 
 For tic-tac-toe and connect four:
 
-* random vs random, games/s and moves/s: tlm's engine through ``play_matches``;
-  the raw PettingZoo AEC loop on the original env; OpenSpiel's Python loop; ratios;
+* random vs random, games/s and moves/s: tlm's engine through ``play_matches`` on its
+  default path (no shard size named: the arena picks it), in 1,024-game shards, and
+  through ``arena.evaluate`` (what ``tlm eval`` calls); the raw PettingZoo AEC loop on
+  the original env; OpenSpiel's Python loop; ratios;
 * MLP vs MLP (one small torch network on both sides): ``play_matches`` with one
   forward pass per step for every game waiting on the net, against a per-game
   PettingZoo loop that calls the net on one observation at a time; the ratio;
@@ -34,8 +36,10 @@ from rich.table import Table
 
 from arena.agents import RandomAgent
 from arena.core import PolicyAgent, State, sample_from, uniform_legal
+from arena.evaluation import evaluate
 from arena.games import get_game
 from arena.matches import play_matches
+from arena.runners import DEFAULT_SHARD_GAMES
 
 GAMES = ("tictactoe", "connect_four")
 OPENSPIEL_NAMES = {"tictactoe": "tic_tac_toe", "connect_four": "connect_four"}
@@ -61,13 +65,27 @@ def _timed(run_once: Callable[[int], tuple[int, int]], seconds: float) -> Rate:
             return Rate(games / elapsed, moves / elapsed)
 
 
-def tlm_random(game: str, n_games: int, seconds: float) -> Rate:
+def tlm_random(game: str, n_games: int, seconds: float, shard_games: int | None) -> Rate:
+    """``play_matches`` of random against itself, ``n_games`` a call, in shards of
+    ``shard_games`` (``None``: the default path, which picks the size itself)."""
     agent = RandomAgent()
     play_matches(game, agent, agent, 256, seed=0)  # warm the engine's tables
 
     def once(k: int) -> tuple[int, int]:
-        result = play_matches(game, agent, agent, n_games, seed=k, shard_games=n_games)
+        result = play_matches(game, agent, agent, n_games, seed=k, shard_games=shard_games)
         return result.n_games, int(result.length.sum())
+
+    return _timed(once, seconds)
+
+
+def tlm_evaluate(game: str, n_games: int, seconds: float) -> Rate:
+    """``tlm eval``'s path: :func:`arena.evaluate` of random against random, default
+    shards (games only: evaluation counts outcomes, not moves)."""
+    agent = RandomAgent()
+
+    def once(k: int) -> tuple[int, int]:
+        rows = evaluate(game, agent, [agent], n_games, seed=k)
+        return sum(r.games for r in rows if r.seat == "both"), 0
 
     return _timed(once, seconds)
 
@@ -148,7 +166,7 @@ def tlm_mlp(game: str, net: torch.nn.Module, n_games: int, seconds: float) -> Ra
     play_matches(game, agent, agent, 64, seed=0)
 
     def once(k: int) -> tuple[int, int]:
-        result = play_matches(game, agent, agent, n_games, seed=k, shard_games=n_games)
+        result = play_matches(game, agent, agent, n_games, seed=k, shard_games=None)
         return result.n_games, int(result.length.sum())
 
     return _timed(once, seconds)
@@ -213,19 +231,28 @@ def run(n_games: int, seconds: float) -> dict[str, Any]:
     report: dict[str, Any] = {"core": core, "n_games": n_games, "seconds": seconds, "games": {}}
     for game in GAMES:
         g = get_game(game)
-        tlm = tlm_random(game, n_games, seconds)
+        default = tlm_random(game, n_games, seconds, None)
+        small = tlm_random(game, n_games, seconds, DEFAULT_SHARD_GAMES)
+        ev = tlm_evaluate(game, n_games, seconds)
         pz = pettingzoo_random(game, seconds)
         spiel = openspiel_random(game, seconds)
         net = make_mlp(int(np.prod(g.obs_shape)), g.num_actions)
         mlp_tlm = tlm_mlp(game, net, n_games, seconds)
         mlp_pz = pettingzoo_mlp(game, net, seconds)
+
+        def ratios(r: Rate, pz: Rate = pz, spiel: Rate | None = spiel) -> dict[str, Any]:
+            return {"x_pettingzoo": r.games_per_s / pz.games_per_s,
+                    "x_openspiel": r.games_per_s / spiel.games_per_s if spiel else None}
+
         report["games"][game] = {
             "random": {
-                "tlm": asdict(tlm),
+                "tlm": {**asdict(default), **ratios(default)},
+                "tlm_1024_shards": {**asdict(small), **ratios(small)},
+                "tlm_evaluate": {**asdict(ev), **ratios(ev)},
                 "pettingzoo": asdict(pz),
                 "openspiel": asdict(spiel) if spiel else None,
-                "x_pettingzoo": tlm.games_per_s / pz.games_per_s,
-                "x_openspiel": tlm.games_per_s / spiel.games_per_s if spiel else None,
+                "x_pettingzoo": default.games_per_s / pz.games_per_s,
+                "x_openspiel": default.games_per_s / spiel.games_per_s if spiel else None,
             },
             "mlp": {
                 "tlm": asdict(mlp_tlm),
@@ -239,19 +266,27 @@ def run(n_games: int, seconds: float) -> dict[str, Any]:
 
 def print_tables(report: dict[str, Any], console: Console) -> None:
     """The report as rich tables."""
-    table = Table(title=f"arena throughput, one core (batch {report['n_games']:,})")
+    table = Table(title=f"arena throughput, one core ({report['n_games']:,} games a call)")
     for col in ("game", "players", "runner", "games/s", "moves/s", "tlm is"):
         table.add_column(col, justify="left" if col in ("game", "players", "runner") else "right")
     for game, r in report["games"].items():
         rnd, mlp = r["random"], r["mlp"]
-        table.add_row(game, "random", "tlm play_matches",
-                      f"{rnd['tlm']['games_per_s']:,.0f}", f"{rnd['tlm']['moves_per_s']:,.0f}", "")
+        spiel = rnd["openspiel"]
+
+        def tlm_row(players: str, runner: str, rate: dict[str, Any], label: str = "") -> None:
+            x = rate["x_openspiel"]
+            table.add_row(label, players, runner, f"{rate['games_per_s']:,.0f}",
+                          f"{rate['moves_per_s']:,.0f}" if rate["moves_per_s"] else "",
+                          f"{x:,.1f}x OpenSpiel" if x else f"{rate['x_pettingzoo']:,.0f}x PZ")
+
+        tlm_row("random", "tlm play_matches, default path", rnd["tlm"], game)
+        tlm_row("", "tlm play_matches, 1,024-game shards", rnd["tlm_1024_shards"])
+        tlm_row("", "tlm evaluate (tlm eval), default path", rnd["tlm_evaluate"])
         table.add_row("", "", "PettingZoo AEC loop", f"{rnd['pettingzoo']['games_per_s']:,.0f}",
-                      f"{rnd['pettingzoo']['moves_per_s']:,.0f}", f"{rnd['x_pettingzoo']:,.0f}x")
-        if rnd["openspiel"]:
-            table.add_row("", "", "OpenSpiel Python loop",
-                          f"{rnd['openspiel']['games_per_s']:,.0f}",
-                          f"{rnd['openspiel']['moves_per_s']:,.0f}", f"{rnd['x_openspiel']:,.1f}x")
+                      f"{rnd['pettingzoo']['moves_per_s']:,.0f}", "")
+        if spiel:
+            table.add_row("", "", "OpenSpiel Python loop", f"{spiel['games_per_s']:,.0f}",
+                          f"{spiel['moves_per_s']:,.0f}", "")
         table.add_row("", "MLP", "tlm play_matches (batched)",
                       f"{mlp['tlm']['games_per_s']:,.0f}", f"{mlp['tlm']['moves_per_s']:,.0f}", "")
         table.add_row("", "", "PettingZoo per-game loop",
@@ -270,8 +305,8 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--games", type=int, default=32768,
-                        help="games per play_matches call (the batch)")
+    parser.add_argument("--games", type=int, default=100_000,
+                        help="games per play_matches call")
     parser.add_argument("--seconds", type=float, default=2.0,
                         help="time spent on each measurement")
     args = parser.parse_args()

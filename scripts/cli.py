@@ -16,7 +16,7 @@ from rich.table import Table
 import arena
 from arena import TlmError
 from arena.io import staged_directory
-from arena.runners import DEFAULT_SHARD_GAMES, MAX_SHARD_GAMES, MAX_WORKERS
+from arena.runners import MAX_SHARD_GAMES, MAX_WORKERS
 from scripts.cli_common import (
     MAX_DATASET_GAMES,
     MAX_GAMES,
@@ -158,9 +158,11 @@ def eval_cmd(
     workers: WorkersOption = None,
     ray_address: RayAddressOption = None,
     shard_games: Annotated[
-        int, int_option(help="Games per shard: the unit of work of a worker (a setting of "
-                             "the results, like the seed).", hi=MAX_SHARD_GAMES)
-    ] = DEFAULT_SHARD_GAMES,
+        int | None, int_option(help="Games per shard, the unit of work of a worker "
+                                    "(default: large in this process, about four per Ray "
+                                    "worker); results do not depend on it.",
+                               hi=MAX_SHARD_GAMES)
+    ] = None,
 ) -> None:
     """Evaluate an agent against fixed opponents: per seat, with 95% Wilson intervals.
 

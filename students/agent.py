@@ -24,6 +24,10 @@ class StudentAgent(PolicyAgent):
         greedy: play the most probable legal action instead of sampling.
     """
 
+    max_batch = 4096
+    """Games per forward pass in matches: larger batches gain little on the CPU and
+    a residual network's activations grow with them."""
+
     def __init__(self, net: StudentNet, greedy: bool = True, name: str | None = None) -> None:
         """Wrap ``net``.
 

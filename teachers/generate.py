@@ -13,10 +13,10 @@ either way; a labeller travels to workers as its teacher's and actor's payloads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
@@ -28,13 +28,14 @@ from arena import (
     State,
     TlmError,
     get_game,
+    max_batch,
     play_matches,
+    rows_rng,
     sample_from,
     uniform_legal,
 )
 from arena.io import staged_directory
 from arena.runners import (
-    DEFAULT_SHARD_GAMES,
     AgentPayload,
     Job,
     LocalRunner,
@@ -42,8 +43,8 @@ from arena.runners import (
     Shard,
     ShardPlan,
     agent_payload,
+    auto_shard_games,
     build_agent,
-    check_shard_games,
     register_payload,
 )
 from teachers.datasets import DatasetWriter, Positions
@@ -118,6 +119,7 @@ class TeacherLabeller(Agent):
         if actor is not None and actor.needs_state:
             raise TlmError(f"a search agent ({actor.name!r}) cannot be the acting player here")
         self.needs_state = teacher.needs_state
+        self.max_batch = max_batch(teacher, *([] if actor is None else [actor]))
         self.labels: tuple[np.ndarray, np.ndarray] | None = None
 
     def act(
@@ -139,11 +141,11 @@ class TeacherLabeller(Agent):
             own = rng.random(len(actions)) >= self.beta
             if own.any():
                 idx = np.flatnonzero(own)
-                actions[idx] = self.actor.act(obs[idx], mask[idx], rng)
+                actions[idx] = self.actor.act(obs[idx], mask[idx], rows_rng(rng, idx))
         if ex.epsilon > 0:
-            explore = rng.random(len(actions)) < ex.epsilon
-            if explore.any():
-                actions[explore] = uniform_legal(mask[explore], rng)
+            explore = np.flatnonzero(rng.random(len(actions)) < ex.epsilon)
+            if explore.size:
+                actions[explore] = uniform_legal(mask[explore], rows_rng(rng, explore))
         return actions
 
 
@@ -211,7 +213,7 @@ def _collect_shard(c: _Collection, shard: Shard) -> Positions:
     result = play_matches(
         c.game, c.labeller, c.opponent, shard.n_games, seed=shard.seed, observer=observe,
         first_seat=shard.first_seat, opening_plies=c.labeller.exploration.opening_plies,
-        shard_games=shard.n_games,
+        shard_games=shard.n_games, first_game=shard.first_game,
     )
     if not parts:
         return Positions.empty(c.game)
@@ -237,18 +239,25 @@ def collect_positions(
     opponent: TeacherLabeller | None = None,
     *,
     runner: Runner | None = None,
-    shard_games: int = DEFAULT_SHARD_GAMES,
+    shard_games: int | None = None,
+    first_game: int = 0,
 ) -> Positions:
     """Play ``n_games`` games of ``labeller`` against ``opponent`` (default: itself);
     every decision of both sides, labelled by their teachers.
 
     ``game_id`` runs from ``game_offset``; ``outcome`` is the final return of the
-    mover's seat. The games are played in shards of ``shard_games`` on ``runner``
-    (default: this process); the positions are the same whatever the runner.
+    mover's seat. The games are games ``first_game ..`` of the match seeded by
+    ``seed`` (:func:`arena.play_matches`), played in shards of ``shard_games`` (default:
+    the arena picks) on ``runner`` (default: this process); the positions are the same
+    whatever the runner and the shard size.
     """
     g = get_game(game)
     other = labeller if opponent is None else opponent
-    plan = ShardPlan.make(n_games, seed, shard_games)
+    if shard_games is None:
+        shard_games = auto_shard_games(n_games, runner, max_batch(labeller, other))
+    # Seats alternate along the whole match: game i has the labeller in seat i % 2.
+    plan = ShardPlan.make(n_games, seed, shard_games, first_seat=first_game % 2,
+                          first_game=first_game)
     c = _Collection(g, labeller, other)
     job = Job(work=_collect_shard, context=c, payload=lambda: _collection_payload(c),
               setup=_collection_setup)
@@ -281,34 +290,9 @@ def _generation_setup(payload: tuple[str, AgentPayload]) -> _Generation:
 
 
 def _generate_shard(c: _Generation, shard: Shard) -> Positions:
-    """One dataset shard's positions (its games numbered from ``shard.start``)."""
+    """One dataset shard's positions: games ``shard.start ..`` of the generation's match."""
     return collect_positions(c.game, c.labeller, shard.n_games, shard.seed,
-                             game_offset=shard.start)
-
-
-class _DatasetShards(Sequence[Shard]):
-    """The dataset's shards, made on demand: shard ``k`` holds ``games_per_shard`` games
-    seeded by the ``k``-th word of the generation seed's state."""
-
-    def __init__(self, n_games: int, seed: int, games_per_shard: int) -> None:
-        self.n_games, self.games_per_shard = n_games, games_per_shard
-        self.seeds = np.random.SeedSequence(seed).generate_state(len(self))
-
-    def __len__(self) -> int:
-        return -(-self.n_games // self.games_per_shard)
-
-    @overload
-    def __getitem__(self, k: int) -> Shard: ...
-
-    @overload
-    def __getitem__(self, k: slice) -> Sequence[Shard]: ...
-
-    def __getitem__(self, k: int | slice) -> Shard | Sequence[Shard]:
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
-        start = k * self.games_per_shard
-        return Shard(index=k, start=start, n_games=min(self.games_per_shard, self.n_games - start),
-                     seed=np.random.SeedSequence(int(self.seeds[k])), first_seat=0)
+                             game_offset=shard.start, first_game=shard.first_game)
 
 
 MAX_GENERATED_GAMES = 10**9
@@ -340,16 +324,13 @@ def generate_dataset(
             unit of work a runner hands to a worker).
         progress: called with the number of games finished after each shard.
         runner: where the shards are played (default: this process); the dataset is
-            the same whatever the runner.
+            the same whatever the runner, and its positions whatever ``games_per_shard``.
     """
     g = get_game(game)
     if n_games <= 0:
         raise TlmError(f"the number of games must be positive, got {n_games}")
     if n_games > MAX_GENERATED_GAMES:
         raise TlmError(f"at most {MAX_GENERATED_GAMES} games per dataset, got {n_games}")
-    if games_per_shard <= 0:
-        raise TlmError(f"games per shard must be positive, got {games_per_shard}")
-    check_shard_games(games_per_shard)
     exploration = exploration or Exploration()
     labeller = TeacherLabeller(teacher, exploration=exploration)
     info = {
@@ -361,7 +342,7 @@ def generate_dataset(
             "opening_plies": exploration.opening_plies,
         },
     }
-    shards = _DatasetShards(n_games, seed, games_per_shard)
+    shards = ShardPlan.make(n_games, seed, games_per_shard)
     c = _Generation(g, labeller)
     job = Job(work=_generate_shard, context=c, payload=lambda: _generation_payload(c),
               setup=_generation_setup)

@@ -416,10 +416,10 @@ class _RecordingEngine:
 
     def __init__(self, engine: Any) -> None:
         self._engine = engine
-        self.seed: int | None = None
+        self.seed: int | np.ndarray | None = None
         self.moves: list[int] = []
 
-    def reset(self, n: int, seed: int | None = None) -> State:
+    def reset(self, n: int, seed: int | np.ndarray | None = None) -> State:
         self.seed, self.moves = seed, []
         return self._engine.reset(n, seed=seed)
 
@@ -427,7 +427,7 @@ class _RecordingEngine:
         self.moves.append(int(actions[0]))
         return self._engine.step(state, actions)
 
-    def replay(self, seed: int | None, moves: Sequence[int]) -> State:
+    def replay(self, seed: int | np.ndarray | None, moves: Sequence[int]) -> State:
         """The state that ``seed`` and ``moves`` lead to (recorded again as they are played)."""
         state = self.reset(1, seed=seed)
         for move in moves:

@@ -374,8 +374,8 @@ def test_no_input_reaches_a_traceback(data: st.DataObject, real_files: Fixtures)
       "--games", "10", "--seed", "-3"], "error: --seed must be an integer from 0 to 2^63-1"),
     (["eval", "--game", "tictactoe", "--agent", "random", "--games", "100000000000000"],
      "error: --games must be positive and at most"),
-    (["eval", "--game", "connect_four", "--agent", "mcts:1000000", "--games", "100000"],
-     "error: mcts: 1,000,000 simulations for "),
+    (["eval", "--game", "connect_four", "--agent", "mcts:2000000", "--games", "100000"],
+     "error: the number in agent spec must be at most 1,000,000"),
 ])
 def test_the_reported_crashes_are_one_line_in_a_real_process(argv: list[str],
                                                              message: str) -> None:
@@ -395,6 +395,22 @@ def test_search_trees_memory_estimate_is_exact() -> None:
     assert SearchTrees.nbytes(3, 17, 7) == sum(
         getattr(trees, name).nbytes for name in SearchTrees.__slots__
     )
+
+
+def test_the_most_simulations_are_searched_a_few_games_at_a_time() -> None:
+    # `mcts:1000000` against 100,000 games once asked for terabytes of trees at once; a
+    # match now cuts its shards to the agent's max_batch, whose trees fit in memory.
+    from arena import make_agent
+    from arena.matches import _match_job
+    from teachers.mcts import SearchTrees
+    from teachers.mcts.search import MAX_TREE_BYTES
+
+    agent = make_agent("mcts:1000000", "connect_four")
+    _, plan = _match_job("connect_four", agent, agent, 100_000, 0, record=False, strict=False,
+                         observer=None, first_seat=0, opening_plies=0, shard_games=None,
+                         runner=None, tally=True)
+    assert plan.shard_games == agent.max_batch == 16
+    assert SearchTrees.nbytes(plan.shard_games, 1_000_000, 7) <= MAX_TREE_BYTES
 
 
 def test_every_numeric_flag_of_every_command_is_range_checked() -> None:
@@ -427,7 +443,7 @@ def test_every_numeric_flag_of_every_command_is_range_checked() -> None:
 def test_inputs_that_once_crashed(tmp_path: Path, real_files: Fixtures) -> None:
     # Every game over within its random opening: a dataset with no position.
     code, err = run_cli(["generate", "--game", "tictactoe", "--teacher", "random", "--games",
-                         "1", "--opening-plies", "7", "--out", str(tmp_path / "empty")])
+                         "1", "--opening-plies", "9", "--out", str(tmp_path / "empty")])
     assert (code, err) == (0, "")
     code, err = run_cli(["eval", "--game", "tictactoe", "--agent", "random", "--games", "1",
                          "--agreement", str(tmp_path / "empty")])

@@ -92,12 +92,12 @@ def test_shard_plan_sizes_seeds_and_seats() -> None:
     plan_odd = ShardPlan.make(10, seed=0, shard_games=3, first_seat=1)
     seats = np.concatenate([(np.arange(s.n_games) + s.first_seat) % 2 for s in plan_odd])
     np.testing.assert_array_equal(seats, (np.arange(10) + 1) % 2)
-    # Shard i's seed is the i-th child of the match seed, whatever the worker count.
-    children = np.random.SeedSequence(5).spawn(len(shards))
-    for s, child in zip(shards, children, strict=True):
-        assert s.seed.generate_state(4).tolist() == child.generate_state(4).tolist()
-    # One shard: the match seed itself (an unsharded match's games).
-    assert ShardPlan.make(100, seed=5).shard(0).seed.spawn_key == ()
+    # Every shard plays under the match's seed, its games at their own stream indices.
+    match_seed = np.random.SeedSequence(5).generate_state(4).tolist()
+    assert all(s.seed.generate_state(4).tolist() == match_seed for s in shards)
+    assert [s.first_game for s in shards] == [0, 300, 600, 900]
+    tail = ShardPlan.make(10, seed=5, shard_games=4, first_game=20)
+    assert [s.first_game for s in tail] == [20, 24, 28]
     # A plan of a trillion games costs nothing until its shards are made.
     huge = ShardPlan.make(10**12, seed=0, shard_games=512)
     assert len(huge) == -(-10**12 // 512)
@@ -179,11 +179,19 @@ def test_same_results_local_and_ray_at_1_and_2_workers(ray_session) -> None:
     for one, many in zip(singles, play_matches_many(GAME, pairings, record=True,
                                                     shard_games=64), strict=True):
         _same(one, many)
+    # With no shard size named, the local runner plays one large shard and Ray about
+    # four per worker: the games are the same.
+    default_local = play_matches(GAME, a, b, 9000, seed=5, record=True, opening_plies=2)
     for workers in (1, 2):
         progress: list[int] = []
         with RayRunner(workers) as runner:
             assert runner.workers == workers
             assert len(set(runner.worker_pids())) == workers
+            default_progress: list[int] = []
+            _same(default_local, play_matches(GAME, a, b, 9000, seed=5, record=True,
+                                              opening_plies=2, runner=runner,
+                                              progress=default_progress.append))
+            assert len(default_progress) == (8 if workers == 2 else 4)
             _same(local, play_matches(GAME, a, b, 300, runner=runner, progress=progress.append,
                                       **kwargs))
             _same_tally(tally_local, play_match_tally(

@@ -115,7 +115,7 @@ class ConnectFourEngine:
     obs_shape: tuple[int, ...] = (ROWS, COLUMNS, 2)
     obs_dtype: np.dtype = np.dtype(np.int8)
 
-    def reset(self, n: int, seed: int | None = None) -> ConnectFourState:
+    def reset(self, n: int, seed: int | np.ndarray | None = None) -> ConnectFourState:
         """``n`` empty boards (the game has no randomness; ``seed`` is accepted and unused)."""
         if n < 0:
             raise TlmError(f"the number of games must be >= 0, got {n}")

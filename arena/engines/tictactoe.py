@@ -149,7 +149,7 @@ class TicTacToeEngine:
         """How many reachable positions there are (5,478)."""
         return len(self._t.ply)
 
-    def reset(self, n: int, seed: int | None = None) -> TicTacToeState:
+    def reset(self, n: int, seed: int | np.ndarray | None = None) -> TicTacToeState:
         """``n`` empty boards (the game has no randomness; ``seed`` is accepted and unused)."""
         if n < 0:
             raise TlmError(f"the number of games must be >= 0, got {n}")

@@ -9,6 +9,10 @@ from arena.core import PolicyAgent, State, TlmError, masked_argmax, sample_from
 from arena.games import Game, get_game
 from teachers.mcts.evaluators import RandomRolloutEvaluator
 from teachers.mcts.search import MCTS, SearchResult
+from teachers.mcts.trees import SearchTrees
+
+TREE_BYTES_PER_SHARD = 256 * 2**20
+"""The tree memory a match's shard may take: sets ``max_batch`` (16 to 4,096 games)."""
 
 SEARCH_GAMES = ("tictactoe", "connect_four")
 """Games with a fast engine, the only ones ``mcts:N`` plays."""
@@ -50,6 +54,8 @@ class MCTSAgent(PolicyAgent):
             raise TlmError(f"temperature must be >= 0, got {temperature}")
         self.game = g.name
         self.name = f"mcts:{mcts.n_simulations}"
+        per_game = SearchTrees.nbytes(1, mcts.n_simulations, g.num_actions)
+        self.max_batch = int(np.clip(TREE_BYTES_PER_SHARD // per_game, 16, 4096))
         self.engine = g.make_engine()
         self.mcts = mcts
         self.temperature = temperature

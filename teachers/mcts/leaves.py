@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arena.core import Engine, State, uniform_legal
+from arena.streams import rows_rng
 
 COMPACT_BELOW = 0.5
 """Drop idle rows from a walk's batch when fewer than this fraction are still busy."""
@@ -64,7 +65,8 @@ def reach_leaves(
         games: ``[K]`` indices of the games to walk.
         paths: ``[B, D]`` moves from each root (only the first ``depth[b]`` are read).
         depth: ``[B]`` path lengths; 0 means the leaf is the root itself.
-        rng: draws the rollout moves.
+        rng: draws the rollout moves (for a row generator over the ``B`` roots, each
+            rollout from its own game's stream).
         observe: also return the leaf observations.
         rollouts: random rollouts per leaf (0: none).
 
@@ -78,6 +80,8 @@ def reach_leaves(
     row_depth = depth[games][leaf]
     row_paths = paths[games][leaf]
     returns = np.zeros((len(leaf), 2), dtype=np.float64)
+    walk_rng = rows_rng(rng, games[leaf], np.arange(len(leaf)) % copies) if rollouts else rng
+    walk_rows = np.arange(len(leaf))  # each row's place in walk_rng
 
     terminal = np.zeros(n_leaves, dtype=bool)
     rewards = np.zeros((n_leaves, 2), dtype=np.float64)
@@ -98,6 +102,7 @@ def reach_leaves(
             state = engine.take(state, idx)
             leaf, first, row_depth = leaf[idx], first[idx], row_depth[idx]
             row_paths, returns, busy = row_paths[idx], returns[idx], busy[idx]
+            walk_rows = walk_rows[idx]
         if observe and t <= last_report:
             o, m = engine.observe(state)
         else:
@@ -115,7 +120,10 @@ def reach_leaves(
             busy &= on_path  # without rollouts a row's work ends at its leaf
             if not busy.any():
                 break
-        actions = uniform_legal(m, rng) if rollouts else m.argmax(axis=1).astype(np.int64)
+        if rollouts:
+            actions = uniform_legal(m, rows_rng(walk_rng, walk_rows))
+        else:
+            actions = m.argmax(axis=1).astype(np.int64)
         if t < row_paths.shape[1]:
             actions = np.where(on_path, row_paths[:, t], actions)
         state, r, done = engine.step(state, actions)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arena.core import Engine, State, TlmError, masked_argmax
+from arena.streams import rows_rng
 from teachers.mcts.evaluators import Evaluator, normalise_legal
 from teachers.mcts.trees import SearchTrees
 
@@ -225,7 +226,7 @@ class MCTS:
             solved, outcome, _ = trees.child_outcomes(rows, s)
             score = np.where(solved, outcome, score)
             score = np.where(trees.legal[rows, s], score, -np.inf)
-            a = _argmax_random_ties(score, rng)
+            a = _argmax_random_ties(score, rows_rng(rng, rows))
             step_nodes = np.full(n_games, -1, dtype=np.int64)
             step_actions = np.zeros(n_games, dtype=np.int64)
             step_nodes[rows], step_actions[rows] = s, a
