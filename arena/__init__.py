@@ -30,7 +30,6 @@ from arena.core import (
 from arena.evaluation import EvalRow, evaluate, summarize, top1_agreement, wilson_interval
 from arena.games import Game, get_game, list_games, make_engine, register_game
 from arena.human import play_human
-from arena.io import write_bytes_atomic, write_json_atomic
 from arena.matches import (
     Decision,
     MatchResult,
@@ -56,6 +55,7 @@ from arena.runners import (
     register_payload,
     start_local_ray,
 )
+from arena.runstate import write_bytes_atomic, write_json_atomic
 from arena.streams import RowGenerator, rows_rng
 
 __all__ = [

@@ -32,10 +32,10 @@ from arena.agents import make_agent
 from arena.core import Agent, TlmError
 from arena.evaluation import EvalRow, evaluate
 from arena.games import Game, get_game
-from arena.io import write_json_atomic
 from arena.league.ratings import Rating, elo_ratings
 from arena.league.store import MatchRecord
 from arena.runners import Runner
+from arena.runstate import write_json_atomic
 
 REFERENCE_DIR = Path(__file__).parent / "data"
 REFERENCE_VERSION = 1

@@ -40,7 +40,7 @@ import numpy as np
 from arena.core import Agent, State, TlmError
 from arena.evaluation import wilson_interval
 from arena.games import Game, get_game
-from arena.io import write_bytes_atomic
+from arena.runstate import write_bytes_atomic
 
 ILLEGAL = -1000
 """Score of an action that cannot be played in the position."""

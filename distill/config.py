@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from arena import TlmError
+from arena.runstate import read_yaml_mapping, validated
 
 
 class DistillConfig(BaseModel):
@@ -107,39 +106,13 @@ class DistillConfig(BaseModel):
         return self.opening_plies, high
 
 
-def validation_message(e: ValidationError) -> str:
-    """The first problem of a pydantic error, as one line."""
-    err = e.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "config"
-    return f"{where}: {err['msg']}"
-
-
 def make_config(**fields: Any) -> DistillConfig:
     """A validated config from fields (``None`` values fall back to defaults)."""
-    try:
-        return DistillConfig(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as e:
-        raise TlmError(f"bad distill config: {validation_message(e)}") from None
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping of fields in a YAML config file.
-
-    Raises:
-        TlmError: a missing file, invalid YAML, or YAML that is not a mapping.
-    """
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise TlmError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as e:
-        raise TlmError(f"config file {path} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise TlmError(f"config file {path} must hold a mapping of fields")
-    return data
+    return validated(DistillConfig, {k: v for k, v in fields.items() if v is not None},
+                     "distill")
 
 
 def load_config(path: str | Path, **overrides: Any) -> DistillConfig:
     """A config from a YAML file, with command-line ``overrides`` on top."""
-    data = read_yaml(path)
+    data = read_yaml_mapping(path)
     return make_config(**{**data, **{k: v for k, v in overrides.items() if v is not None}})

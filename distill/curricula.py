@@ -56,10 +56,10 @@ from arena import (
     play_matches,
     write_json_atomic,
 )
-from arena.io import check_output_dir, staged_directory
 from arena.matches import Decision
 from arena.players.tictactoe import exhaustive_check, optimal_move_accuracy
 from arena.positions import PositionSet, evaluate_positions
+from arena.runstate import check_output_dir, staged_directory
 from distill.collect import Openings, PositionStore, add_positions, collect_round
 from distill.resume import (
     RunInterrupted,
@@ -256,7 +256,7 @@ def teach(
         gamma: the bandit's exploration share.
         stage: checkpoint every round into this directory (:mod:`distill.resume`), and
             go on from the checkpoint found there (one of other settings is refused:
-            :class:`arena.io.ResumeRefusedError`).
+            :class:`arena.runstate.ResumeRefusedError`).
         stop: polled after each round's checkpoint; when it returns true and rounds are
             left, the run stops with :class:`distill.resume.RunInterrupted`.
         progress: called with each round's row of the curve.
@@ -391,7 +391,7 @@ def teach_run(out: str | Path, game: str | Game, teacher: str, student_spec: str
         The report.
 
     Raises:
-        arena.io.ResumeRefusedError: with ``resume``, the checkpoint kept for ``out`` was
+        arena.runstate.ResumeRefusedError: with ``resume``, the checkpoint kept for ``out`` was
             taken with other settings (it is left as it was).
     """
     g = get_game(game)

@@ -14,7 +14,7 @@ replaces the student that guides the search only if it scores at least
 ``gate_threshold`` against it. Elo comes from the gating and panel matches, anchored
 at ``random`` (:func:`arena.league.elo_ratings`).
 
-The run directory is built in the staging directory of :func:`arena.io.staged_directory`
+The run directory is built in the staging directory of :func:`arena.runstate.staged_directory`
 and every finished iteration is committed there: its student, the optimizer state
 (safetensors), the replay window (a Parquet dataset) and, last, ``state.json`` with the
 iteration counter, the curve, the match log and the generator states. A run killed at
@@ -49,9 +49,9 @@ from arena import (
     sample_from,
     write_json_atomic,
 )
-from arena.io import staged_directory, staging_path
 from arena.league import MatchRecord, elo_ratings
 from arena.positions import PositionSet, evaluate_positions, load_positions
+from arena.runstate import staged_directory, staging_path
 from distill.iterate_config import DEFAULT_PANELS, IterateConfig
 from distill.resume import (
     load_optimizer,

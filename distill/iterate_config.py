@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from arena import TlmError, get_game
-from distill.config import validation_message
+from arena.runstate import read_yaml_mapping, validated
 from distill.presets import SOLVED_POSITIONS
 
 
@@ -129,10 +128,8 @@ def make_iterate_config(**fields: Any) -> IterateConfig:
     Raises:
         TlmError: a missing, unknown or out-of-range field, as one line.
     """
-    try:
-        return IterateConfig(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as e:
-        raise TlmError(f"bad iterate config: {validation_message(e)}") from None
+    return validated(IterateConfig, {k: v for k, v in fields.items() if v is not None},
+                     "iterate")
 
 
 def iterate_config_with_preset(config_file: Path | None = None, **flags: Any) -> IterateConfig:
@@ -142,7 +139,7 @@ def iterate_config_with_preset(config_file: Path | None = None, **flags: Any) ->
     Raises:
         TlmError: no game, an unknown game, or a bad config.
     """
-    data = _read_yaml(config_file) if config_file is not None else {}
+    data = read_yaml_mapping(config_file) if config_file is not None else {}
     game = flags.get("game") or data.get("game")
     if game is None:
         raise TlmError("no game given (--game or `game:` in the config file)")
@@ -151,25 +148,11 @@ def iterate_config_with_preset(config_file: Path | None = None, **flags: Any) ->
                                   **{k: v for k, v in flags.items() if v is not None}})
 
 
-def _read_yaml(path: str | Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise TlmError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise TlmError(f"cannot read config file {path}: {e}") from None
-    except yaml.YAMLError as e:
-        raise TlmError(f"config file {path} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise TlmError(f"config file {path} must hold a mapping of fields")
-    return data
-
-
 def load_iterate_config(path: str | Path, **overrides: Any) -> IterateConfig:
     """A config from a YAML file, with ``overrides`` on top (no preset).
 
     Raises:
         TlmError: the file is missing or not a YAML mapping, or the config is bad.
     """
-    data = _read_yaml(path)
+    data = read_yaml_mapping(path)
     return make_iterate_config(**{**data, **{k: v for k, v in overrides.items() if v is not None}})

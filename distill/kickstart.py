@@ -37,8 +37,8 @@ from arena.agents import make_agent
 from arena.core import PolicyAgent, TlmError
 from arena.evaluation import evaluate
 from arena.games import Game, get_game
-from arena.io import check_output_dir, staged_directory, write_json_atomic
 from arena.players import exact_strength
+from arena.runstate import check_output_dir, staged_directory, write_json_atomic
 from distill.losses import kl_teacher_student
 from students.networks import parse_spec
 from teachers.sb3_teacher import SB3Agent, train_selfplay

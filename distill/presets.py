@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from arena import TlmError, get_game
-from distill.config import DistillConfig, load_config, make_config, read_yaml
+from arena.runstate import read_yaml_mapping
+from distill.config import DistillConfig, load_config, make_config
 
 SOLVED_POSITIONS = "connect_four_solved"
 """400 solver-labelled connect-four positions, shipped with tlm
@@ -77,7 +78,7 @@ def preset_for(game: str) -> dict[str, Any]:
 def config_with_preset(config_file: Path | None = None, **flags: Any) -> DistillConfig:
     """The run's settings: the game's preset, then the YAML file, then the flags
     (``None`` flags are unset)."""
-    data = read_yaml(config_file) if config_file is not None else {}
+    data = read_yaml_mapping(config_file) if config_file is not None else {}
     flags = {k: v for k, v in flags.items() if v is not None}
     game = flags.get("game") or data.get("game")
     if game is None:

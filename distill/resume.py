@@ -22,7 +22,7 @@ reader. A run whose generators live across rounds (the adaptive teacher of
 kept the optimizer in ``optimizer.pt``, read with ``torch.load(weights_only=True)``).
 
 :func:`check_resumable` refuses to resume a checkpoint taken with other settings
-(:class:`arena.io.ResumeRefusedError`, which keeps the staging directory as it was).
+(:class:`arena.runstate.ResumeRefusedError`, which keeps the staging directory as it was).
 
 :func:`stop_after_round` turns Ctrl-C into a request honoured after the current round's
 checkpoint (a second Ctrl-C stops at once; the last checkpoint still stands).
@@ -45,7 +45,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from arena import TlmError, write_json_atomic
-from arena.io import ResumeRefusedError, output_path
+from arena.runstate import ResumeRefusedError, output_path
 from distill.collect import PositionStore
 
 FORMAT = "tlm-distill-checkpoint/1"
@@ -171,11 +171,11 @@ def load_checkpoint(
 
 def check_resumable(stage: Path, settings: dict[str, Any]) -> None:
     """Refuse to resume the latest checkpoint in ``stage`` if it was taken with other
-    ``settings``. Called inside :func:`arena.io.staged_directory` (``resume`` set), so the
+    ``settings``. Called inside :func:`arena.runstate.staged_directory` (``resume`` set), so the
     lock is held and a refusal leaves the staging directory as it was.
 
     Raises:
-        arena.io.ResumeRefusedError: naming the settings that differ.
+        arena.runstate.ResumeRefusedError: naming the settings that differ.
     """
     found = _checkpoints(stage)
     if not found:
@@ -195,7 +195,7 @@ def refuse_other_settings(
     the staging directory of ``out``) and ``now`` differ, if they do.
 
     Raises:
-        arena.io.ResumeRefusedError: ``before != now``.
+        arena.runstate.ResumeRefusedError: ``before != now``.
     """
     if before == now:
         return

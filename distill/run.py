@@ -41,9 +41,9 @@ from arena import (
     top1_agreement,
     write_json_atomic,
 )
-from arena.io import check_output_dir, staged_directory
 from arena.positions import PositionSet, evaluate_positions, load_positions
 from arena.runners import Runner
+from arena.runstate import check_output_dir, staged_directory
 from distill.collect import Openings, PositionStore, add_positions, collect_round
 from distill.config import DistillConfig
 from distill.resume import (

@@ -15,8 +15,8 @@ from rich.table import Table
 
 import arena
 from arena import TlmError
-from arena.io import staged_directory
 from arena.runners import MAX_SHARD_GAMES, MAX_WORKERS
+from arena.runstate import staged_directory
 from scripts.cli_common import (
     MAX_DATASET_GAMES,
     MAX_GAMES,
@@ -333,7 +333,7 @@ def generate_cmd(
 
     Example: tlm generate --game connect_four --teacher alphabeta:4 --games 2000 --out data/c4
     """
-    from arena.io import check_output_dir
+    from arena.runstate import check_output_dir
     from teachers.generate import Exploration, generate_dataset
 
     positive(games, "--games")
@@ -686,7 +686,7 @@ def teach_cmd(
         raise TlmError(f"unknown teaching algorithm {algo!r} (known: maskable_ppo, rllib_ppo)")
     from contextlib import nullcontext
 
-    from arena.io import check_output_dir
+    from arena.runstate import check_output_dir
     from distill.resume import stop_after_round
     from teachers.resume import start_over
 

@@ -23,7 +23,7 @@ from rich.progress import (
 )
 
 from arena import TlmError
-from arena.io import staging_path
+from arena.runstate import staging_path
 
 console = Console(soft_wrap=True)
 """The command's output: its tables, lines, progress and JSON (see :func:`command_output`).

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from safetensors.torch import save as save_safetensors
 
 from arena.core import TlmError
 from arena.games import Game, get_game
-from arena.io import temp_directory
+from arena.runstate import replace_directory
 from students.agent import StudentAgent
 from students.networks import StudentNet, build_student, format_shape, param_count
 
@@ -104,30 +103,13 @@ def save_student(
     if target.exists() and not (is_checkpoint_dir(target) or _is_empty_dir(target)):
         raise TlmError(f"cannot save checkpoint to {target}: it exists and is not a checkpoint")
 
-    tmp: Path | None = None
-    old: Path | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_directory(target.parent, prefix=f".{target.name}.")
-        _write_file(tmp / WEIGHTS_FILE, weights)
-        _write_file(tmp / CONFIG_FILE, config_text.encode())
-        if target.exists():
-            # A directory cannot be renamed over a non-empty one: move the old checkpoint
-            # aside first, then drop it once the new one is in place.
-            old = temp_directory(target.parent, prefix=f".{target.name}.", suffix=".old")
-            os.rename(target, old / "ckpt")
-        os.rename(tmp, target)
-        tmp = None
+        with replace_directory(target) as tmp:
+            _write_file(tmp / WEIGHTS_FILE, weights)
+            _write_file(tmp / CONFIG_FILE, config_text.encode())
         _fsync_dir(target.parent)
     except OSError as e:
-        if old is not None and (old / "ckpt").exists() and not target.exists():
-            os.rename(old / "ckpt", target)
         raise TlmError(f"cannot save checkpoint to {target}: {e.strerror or e}") from None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     return target
 
 

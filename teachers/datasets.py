@@ -129,7 +129,7 @@ def _from_table(table: pa.Table, game: Game) -> Positions:
 
 class DatasetWriter:
     """Writes shards, then the manifest, into a directory (typically one staged by
-    :func:`arena.io.staged_directory`, so the dataset appears only once complete)."""
+    :func:`arena.runstate.staged_directory`, so the dataset appears only once complete)."""
 
     def __init__(self, directory: str | Path, game: Game, info: dict[str, Any]) -> None:
         self.directory = Path(directory)

@@ -34,7 +34,6 @@ from arena import (
     sample_from,
     uniform_legal,
 )
-from arena.io import staged_directory
 from arena.runners import (
     AgentPayload,
     Job,
@@ -47,6 +46,7 @@ from arena.runners import (
     build_agent,
     register_payload,
 )
+from arena.runstate import staged_directory
 from teachers.datasets import DatasetWriter, Positions
 
 

@@ -39,8 +39,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 from arena.core import Agent, TlmError
 from arena.games import Game, get_game
-from arena.io import write_json_atomic
 from arena.runners import register_payload
+from arena.runstate import write_json_atomic
 from teachers.gym_view import ArenaGymEnv
 from teachers.learner import TrainReport, opponent_weights, using_torch_threads
 from teachers.sb3_teacher import DEFAULT_PPO, SB3Agent, load_sb3_model

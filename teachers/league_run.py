@@ -24,7 +24,7 @@ redoes the unfinished round exactly: no match lost or doubled, ratings equal to 
 ones recomputed from the log.
 
 One process writes a league at a time: :func:`run_league` holds the league directory's
-lock (:func:`arena.io.output_lock`, ``.NAME.lock`` beside it) from before the store is
+lock (:func:`arena.runstate.output_lock`, ``.NAME.lock`` beside it) from before the store is
 opened until it is closed, so a second run on the same directory is refused with the
 pid of the first and touches nothing. Readers (``tlm league status`` and ``report``)
 take no lock.
@@ -51,17 +51,16 @@ from types import FrameType
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from arena.agents import make_agent
 from arena.core import Agent, PolicyAgent, State, TlmError, sample_from
 from arena.games import Game, get_game
-from arena.io import output_lock
 from arena.league import LeagueStore, MatchRecord, staged_checkpoint
 from arena.league.matchmaking import Matchmaker, pfsp_weights, win_rates
 from arena.league.ratings import Rating, elo_ratings
 from arena.matches import play_matches
+from arena.runstate import output_lock, read_yaml_mapping, validation_message
 from teachers.learner import Learner, TrainReport
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
@@ -220,15 +219,6 @@ def _reference_name(spec: str) -> str:
     return spec.replace("/", "_").replace("\\", "_")
 
 
-def _one_error(error: ValidationError) -> str:
-    e = error.errors()[0]
-    where = ".".join(str(p) for p in e["loc"]) or "config"
-    msg = str(e["msg"]).removeprefix("Value error, ")
-    if e["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return f"{where}: {msg}"
-
-
 def parse_config(data: Any, source: str = "league config") -> LeagueConfig:
     """Validate a league config from parsed YAML/JSON and check it against the game.
 
@@ -241,22 +231,14 @@ def parse_config(data: Any, source: str = "league config") -> LeagueConfig:
     try:
         config = LeagueConfig.model_validate(data)
     except ValidationError as error:
-        raise TlmError(f"{source}: {_one_error(error)}") from None
+        raise TlmError(f"{source}: {validation_message(error)}") from None
     check_config(config)
     return config
 
 
 def load_config(path: str | Path) -> LeagueConfig:
     """Read and validate a league YAML file (see :func:`parse_config`)."""
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as error:
-        raise TlmError(f"cannot read league config {p}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise TlmError(f"league config {p} is not valid YAML: {' '.join(str(error).split())}") \
-            from None
-    return parse_config(data, str(p))
+    return parse_config(read_yaml_mapping(path), str(path))
 
 
 def check_config(config: LeagueConfig) -> dict[str, Agent]:

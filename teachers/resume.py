@@ -9,7 +9,7 @@ renames, so a kill at any moment leaves ``checkpoint/`` (or, between the two ren
 ``tlm teach --fresh`` empties the staging directory (:func:`start_over`) instead.
 
 A checkpoint of other settings is never resumed: :func:`refuse_other_settings` raises
-:class:`arena.io.ResumeRefusedError`, which leaves the staging directory as it was.
+:class:`arena.runstate.ResumeRefusedError`, which leaves the staging directory as it was.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from arena.core import TlmError
-from arena.io import ResumeRefusedError, write_json_atomic
+from arena.runstate import ResumeRefusedError, write_json_atomic
 
 CHECKPOINT = "checkpoint"
 """The directory in a run's output that holds its latest checkpoint (removed at the end)."""

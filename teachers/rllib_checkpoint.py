@@ -35,8 +35,8 @@ from safetensors.torch import save as save_safetensors
 from arena.agents import register_agent
 from arena.core import Agent, PolicyAgent, State, TlmError, masked_softmax
 from arena.games import Game, get_game
-from arena.io import staged_directory, write_bytes_atomic
 from arena.runners import register_payload
+from arena.runstate import staged_directory, write_bytes_atomic
 
 FORMAT = "tlm-rllib-module"
 """The ``format`` field of every RLlib checkpoint's ``config.json``."""

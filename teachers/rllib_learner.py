@@ -76,8 +76,8 @@ from arena.agents import RandomAgent, make_agent
 from arena.core import Agent, TlmError
 from arena.evaluation import evaluate
 from arena.games import Game, get_game
-from arena.io import write_bytes_atomic, write_json_atomic
 from arena.runners import start_local_ray
+from arena.runstate import write_bytes_atomic, write_json_atomic
 from teachers.learner import TrainReport, opponent_weights, using_torch_threads
 from teachers.resume import (
     read_checkpoint,
@@ -846,7 +846,7 @@ def train_rllib_selfplay(
 
     Raises:
         TlmError: bad steps or mix; a damaged checkpoint.
-        arena.io.ResumeRefusedError: ``out_dir`` holds a checkpoint of other settings
+        arena.runstate.ResumeRefusedError: ``out_dir`` holds a checkpoint of other settings
             (left as it was).
     """
     g = get_game(game)

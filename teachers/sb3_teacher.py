@@ -56,7 +56,7 @@ from arena.agents import RandomAgent, make_agent, register_agent
 from arena.core import Agent, PolicyAgent, State, TlmError, masked_softmax
 from arena.evaluation import evaluate
 from arena.games import Game, get_game
-from arena.io import write_json_atomic
+from arena.runstate import write_json_atomic
 from teachers.gym_view import ArenaGymEnv
 from teachers.learner import using_torch_threads
 from teachers.resume import (

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 from test_distill_resume import checkpointed, wait_for_new_checkpoint
 
-from arena.io import staging_path
+from arena.runstate import staging_path
 from scripts.cli import main
 
 ARGS = ["distill", "--method", "adaptive", "--game", "tictactoe", "--teacher", "perfect",

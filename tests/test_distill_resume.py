@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from arena.io import staging_path
+from arena.runstate import staging_path
 from distill import make_config
 from distill.collect import PositionStore
 from distill.resume import RunState, load_checkpoint, save_checkpoint

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from arena import TlmError, exact_strength
-from arena.io import staging_path
+from arena.runstate import staging_path
 from distill.iterate import iterate
 from distill.iterate_config import make_iterate_config
 from scripts.cli import main
@@ -152,7 +152,7 @@ def test_kill_9_mid_iteration_resumes_to_the_same_result(tmp_path: Path) -> None
     (["--game", "tictactoe", "--gate-threshold", "1.5", "--out", "X"], "--gate-threshold"),
     (["--game", "tictactoe", "--start", "nosuchteacher", "--out", "X"], "nosuchteacher"),
     (["--game", "tictactoe", "--student", "mlp:0x0", "--out", "X"], "mlp"),
-    (["--game", "tictactoe", "--out", "X", "--config", "CFG"], "extra"),
+    (["--game", "tictactoe", "--out", "X", "--config", "CFG"], "simulation: unknown key"),
 ])
 def test_bad_flags_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str

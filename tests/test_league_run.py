@@ -140,7 +140,7 @@ def test_yaml_errors_and_examples(tmp_path: Path) -> None:
     bad.write_text("game: [tictactoe\n")
     with pytest.raises(TlmError, match="not valid YAML"):
         load_config(bad)
-    with pytest.raises(TlmError, match="cannot read"):
+    with pytest.raises(TlmError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     for name in ("league_tictactoe.yaml", "league_connect_four.yaml"):
         config = load_config(ROOT / "configs" / name)
@@ -277,7 +277,7 @@ def test_one_writer_per_league_and_a_dead_one_does_not_block(
     """A second ``tlm league run`` on a live league exits 2 naming the first one's pid and
     touches nothing, while status and report still read it; once the first is killed
     with kill -9, its lock file (left behind) does not block the next run."""
-    from arena.io import lock_path
+    from arena.runstate import lock_path
 
     config = write_config(tmp_path / "league.yaml", TINY)
     directory = tmp_path / "busy"

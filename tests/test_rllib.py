@@ -27,7 +27,7 @@ from safetensors.torch import save as save_safetensors
 
 import arena
 from arena.agents import RandomAgent
-from arena.io import ResumeRefusedError, staging_path
+from arena.runstate import ResumeRefusedError, staging_path
 from scripts.cli import main
 from teachers.rllib_checkpoint import RLlibAgent, build_module, load_rllib_agent
 from teachers.rllib_learner import (

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from arena.core import TlmError
-from arena.io import (
+from arena.runstate import (
     lock_path,
     output_lock,
     staged_directory,

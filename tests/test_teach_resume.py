@@ -18,7 +18,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from arena.core import TlmError
-from arena.io import staging_path
+from arena.runstate import staging_path
 from teachers.sb3_teacher import load_sb3_model, train_selfplay
 
 SMALL: dict[str, Any] = {"eval_games": 0, "ppo_kwargs": {"n_steps": 64}, "n_envs": 4}

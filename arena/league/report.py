@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from arena.core import TlmError
-from arena.io import write_bytes_atomic
 from arena.league.ratings import elo_history, elo_ratings, openskill_ratings, payoff_matrix
 from arena.league.store import AgentRecord, LeagueStore, MatchRecord
+from arena.runstate import write_bytes_atomic
 
 HISTORY_POINTS = 120
 """At most this many refits for the ratings-over-time figure (rounds evenly spaced)."""

@@ -23,7 +23,6 @@ import bisect
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from urllib.parse import quote
 
 from arena.core import TlmError
 from arena.games import get_game
-from arena.io import temp_directory
+from arena.runstate import replace_directory
 
 ROLES = ("learner", "snapshot", "reference")
 """What an agent is in a league: trained now, a frozen copy of a learner, or fixed."""
@@ -230,19 +229,8 @@ def staged_checkpoint(directory: str | Path, replace: bool = False) -> Iterator[
     exists = directory.exists() and (not directory.is_dir() or any(directory.iterdir()))
     if exists and not replace:
         raise TlmError(f"checkpoint {directory} already exists")
-    tmp = temp_directory(directory.parent, prefix=f".{directory.name}.")
-    try:
+    with replace_directory(directory) as tmp:
         yield tmp
-        if directory.exists():
-            old = temp_directory(directory.parent, prefix=f".{directory.name}.", suffix=".old")
-            os.replace(directory, old / "x")
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _check_name(name: str) -> str:
