@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from arena import TlmError
+from arena.runners import MAX_WORKERS
 from arena.runstate import staging_path
 
 console = Console(soft_wrap=True)
@@ -227,3 +228,19 @@ def progress_bar(total: int, label: str) -> Progress:
         TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=False,
     )
+
+
+MAX_EVAL_GAMES = 10**12
+"""Games per opponent of `tlm eval`: shards are counted as they finish, so memory does
+not grow with the number of games; time is the bound."""
+
+WorkersOption = Annotated[
+    int | None,
+    int_option("--workers", help="Play on a local Ray with this many worker processes.",
+               hi=MAX_WORKERS),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option("--ray-address",
+                 help="Play on the Ray cluster at this address (auto, host:port, ray://host:10001)."),
+]

@@ -1,0 +1,250 @@
+"""`tlm games`, `tlm eval` and `tlm play`: the arena's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+import arena
+from arena import TlmError
+from arena.runners import MAX_SHARD_GAMES
+from scripts.cli_common import (
+    MAX_EVAL_GAMES,
+    MAX_PLIES,
+    RayAddressOption,
+    WorkersOption,
+    console,
+    echo,
+    int_option,
+    positive,
+    progress_bar,
+    seed_option,
+    writable_file,
+)
+
+
+def games_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the registered games with their observation and action shapes.
+
+    Example: tlm games
+    """
+    rows: list[dict[str, Any]] = []
+    for g in arena.list_games():
+        rows.append({
+            "game": g.name,
+            "obs_shape": list(g.obs_shape),
+            "obs_dtype": str(g.obs_dtype),
+            "actions": g.num_actions,
+            "engine": "fast" if g.has_engine else "generic",
+            "description": g.description,
+        })
+    if as_json:
+        echo(json.dumps(rows))
+        return
+    table = Table(title="games")
+    for col in ("game", "observation", "actions", "engine", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["game"]), f"{tuple(r['obs_shape'])} {r['obs_dtype']}", str(r["actions"]),
+            str(r["engine"]), str(r["description"]),
+        )
+    console.print(table)
+
+
+def eval_cmd(
+    game: Annotated[str, typer.Option(help="Game name (see `tlm games`).")],
+    agent: Annotated[str, typer.Option(help="Agent spec to evaluate.")],
+    opponents: Annotated[
+        str, typer.Option(help="Comma-separated opponent specs.")
+    ] = "random",
+    games: Annotated[
+        int, int_option("--games", help="Games per opponent.", hi=MAX_EVAL_GAMES)
+    ] = 200,
+    seed: Annotated[int, seed_option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON to this file.")] = None,
+    opening_plies: Annotated[
+        int, int_option(help="Random first plies of every game (varies deterministic play).",
+                        lo=0, hi=MAX_PLIES)
+    ] = 0,
+    agreement: Annotated[
+        Path | None,
+        typer.Option(help="A dataset from `tlm generate`: report top-1 agreement with its "
+                          "teacher on its positions."),
+    ] = None,
+    positions: Annotated[
+        Path | None,
+        typer.Option(help="A solver-labelled positions file (CSV: moves,score_c0,...), or "
+                          "the name of one shipped with tlm (connect_four_solved): report "
+                          "optimal-move, blunder and illegal-move rates on it."),
+    ] = None,
+    panel: Annotated[
+        bool,
+        typer.Option("--panel", help="Also play the game's standard panel (--games each, "
+                                     "its own random openings) and rate the agent: one Elo "
+                                     "with a 95% interval, random = 0."),
+    ] = False,
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
+    shard_games: Annotated[
+        int | None, int_option(help="Games per shard, the unit of work of a worker "
+                                    "(default: large in this process, about four per Ray "
+                                    "worker); results do not depend on it.",
+                               hi=MAX_SHARD_GAMES)
+    ] = None,
+) -> None:
+    """Evaluate an agent against fixed opponents: per seat, with 95% Wilson intervals.
+
+    Example: tlm eval --game tictactoe --agent perfect --opponents random,heuristic --games 1000
+    """
+    positive(games, "--games")
+    if out is not None:
+        writable_file(out, "--out")
+    g = arena.get_game(game)
+    player = arena.make_agent(agent, g)
+    opponent_specs = [s for s in opponents.split(",") if s.strip()]
+    if not opponent_specs:
+        raise TlmError("--opponents names no agent")
+    opps = [arena.make_agent(s, g) for s in opponent_specs]
+    if opening_plies < 0:
+        raise TlmError(f"--opening-plies must be >= 0, got {opening_plies}")
+    held_out = None
+    if agreement is not None:
+        from teachers.datasets import load_dataset, read_manifest
+
+        held_out = load_dataset(agreement, g)
+        held_out_teacher = read_manifest(agreement)["teacher"]
+    solved = None
+    if positions is not None:
+        from arena.positions import load_positions
+
+        solved = load_positions(positions, g)
+    if panel:
+        from arena.panel import panel_for
+
+        panel_for(g)  # a game without a panel fails before any game is played
+    with arena.make_runner(workers, ray_address) as runner:
+        if as_json:
+            rows = arena.evaluate(g, player, opps, games, seed=seed,
+                                  opening_plies=opening_plies, runner=runner,
+                                  shard_games=shard_games)
+        else:
+            total = games * len(opps)
+            with progress_bar(total, "games") as bar:
+                task = bar.add_task("eval", total=total)
+                rows = arena.evaluate(
+                    g, player, opps, games, seed=seed, opening_plies=opening_plies,
+                    runner=runner, shard_games=shard_games,
+                    progress=lambda done: bar.update(task, completed=done),
+                )
+    panel_result = None
+    if panel:
+        from arena.panel import evaluate_panel
+
+        panel_result = evaluate_panel(player, g, games, seed=seed)
+    report: dict[str, Any] = {
+        "game": g.name, "agent": agent, "results": [r.as_json() for r in rows],
+    }
+    if panel_result is not None:
+        report["panel"] = panel_result.as_json()
+    extra = arena.exact_strength(g, player)
+    if extra is not None:
+        report["exact"] = extra
+    if held_out is not None:
+        report["agreement"] = {
+            "teacher": held_out_teacher,
+            "positions": len(held_out),
+            "top1": arena.top1_agreement(player, held_out.obs, held_out.mask, held_out.probs),
+        }
+    if solved is not None:
+        from arena.positions import evaluate_positions
+
+        report["positions"] = evaluate_positions(player, solved, np.random.default_rng(seed))
+    if out is not None:
+        arena.write_json_atomic(out, report)
+    if as_json:
+        echo(json.dumps(report))
+        return
+    for opp in opponent_specs:
+        table = Table(title=f"{agent} vs {opp.strip()} on {g.name}")
+        for col in ("seat", "games", "wins", "draws", "losses", "score", "95% CI"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            if r.opponent == opp.strip():
+                table.add_row(
+                    r.seat, str(r.games), str(r.wins), str(r.draws), str(r.losses),
+                    f"{r.score:.3f}", f"[{r.ci95[0]:.3f}, {r.ci95[1]:.3f}]",
+                )
+        console.print(table)
+    if extra is not None:
+        console.print(
+            f"exact: {extra['exhaustive_losses']} lost lines against every reply "
+            f"(first seat {extra['losses_first']}, second {extra['losses_second']}), "
+            f"{extra['losses_vs_perfect']} against perfect; optimal-move accuracy "
+            f"{extra['optimal_accuracy']:.4f} over {extra['positions']} positions"
+        )
+    if held_out is not None:
+        a = report["agreement"]
+        console.print(f"top-1 agreement with {a['teacher']}: {a['top1']:.4f} over "
+                      f"{a['positions']} positions of {agreement}")
+    if solved is not None:
+        pr = report["positions"]
+        table = Table(title=f"{agent} on {pr['positions']} positions of {positions}")
+        for col in ("measure", "count", "rate", "95% CI"):
+            table.add_column(col, justify="right")
+        for key, label in (("optimal", "optimal moves"), ("blunders", "blunders"),
+                           ("illegal", "illegal moves")):
+            m = pr[key]
+            table.add_row(label, str(m["count"]), f"{m['rate']:.3f}",
+                          f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]")
+        console.print(table)
+    if panel_result is not None:
+        table = Table(title=f"{agent} against the {g.name} panel ({panel_result.games} games "
+                            f"each, {panel_result.opening_plies} random opening plies)")
+        for col in ("opponent", "wins", "draws", "losses", "score", "95% CI", "opponent Elo"):
+            table.add_column(col, justify="right")
+        for r in panel_result.rows:
+            if r.seat == "both":
+                table.add_row(r.opponent, str(r.wins), str(r.draws), str(r.losses),
+                              f"{r.score:.3f}", f"[{r.ci95[0]:.3f}, {r.ci95[1]:.3f}]",
+                              f"{panel_result.ratings[r.opponent].elo:.0f}")
+        console.print(table)
+        e = panel_result.elo
+        console.print(f"panel Elo of {agent}: {e.elo:.0f} [{e.lo:.0f}, {e.hi:.0f}] (random = 0)")
+
+
+def play_cmd(
+    game: Annotated[str, typer.Option(help="Game name.")],
+    opponent: Annotated[str, typer.Option(help="Agent spec to play against.")] = "random",
+    seat: Annotated[str, typer.Option(help="Your seat: first or second.")] = "first",
+    seed: Annotated[int, seed_option()] = 0,
+) -> None:
+    """Play a game against an agent in the terminal.
+
+    Example: tlm play --game connect_four --opponent alphabeta:4 --seat second
+    """
+    if seat not in ("first", "second"):
+        raise TlmError(f"--seat must be first or second, got {seat!r}")
+    g = arena.get_game(game)
+    agent = arena.make_agent(opponent, g)
+
+    def read(prompt: str) -> str:
+        line = input(prompt)
+        return line
+
+    arena.play_human(g, agent, 0 if seat == "first" else 1, read, typer.echo, seed=seed)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command("games")(games_cmd)
+    app.command("eval")(eval_cmd)
+    app.command("play")(play_cmd)
