@@ -5,7 +5,9 @@
 - ``perfect`` (:class:`PerfectTicTacToe`): exact tic-tac-toe, with the exhaustive
   checks that measure any agent against the solved game;
 - ``alphabeta:D[,t=T][,solve=K]`` (:class:`AlphaBetaConnectFour`): connect-four
-  alpha-beta to depth D (policy temperature T, exact once at most K cells are empty).
+  alpha-beta to depth D (policy temperature T, exact once at most K cells are empty);
+- tic-tac-toe players with styles (:mod:`arena.players.styles`): ``noisy:E``,
+  ``prefer:REGION[,p=P]``, ``blind:LINES``, ``minimax:D``.
 
 All of them read PettingZoo observations only, so they play the real env and the
 fast engines alike.
@@ -20,6 +22,17 @@ from arena.players.connect_four import (
     scores_to_policy,
 )
 from arena.players.heuristic import HeuristicAgent
+from arena.players.styles import (
+    BLIND_USAGE,
+    MINIMAX_USAGE,
+    NOISY_USAGE,
+    PREFER_USAGE,
+    StylePlayer,
+    make_blind,
+    make_minimax,
+    make_noisy,
+    make_prefer,
+)
 from arena.players.tictactoe import (
     N_NONTERMINAL,
     N_REACHABLE,
@@ -43,6 +56,12 @@ register_agent(
     games=("tictactoe", "connect_four"),
 )
 register_agent("perfect", lambda arg, game: PerfectTicTacToe(), "perfect", games=("tictactoe",))
+for _kind, _make, _usage in (("noisy", make_noisy, NOISY_USAGE),
+                             ("prefer", make_prefer, PREFER_USAGE),
+                             ("blind", make_blind, BLIND_USAGE),
+                             ("minimax", make_minimax, MINIMAX_USAGE)):
+    register_agent(_kind, lambda arg, game, make=_make: make(arg), _usage, games=("tictactoe",),
+                   needs_argument=True)
 register_agent(
     "alphabeta",
     lambda arg, game: AlphaBetaConnectFour(*parse_alphabeta(arg)),
@@ -59,6 +78,7 @@ __all__ = [
     "ExhaustiveResult",
     "HeuristicAgent",
     "PerfectTicTacToe",
+    "StylePlayer",
     "all_positions",
     "candidate_moves",
     "exact_strength",

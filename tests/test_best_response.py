@@ -1,0 +1,158 @@
+"""Tic-tac-toe players with styles, and the exact best response to a known opponent."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from arena import TlmError, evaluate, get_game, make_agent
+from arena.players.tictactoe import (
+    FULL,
+    LINE_MASKS,
+    N_SQUARES,
+    all_positions,
+    optimal_moves_mask,
+    solved,
+)
+from teachers.best_response import (
+    BestResponseTeacher,
+    best_response,
+    expected_score,
+    policy_table,
+)
+
+GAME = get_game("tictactoe")
+STYLES = ["noisy:0.3", "prefer:corners", "prefer:left,p=0.5", "blind:diagonals",
+          "blind:row0+col1", "minimax:2"]
+
+
+@pytest.mark.parametrize("spec", STYLES)
+def test_a_style_is_a_distribution_over_legal_moves_everywhere(spec: str) -> None:
+    obs, mask = all_positions()
+    probs = make_agent(spec, GAME).policy(obs, mask)
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert (probs[mask == 0] == 0).all()
+
+
+def test_styles_keep_their_habits() -> None:
+    obs, mask = all_positions()
+    keys = solved().keys
+    mine, theirs = keys & FULL, keys >> N_SQUARES
+    wins = np.array([any((m | 1 << a) & line == line for line in LINE_MASKS)
+                     and not (m | t) >> a & 1 for m, t in zip(mine, theirs, strict=True)
+                     for a in range(N_SQUARES)]).reshape(len(keys), N_SQUARES)
+    blocks = np.array([any((t | 1 << a) & line == line for line in LINE_MASKS)
+                       and not (m | t) >> a & 1 for m, t in zip(mine, theirs, strict=True)
+                       for a in range(N_SQUARES)]).reshape(len(keys), N_SQUARES)
+    can_win = wins.any(axis=1)
+    # A win-else-block player takes a win whenever it has one...
+    prefer = make_agent("prefer:corners", GAME).policy(obs, mask)
+    assert (prefer[can_win] * ~wins[can_win]).sum() == 0
+    # ... and otherwise, with nothing to block, a free corner when there is one.
+    corners = np.zeros(N_SQUARES, dtype=bool)
+    corners[[0, 2, 6, 8]] = True
+    free_corner = ((mask != 0) & corners).any(axis=1)
+    calm = ~can_win & ~blocks.any(axis=1) & free_corner
+    assert calm.sum() > 100
+    assert np.allclose(prefer[calm][:, corners].sum(axis=1), 1.0)
+    # A player blind to the diagonals misses a diagonal-only win.
+    blind = make_agent("blind:diagonals", GAME)
+    o = np.zeros((1, 3, 3, 2), dtype=np.int8)
+    o[0, 0, 0, 0] = o[0, 1, 1, 0] = 1  # its stones at 0 and 4: square 8 wins on the diagonal
+    o[0, 0, 1, 1] = o[0, 0, 2, 1] = 1  # the opponent's at 1 and 2
+    m = (o.sum(axis=3) == 0).reshape(1, 9).astype(np.int8)
+    assert blind.policy(o, m)[0, 8] < 1.0
+    assert make_agent("prefer:corners", GAME).policy(o, m)[0, 8] == 1.0
+    # Full-depth minimax plays exactly the optimal moves.
+    full = make_agent("minimax:9", GAME).policy(obs, mask) > 0
+    assert (full == (optimal_moves_mask(obs) != 0)).all()
+
+
+@pytest.mark.parametrize("spec", ["noisy:2", "noisy", "prefer:x", "prefer:corners,q=1",
+                                  "blind:foo", "minimax:0", "minimax:a", "minimax:10"])
+def test_bad_style_specs_are_one_line(spec: str) -> None:
+    with pytest.raises(TlmError) as info:
+        make_agent(spec, GAME)
+    assert "\n" not in str(info.value)
+    with pytest.raises(TlmError, match="connect_four|tictactoe"):
+        make_agent("noisy:0.1", "connect_four")
+
+
+def _brute_force(us: int, them: int, our_move: bool, theirs: dict[int, np.ndarray]) -> float:
+    """The best expected score from a position by trying every deterministic plan: each
+    of our decision positions gets one move, in every combination."""
+    decisions: list[tuple[int, int]] = []
+
+    def collect(u: int, t: int, ours: bool) -> None:
+        empty = FULL & ~(u | t)
+        if not empty or any(t & m == m for m in LINE_MASKS) or any(
+                u & m == m for m in LINE_MASKS):
+            return
+        if ours:
+            if (u, t) not in decisions:
+                decisions.append((u, t))
+            for a in range(N_SQUARES):
+                if empty >> a & 1:
+                    collect(u | 1 << a, t, False)
+        else:
+            for a in range(N_SQUARES):
+                if empty >> a & 1:
+                    collect(u, t | 1 << a, True)
+
+    collect(us, them, our_move)
+    options = [[a for a in range(N_SQUARES) if (FULL & ~(u | t)) >> a & 1]
+               for u, t in decisions]
+
+    def play(plan: dict[tuple[int, int], int], u: int, t: int, ours: bool) -> float:
+        if any(u & m == m for m in LINE_MASKS):
+            return 1.0
+        if any(t & m == m for m in LINE_MASKS):
+            return 0.0
+        if not FULL & ~(u | t):
+            return 0.5
+        if ours:
+            return play(plan, u | 1 << plan[(u, t)], t, False)
+        probs = theirs[t | u << N_SQUARES]
+        return sum(p * play(plan, u, t | 1 << a, True) for a, p in enumerate(probs) if p > 0)
+
+    return max(play(dict(zip(decisions, choice, strict=True)), us, them, our_move)
+               for choice in itertools.product(*options))
+
+
+@pytest.mark.parametrize("spec", ["noisy:0.3", "prefer:edges", "minimax:2", "random"])
+def test_the_best_response_equals_brute_force_on_late_positions(spec: str) -> None:
+    opponent = make_agent(spec, GAME)
+    br = best_response(opponent)
+    theirs = policy_table(opponent)
+    rng = np.random.default_rng(0)
+    late = [k for k in br.moves if bin(k).count("1") >= 5]
+    for key in rng.choice(late, size=12, replace=False).tolist():
+        us, them = key & FULL, key >> N_SQUARES
+        assert br.value[key] == pytest.approx(_brute_force(us, them, True, theirs), abs=1e-12)
+
+
+def test_no_player_does_better_than_the_best_response() -> None:
+    perfect = make_agent("perfect", GAME)
+    for spec in ("noisy:0.3", "prefer:left,p=0.5", "blind:rows", "minimax:3"):
+        opponent = make_agent(spec, GAME)
+        br = best_response(opponent)
+        for player in (perfect, make_agent("heuristic", GAME), opponent):
+            for seat in (0, 1):
+                assert expected_score(player, opponent, seat) <= br.scores[seat] + 1e-12
+    # Against the perfect player nothing wins: the best response draws in both seats.
+    assert best_response(perfect).scores == pytest.approx((0.5, 0.5))
+
+
+def test_the_best_response_teacher_scores_what_expectimax_says() -> None:
+    opponent = make_agent("prefer:left,p=0.5", GAME)
+    teacher = BestResponseTeacher(opponent)
+    teacher.greedy = False  # sample among the best moves
+    rows = evaluate(GAME, teacher, [opponent], 4000, seed=3)
+    both = next(r for r in rows if r.seat == "both")
+    assert both.ci95[0] <= teacher.response.score <= both.ci95[1]
+    # It is no worse than perfect play wherever the opponent cannot lead the game.
+    obs, mask = all_positions()
+    probs = teacher.policy(obs, mask)
+    assert np.allclose(probs.sum(axis=1), 1.0)
