@@ -30,7 +30,6 @@ checkpoint (a second Ctrl-C stops at once; the last checkpoint still stands).
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import signal
@@ -40,13 +39,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from arena import TlmError, write_json_atomic
 from arena.runstate import ResumeRefusedError, output_path
 from distill.collect import PositionStore
+from students.training_state import (  # noqa: F401  (the names this module offered)
+    load_optimizer,
+    save_optimizer,
+    set_torch_generator_state,
+    torch_generator_state,
+)
 
 FORMAT = "tlm-distill-checkpoint/1"
 
@@ -205,58 +209,6 @@ def refuse_other_settings(
         f"output {out} holds an unfinished run with other settings ({', '.join(diff)}); "
         f"rerun it with the same settings to resume, or {fresh}"
     )
-
-
-def save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
-    """Write ``optimizer``'s state into ``directory``: its tensors as
-    ``optimizer.safetensors``, the rest as ``optimizer.json``."""
-    sd = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for idx, entry in sd["state"].items():
-        for name, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{idx}.{name}"] = value.detach().clone().contiguous()
-            else:
-                scalars.setdefault(str(idx), {})[name] = value
-    save_file(tensors, str(directory / "optimizer.safetensors"))
-    write_json_atomic(directory / "optimizer.json",
-                      {"param_groups": sd["param_groups"], "scalars": scalars})
-
-
-def load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
-    """Load the state :func:`save_optimizer` wrote into ``directory`` into ``optimizer``.
-
-    Raises:
-        TlmError: the files are unreadable or do not fit ``optimizer``.
-    """
-    try:
-        tensors = load_file(str(directory / "optimizer.safetensors"))
-        meta = json.loads((directory / "optimizer.json").read_text())
-    except (OSError, ValueError) as e:
-        raise TlmError(f"checkpoint {directory}: cannot read the optimizer state ({e})") from None
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        idx, name = key.split(".", 1)
-        # A copy in torch's own (aligned) memory, like the state of a run never stopped.
-        state.setdefault(int(idx), {})[name] = value.clone()
-    for idx, entry in meta["scalars"].items():
-        state.setdefault(int(idx), {}).update(entry)
-    try:
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (ValueError, KeyError) as e:
-        raise TlmError(f"checkpoint {directory}: optimizer state does not fit ({e})") from None
-
-
-def torch_generator_state(gen: torch.Generator) -> str:
-    """``gen``'s state as text (base64), for a JSON file."""
-    return base64.b64encode(gen.get_state().numpy().tobytes()).decode()
-
-
-def set_torch_generator_state(gen: torch.Generator, text: str) -> None:
-    """Put ``gen`` in the state :func:`torch_generator_state` described."""
-    raw = np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy()
-    gen.set_state(torch.from_numpy(raw))
 
 
 def clear_checkpoints(stage: Path) -> None:

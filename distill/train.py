@@ -1,9 +1,10 @@
-"""Supervised fitting of a student to labelled positions: the inner loop shared by
-offline distillation and DAgger.
+"""Supervised fitting of a student to labelled positions.
 
-:func:`fit_steps` takes a bounded number of gradient steps on batches sampled from the
-data with given weights (distillation runs use it, so a round costs the same however
-large the aggregate grows); :func:`fit` makes whole epochs over a fixed set.
+:func:`gradient_step` is the one step every fit takes. :func:`fit_steps` takes a
+bounded number of them on batches sampled from the data with given weights (the
+distillation rounds use it, so a round costs the same however large the aggregate
+grows); :func:`fit` makes whole epochs over a fixed set (expert iteration's replay
+window).
 
 The policy loss is KL(teacher || student) with a temperature (``loss="kl"``) or the
 cross-entropy on the teacher's best move (``loss="ce"``); the value head regresses the
@@ -81,6 +82,40 @@ def sample_weights(last_round: np.ndarray, rnd: int, recent_share: float) -> np.
     return weights
 
 
+def gradient_step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: FitConfig,
+    obs: torch.Tensor,
+    mask: torch.Tensor,
+    probs: torch.Tensor,
+    values: torch.Tensor,
+) -> tuple[float, float]:
+    """One step on one batch: the policy loss (``config.loss``) plus ``value_weight``
+    times the value loss; the two losses before the step.
+
+    Args:
+        net: the student (in training mode).
+        optimizer: its optimizer.
+        config: the loss and its weights.
+        obs: ``[B, ...]`` observations (float).
+        mask: ``[B, A]`` legal actions (bool).
+        probs: ``[B, A]`` teacher probabilities.
+        values: ``[B]`` value targets.
+    """
+    logits, value = net(obs)
+    if config.loss == "kl":
+        policy_loss = kl_teacher_student(logits, probs, mask, config.temperature)
+    else:
+        policy_loss = best_move_cross_entropy(logits, probs, mask)
+    v_loss = value_mse(value, values)
+    loss = policy_loss + config.value_weight * v_loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return policy_loss.item(), v_loss.item()
+
+
 def fit_steps(
     net: torch.nn.Module,
     game: str | Game,
@@ -122,22 +157,12 @@ def fit_steps(
                     obs_np[rows] = syms[k].apply_obs(obs_np[rows])
                     mask_np[rows] = syms[k].apply_actions(mask_np[rows])
                     probs_np[rows] = syms[k].apply_actions(probs_np[rows])
-        obs = torch.from_numpy(obs_np).float()
-        mask = torch.from_numpy(mask_np).bool()
-        probs = torch.from_numpy(probs_np).float()
-        values = torch.from_numpy(values_np[idx])
-        logits, value = net(obs)
-        if config.loss == "kl":
-            policy_loss = kl_teacher_student(logits, probs, mask, config.temperature)
-        else:
-            policy_loss = best_move_cross_entropy(logits, probs, mask)
-        v_loss = value_mse(value, values)
-        loss = policy_loss + config.value_weight * v_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        totals["policy_loss"] += policy_loss.item()
-        totals["value_loss"] += v_loss.item()
+        policy_loss, v_loss = gradient_step(
+            net, optimizer, config, torch.from_numpy(obs_np).float(),
+            torch.from_numpy(mask_np).bool(), torch.from_numpy(probs_np).float(),
+            torch.from_numpy(values_np[idx]))
+        totals["policy_loss"] += policy_loss
+        totals["value_loss"] += v_loss
     net.eval()
     return {k: v / steps for k, v in totals.items()}
 
@@ -178,18 +203,10 @@ def fit(
         batches = 0
         for start in range(0, n, config.batch_size):
             idx = order[start : start + config.batch_size]
-            logits, value = net(obs[idx])
-            if config.loss == "kl":
-                policy_loss = kl_teacher_student(logits, probs[idx], mask[idx], config.temperature)
-            else:
-                policy_loss = best_move_cross_entropy(logits, probs[idx], mask[idx])
-            v_loss = value_mse(value, values[idx])
-            loss = policy_loss + config.value_weight * v_loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            totals["policy_loss"] += policy_loss.item()
-            totals["value_loss"] += v_loss.item()
+            policy_loss, v_loss = gradient_step(net, optimizer, config, obs[idx], mask[idx],
+                                                probs[idx], values[idx])
+            totals["policy_loss"] += policy_loss
+            totals["value_loss"] += v_loss
             batches += 1
         totals = {k: v / batches for k, v in totals.items()}
     net.eval()
