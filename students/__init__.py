@@ -16,7 +16,9 @@ from arena.runners import register_payload
 from students.agent import StudentAgent
 from students.checkpoint import (
     is_checkpoint_dir,
+    load_any_student,
     load_net,
+    load_recurrent_net,
     load_student,
     read_config,
     save_student,
@@ -30,6 +32,7 @@ from students.networks import (
     parse_spec,
 )
 from students.payload import student_from_payload, student_payload
+from students.recurrent import RecurrentStudentAgent, RecurrentStudentNet
 
 load = load_student
 
@@ -38,20 +41,30 @@ def _load_checkpoint_spec(spec: str, game: Game) -> Agent | None:
     """Claim a spec that is a checkpoint directory; leave every other spec alone."""
     if not is_checkpoint_dir(Path(spec)):
         return None
-    return load_student(spec, greedy=True, game=game)
+    return load_any_student(spec, greedy=True, game=game)
+
+
+def build_recurrent_student(spec: str, game: str | Game, seed: int) -> RecurrentStudentNet:
+    """A freshly initialized recurrent student (``gru:128``) for ``game``."""
+    return RecurrentStudentNet(parse_spec(spec), game, seed)
 
 
 register_loader(_load_checkpoint_spec)
 register_payload(StudentAgent, student_payload, student_from_payload)
 
 __all__ = [
+    "RecurrentStudentAgent",
+    "RecurrentStudentNet",
     "StudentAgent",
     "StudentNet",
     "StudentSpec",
+    "build_recurrent_student",
     "build_student",
     "is_checkpoint_dir",
     "load",
+    "load_any_student",
     "load_net",
+    "load_recurrent_net",
     "load_student",
     "masked_log_softmax",
     "param_count",

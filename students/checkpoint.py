@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -29,7 +29,8 @@ from arena.core import TlmError
 from arena.games import Game, get_game
 from arena.runstate import replace_directory
 from students.agent import StudentAgent
-from students.networks import StudentNet, build_student, format_shape, param_count
+from students.networks import StudentNet, build_student, format_shape, param_count, parse_spec
+from students.recurrent import RecurrentStudentAgent, RecurrentStudentNet
 
 FORMAT = "tlm-student"
 """The ``format`` field of every student ``config.json``."""
@@ -62,7 +63,8 @@ def is_checkpoint_dir(path: str | Path) -> bool:
 
 
 def save_student(
-    net: StudentNet, path: str | Path, provenance: dict[str, Any] | None = None
+    net: StudentNet | RecurrentStudentNet, path: str | Path,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``net`` as a checkpoint directory at ``path``, atomically.
 
@@ -183,7 +185,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def load_net(path: str | Path, game: str | Game | None = None) -> StudentNet:
-    """The network stored in the checkpoint directory ``path``.
+    """The (feedforward) network stored in the checkpoint directory ``path``.
 
     Args:
         path: a directory written by :func:`save_student`.
@@ -199,11 +201,38 @@ def load_net(path: str | Path, game: str | Game | None = None) -> StudentNet:
     """
     p = Path(path)
     config = read_config(p)
+    if parse_spec(config["spec"]).arch == "gru":
+        raise TlmError(f"checkpoint {p} holds a recurrent student ({config['spec']}): it "
+                       "plays series of games, not single positions")
+    return _load_into(p, config, build_student(config["spec"], config["game"],
+                                               config["seed"]), game)
+
+
+def load_recurrent_net(path: str | Path, game: str | Game | None = None) -> RecurrentStudentNet:
+    """The recurrent network stored in the checkpoint directory ``path``.
+
+    Raises:
+        TlmError: as :func:`load_net`, or a feedforward student's checkpoint.
+    """
+    p = Path(path)
+    config = read_config(p)
+    spec = parse_spec(config["spec"])
+    if spec.arch != "gru":
+        raise TlmError(f"checkpoint {p} holds a feedforward student ({config['spec']}), not a "
+                       "recurrent one")
+    net = RecurrentStudentNet(spec, config["game"], config["seed"])
+    return _load_into(p, config, net, game)
+
+
+NetT = TypeVar("NetT", StudentNet, RecurrentStudentNet)
+
+
+def _load_into(p: Path, config: dict[str, Any], net: NetT, game: str | Game | None) -> NetT:
+    """Check the checkpoint at ``p`` against ``net`` (built from its config) and fill it."""
     if game is not None:
         wanted = get_game(game).name
         if config["game"] != wanted:
             raise TlmError(f"checkpoint {p} is for {config['game']}, not {wanted}")
-    net = build_student(config["spec"], config["game"], config["seed"])
     saved_shape = tuple(config["obs_shape"])
     if saved_shape != net.obs_shape or config["num_actions"] != net.num_actions:
         raise TlmError(
@@ -235,7 +264,8 @@ def load_net(path: str | Path, game: str | Game | None = None) -> StudentNet:
     return net
 
 
-def _fill(net: StudentNet, tensors: dict[str, torch.Tensor], weights_path: Path) -> None:
+def _fill(net: StudentNet | RecurrentStudentNet, tensors: dict[str, torch.Tensor],
+          weights_path: Path) -> None:
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -261,7 +291,7 @@ def _fill(net: StudentNet, tensors: dict[str, torch.Tensor], weights_path: Path)
 def load_student(
     path: str | Path, greedy: bool = True, game: str | Game | None = None
 ) -> StudentAgent:
-    """The agent that plays the student checkpoint at ``path``.
+    """The agent that plays the (feedforward) student checkpoint at ``path``.
 
     Args:
         path: a directory written by :func:`save_student`.
@@ -276,3 +306,13 @@ def load_student(
     """
     net = load_net(path, game)
     return StudentAgent(net, greedy=greedy, name=str(path))
+
+
+def load_any_student(
+    path: str | Path, greedy: bool = True, game: str | Game | None = None
+) -> StudentAgent | RecurrentStudentAgent:
+    """The agent of the student checkpoint at ``path``, feedforward or recurrent."""
+    if parse_spec(read_config(path)["spec"]).arch == "gru":
+        return RecurrentStudentAgent(load_recurrent_net(path, game), greedy=greedy,
+                                     name=str(path))
+    return load_student(path, greedy, game)

@@ -7,7 +7,10 @@ A student spec names an architecture and its size:
 - ``cnn:CHANNELSxLAYERS`` (``cnn:32x3``): the ``H x W x C`` observation planes moved to
   channels-first, then ``LAYERS`` 3x3 convolutions (padding 1) of ``CHANNELS`` channels;
 - ``res:CHANNELSxBLOCKS`` (``res:32x2``): a 3x3 convolution stem, then ``BLOCKS``
-  residual blocks of two 3x3 convolutions each.
+  residual blocks of two 3x3 convolutions each;
+- ``gru:HIDDEN[xLAYERS]`` (``gru:128``): a recurrent student with memory across the
+  games of a series (:mod:`students.recurrent`; built by
+  :func:`students.build_recurrent_student`).
 
 A kind alone takes its default size (:data:`DEFAULT_SIZES`). Both convolutional kinds
 end in AlphaZero-style heads (a 1x1 convolution, then fully connected layers), so the
@@ -40,6 +43,7 @@ DEFAULT_SIZES: dict[str, tuple[int, int]] = {
     "mlp": (256, 2),
     "cnn": (32, 3),
     "res": (32, 2),
+    "gru": (128, 1),
 }
 """``(width or channels, layers or blocks)`` taken by a spec that gives only the kind."""
 
@@ -95,6 +99,8 @@ def parse_spec(spec: str) -> StudentSpec:
     if not sep:
         width, depth = DEFAULT_SIZES[arch]
         return StudentSpec(arch, width, depth)
+    if arch == "gru" and size.strip().isdigit():
+        size = f"{size.strip()}x{DEFAULT_SIZES['gru'][1]}"
     match = _SIZE_RE.match(size.strip())
     if match is None:
         w, d = DEFAULT_SIZES[arch]
@@ -152,6 +158,9 @@ class StudentNet(nn.Module):
         """
         super().__init__()
         parsed = spec if isinstance(spec, StudentSpec) else parse_spec(spec)
+        if parsed.arch == "gru":
+            raise TlmError(f"{parsed} is a recurrent student: it plays series of games "
+                           "(tlm distill --method incontext), not single positions")
         g = get_game(game)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise TlmError(f"student seed must be an integer in 0..2**63-1, got {seed!r}")

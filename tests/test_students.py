@@ -82,7 +82,7 @@ def test_specs_parse_with_defaults_and_canonical_spelling() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("foo:3x3", r"unknown student architecture 'foo' \(known: mlp, cnn, res\)"),
+        ("foo:3x3", r"unknown student architecture 'foo' \(known: mlp, cnn, res, gru\)"),
         ("mlp:256", r"bad student spec 'mlp:256': expected mlp:WIDTHxLAYERS"),
         ("cnn:axb", r"bad student spec 'cnn:axb'"),
         ("mlp:0x2", r"width must be in 1\.\.8192, got 0"),

@@ -13,7 +13,11 @@ All of them read PettingZoo observations only, so they play the real env and the
 fast engines alike.
 """
 
-from arena.agents import register_agent
+from collections.abc import Callable
+
+from arena.agents import AgentFactory, register_agent
+from arena.core import Agent
+from arena.games import Game
 from arena.players.connect_four import (
     ALPHABETA_USAGE,
     AlphaBetaConnectFour,
@@ -56,12 +60,18 @@ register_agent(
     games=("tictactoe", "connect_four"),
 )
 register_agent("perfect", lambda arg, game: PerfectTicTacToe(), "perfect", games=("tictactoe",))
+def _style(make: Callable[[str | None], Agent]) -> AgentFactory:
+    def factory(arg: str | None, game: Game) -> Agent:
+        return make(arg)
+
+    return factory
+
+
 for _kind, _make, _usage in (("noisy", make_noisy, NOISY_USAGE),
                              ("prefer", make_prefer, PREFER_USAGE),
                              ("blind", make_blind, BLIND_USAGE),
                              ("minimax", make_minimax, MINIMAX_USAGE)):
-    register_agent(_kind, lambda arg, game, make=_make: make(arg), _usage, games=("tictactoe",),
-                   needs_argument=True)
+    register_agent(_kind, _style(_make), _usage, games=("tictactoe",), needs_argument=True)
 register_agent(
     "alphabeta",
     lambda arg, game: AlphaBetaConnectFour(*parse_alphabeta(arg)),
