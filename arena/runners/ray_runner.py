@@ -1,23 +1,13 @@
-"""Runners: where the shards of a match (or of a game generation) are played.
+"""The Ray runner: shards played on Ray actors, on a local Ray it starts or on a cluster
+it joins.
 
-A long match is cut into *shards* of a fixed number of games (:class:`ShardPlan`), each
-with its own seed and first seat, so the result of a shard depends only on the plan,
-never on who plays it. A runner plays the shards of a :class:`Job` and yields their
-results in shard order:
-
-- :class:`LocalRunner` (the default) plays them one after the other in this process;
-- :class:`RayRunner` spreads them over Ray actors, on a local Ray it starts or on a
-  cluster it joins. Each actor receives the job's agents once, as plain data
-  (:func:`agent_payload`), builds them and keeps them for every shard it plays (and
-  for later jobs with the same payload, recognised by its digest). A
-  driver-side queue keeps a few shards in flight per actor, requeues the shards of an
-  actor that dies (replacing the actor) and gives up after
-  :data:`MAX_SHARD_FAILURES` failures of one shard.
-
-The same seed therefore gives the same result with either runner and any number of
-workers. Agents travel as their spec (``agent.name``), unless the layer that defines
-their class registered a payload with :func:`register_payload` (students ship their
-weights, teachers their labellers), so ``arena`` imports nothing above it.
+Each actor receives a job's agents once, as plain data
+(:func:`arena.runners.payloads.agent_payload`), builds them and keeps them for every
+shard it plays (and for later jobs with the same payload, recognised by its digest). A
+driver-side queue keeps a few shards in flight per actor, requeues the shards of an
+actor that dies (replacing the actor) and gives up after :data:`MAX_SHARD_FAILURES`
+failures of one shard. Results come back in shard order, as from
+:class:`arena.runners.LocalRunner`.
 """
 
 from __future__ import annotations
@@ -25,37 +15,17 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
-import importlib
 import itertools
 import logging
 import os
 import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-
-from arena.core import Agent, TlmError
-from arena.games import Game
-
-DEFAULT_SHARD_GAMES = 1024
-"""The smallest shard :func:`auto_shard_games` sends to a Ray worker (unless the match
-or an agent's ``max_batch`` is smaller): big enough that a shard of search or network
-play carries well over the ~2 ms a Ray task costs."""
-
-LOCAL_SHARD_GAMES = 1 << 17
-"""The largest shard :func:`auto_shard_games` plays in this process: batching is the
-speed there, and this many games of the registered games fit in tens of MB."""
-
-SHARDS_PER_WORKER = 4
-"""Shards per Ray worker that :func:`auto_shard_games` aims at, so that the queue stays
-balanced when shards take unequal times."""
-
-MAX_SHARD_GAMES = 1 << 20
-"""The largest shard size accepted (a shard is played as one batch in memory)."""
+from arena.core import TlmError
+from arena.runners.shards import Job, Shard, ShardPlan, Shards
 
 MAX_WORKERS = 4096
 """The most Ray workers a runner accepts."""
@@ -73,262 +43,6 @@ WINDOW_PER_WORKER = 8
 """How far (in shards per worker) submissions may run ahead of the oldest unfinished
 shard; bounds the results the driver holds while it waits for a slow one."""
 
-
-# ---------------------------------------------------------------------------- shards
-
-
-@dataclass(frozen=True)
-class Shard:
-    """A run of consecutive games of a match.
-
-    Attributes:
-        index: the shard's position in its plan.
-        start: the index (in the plan) of its first game.
-        n_games: how many games it holds.
-        seed: the match's seed sequence: every shard of a plan has the same.
-        first_seat: agent A's seat in the shard's first game, keeping the match's
-            alternation of seats.
-        first_game: the index of its first game in the seed's streams (``start`` plus
-            the plan's ``first_game``): game ``i``'s randomness depends on
-            ``(seed, i, ply)`` only (:mod:`arena.streams`).
-    """
-
-    index: int
-    start: int
-    n_games: int
-    seed: np.random.SeedSequence
-    first_seat: int
-    first_game: int = 0
-
-
-def check_shard_games(shard_games: int) -> int:
-    """``shard_games`` if it is a valid shard size, else a one-line :class:`TlmError`."""
-    if not 0 < shard_games <= MAX_SHARD_GAMES:
-        raise TlmError(f"games per shard must be in 1..{MAX_SHARD_GAMES}, got {shard_games}")
-    return shard_games
-
-
-def auto_shard_games(
-    n_games: int, runner: Runner | None = None, max_batch: int | None = None
-) -> int:
-    """The shard size a match of ``n_games`` gets when its caller names none.
-
-    In this process, one shard of up to :data:`LOCAL_SHARD_GAMES` games (batching is
-    the speed); on Ray, about :data:`SHARDS_PER_WORKER` shards per worker, none smaller
-    than :data:`DEFAULT_SHARD_GAMES`. Never more than ``max_batch`` (the smallest
-    ``max_batch`` of the match's agents). Results do not depend on it.
-    """
-    cap = min(LOCAL_SHARD_GAMES, max_batch or LOCAL_SHARD_GAMES)
-    size = cap
-    if isinstance(runner, RayRunner):
-        per_worker = -(-n_games // (SHARDS_PER_WORKER * max(runner.workers, 1)))
-        size = min(cap, max(per_worker, DEFAULT_SHARD_GAMES))
-    return max(1, min(size, n_games))
-
-
-def seed_sequence(seed: int | np.random.SeedSequence | None) -> np.random.SeedSequence:
-    """A seed as a :class:`numpy.random.SeedSequence` (``None``: fresh entropy, fixed now)."""
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    return np.random.SeedSequence(seed)
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    """How ``n_games`` games are cut into shards of ``shard_games``.
-
-    Every shard plays its games under the match's seed, from the streams of their own
-    indices, so the games do not depend on the shard size. Shards are made on demand,
-    so a plan of billions of games costs nothing to hold.
-
-    Attributes:
-        first_game: the stream index of the plan's first game (a plan may be the tail
-            of a longer match: a dataset's shard files, say).
-    """
-
-    n_games: int
-    seed: np.random.SeedSequence
-    shard_games: int = DEFAULT_SHARD_GAMES
-    first_seat: int = 0
-    first_game: int = 0
-
-    @classmethod
-    def make(
-        cls,
-        n_games: int,
-        seed: int | np.random.SeedSequence | None,
-        shard_games: int = DEFAULT_SHARD_GAMES,
-        first_seat: int = 0,
-        first_game: int = 0,
-    ) -> ShardPlan:
-        """A plan, after checking its numbers (a :class:`TlmError` for bad ones)."""
-        if n_games <= 0:
-            raise TlmError(f"the number of games must be positive, got {n_games}")
-        if first_seat not in (0, 1):
-            raise TlmError(f"first seat must be 0 or 1, got {first_seat}")
-        if first_game < 0:
-            raise TlmError(f"the first game's index must be >= 0, got {first_game}")
-        return cls(n_games, seed_sequence(seed), check_shard_games(shard_games), first_seat,
-                   first_game)
-
-    def __len__(self) -> int:
-        return -(-self.n_games // self.shard_games)
-
-    def shard(self, i: int) -> Shard:
-        """Shard ``i`` (``0 <= i < len(plan)``)."""
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        start = i * self.shard_games
-        return Shard(
-            index=i,
-            start=start,
-            n_games=min(self.shard_games, self.n_games - start),
-            seed=self.seed,
-            first_seat=(self.first_seat + start) % 2,
-            first_game=self.first_game + start,
-        )
-
-    def __iter__(self) -> Iterator[Shard]:
-        return (self.shard(i) for i in range(len(self)))
-
-
-Shards = ShardPlan | Sequence[Shard]
-"""A plan, or any sequence of shards (a dataset's shards, made on demand)."""
-
-
-# --------------------------------------------------------------------------- payloads
-
-PayloadDump = Callable[[Any], Any]
-"""Turns an agent into plain data (numbers, strings, bytes, numpy arrays, dicts)."""
-
-PayloadLoad = Callable[[Any, Game], Agent]
-"""Rebuilds the agent from that data, for a game; a module-level function."""
-
-_PAYLOADS: list[tuple[type, PayloadDump, PayloadLoad]] = []
-
-
-def register_payload(cls: type, dump: PayloadDump, load: PayloadLoad) -> None:
-    """Say how agents of class ``cls`` (and its subclasses) travel to workers.
-
-    ``load`` must be a module-level function: it travels by reference, so a worker
-    imports its module (registering that layer's agents) before it calls it.
-    The latest registration for a class wins.
-    """
-    _PAYLOADS[:] = [entry for entry in _PAYLOADS if entry[0] is not cls]
-    _PAYLOADS.insert(0, (cls, dump, load))
-
-
-@dataclass(frozen=True)
-class AgentPayload:
-    """An agent as plain data, for a worker to rebuild once and keep.
-
-    Attributes:
-        name: the agent's name (its spec when it was built from one).
-        load: rebuilds the agent from ``data``.
-        data: plain data.
-        module: the module defining the agent's class, imported first on the worker
-            so that its layer registers its spec kinds.
-    """
-
-    name: str
-    load: PayloadLoad
-    data: Any
-    module: str
-
-
-def _load_spec(spec: Any, game: Game) -> Agent:
-    from arena.agents import make_agent
-
-    try:
-        return make_agent(str(spec), game)
-    except TlmError as e:
-        raise TlmError(
-            f"a worker cannot rebuild agent {spec!r} from its name ({e}); an agent that "
-            "was not built from a spec travels only if its class registers a payload "
-            "(arena.register_payload)"
-        ) from None
-
-
-def agent_payload(agent: Agent) -> AgentPayload:
-    """``agent`` as data: its registered payload, or else its spec (``agent.name``)."""
-    module = type(agent).__module__
-    for cls, dump, load in _PAYLOADS:
-        if isinstance(agent, cls):
-            return AgentPayload(agent.name, load, dump(agent), module)
-    return AgentPayload(agent.name, _load_spec, agent.name, module)
-
-
-def build_agent(payload: AgentPayload, game: Game) -> Agent:
-    """The agent that ``payload`` describes, for ``game``."""
-    if payload.module not in ("__main__", "builtins"):
-        # A spec still works if its kind is registered some other way.
-        with contextlib.suppress(ImportError):
-            importlib.import_module(payload.module)
-    agent = payload.load(payload.data, game)
-    agent.name = payload.name
-    return agent
-
-
-# ------------------------------------------------------------------------------ jobs
-
-
-@dataclass
-class Job:
-    """Work a runner spreads over shards.
-
-    Attributes:
-        work: ``work(context, shard) -> result``; a module-level function.
-        context: what ``work`` needs, built in this process (the local runner uses it).
-        payload: makes plain data from which ``setup`` rebuilds ``context`` on a worker.
-        setup: ``setup(payload) -> context``; a module-level function.
-    """
-
-    work: Callable[[Any, Shard], Any]
-    context: Any
-    payload: Callable[[], Any]
-    setup: Callable[[Any], Any]
-
-
-Progress = Callable[[int], Any]
-"""Called with the number of games finished so far."""
-
-
-class LocalRunner:
-    """Plays every shard in this process, in order. Starts nothing."""
-
-    workers = 1
-
-    def __enter__(self) -> LocalRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def map(self, job: Job, plan: Shards) -> Iterator[Any]:
-        """The result of each shard of ``plan``, in order."""
-        for shard in plan:
-            yield job.work(job.context, shard)
-
-    def map_many(self, jobs: Sequence[tuple[Job, Shards]]) -> Iterator[tuple[int, Any]]:
-        """``(job index, result)`` of every shard of every job: jobs in order, each
-        job's shards in order."""
-        for k, (job, plan) in enumerate(jobs):
-            for result in self.map(job, plan):
-                yield k, result
-
-
-def make_runner(workers: int | None = None, ray_address: str | None = None) -> Runner:
-    """:class:`LocalRunner` when both are ``None``, else a :class:`RayRunner`.
-
-    Raises:
-        TlmError: a worker count out of ``1..MAX_WORKERS``.
-    """
-    if workers is None and ray_address is None:
-        return LocalRunner()
-    return RayRunner(workers=workers, address=ray_address)
-
-
-# ------------------------------------------------------------------------------- ray
 
 
 def _quiet_ray_environment() -> None:
@@ -636,7 +350,3 @@ def _alive(actor: Any) -> bool:
     except Exception:
         return False
     return True
-
-
-Runner = LocalRunner | RayRunner
-"""Anything that plays shards: a :class:`LocalRunner` or a :class:`RayRunner`."""
