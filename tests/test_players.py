@@ -310,7 +310,7 @@ def reference_negamax(p: int, mask: int, depth: int) -> int:
 def test_alphabeta_search_equals_plain_negamax(solved_c4: Solved) -> None:
     obs, mask, _, _ = solved_c4
     ab = AlphaBetaConnectFour(3, temperature=0.0)
-    ps, masks = c4.decode(obs[:40])
+    ps, masks = (bits.tolist() for bits in c4.decode_arrays(obs[:40]))
     scores = ab.move_scores(obs[:40], mask[:40])
     for i, (p, m) in enumerate(zip(ps, masks, strict=True)):
         for col in range(7):

@@ -28,7 +28,7 @@ from arena.players.connect_four import (
     VALUE_SCALE,
     WIDTH,
     WIN,
-    decode,
+    decode_arrays,
     evaluate,
     has_four,
     scores_to_policy,
@@ -153,7 +153,7 @@ class ReferenceAlphaBeta(PolicyAgent):
 
     def move_scores(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``[B, 7]`` search scores of every column for the mover (``-inf`` if illegal)."""
-        ps, masks = decode(obs)
+        ps, masks = (bits.tolist() for bits in decode_arrays(obs))
         out = np.full((len(ps), WIDTH), -math.inf)
         for i, (p, m) in enumerate(zip(ps, masks, strict=True)):
             if has_four(p ^ m) or m == BOARD:

@@ -33,43 +33,38 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-WIDTH = 7
-HEIGHT = 6
-H1 = HEIGHT + 1
-N_CELLS = WIDTH * HEIGHT
-BOTTOM = sum(1 << (c * H1) for c in range(WIDTH))
-BOARD = BOTTOM * ((1 << HEIGHT) - 1)
-COLUMN0 = (1 << HEIGHT) - 1
-CENTER = COLUMN0 << (3 * H1)
-ODD_ROWS = BOTTOM * 0b010101
-EVEN_ROWS = BOTTOM * 0b101010
-WIN = 1_000_000
-INF = 10 * WIN
-CENTER_WEIGHT = 3
-TWO_WEIGHT = 2
-THREE_WEIGHT = 4
-PARITY_WEIGHT = 20
-EXACT, LOWER, UPPER = 0, 1, 2
+# The board layout, the scores and the evaluation's weights are those of the rules
+# module; numba reads these module globals as compile-time constants.
+from arena.players.connect_four import (
+    BOARD,
+    BOTTOM,
+    CENTER,
+    CENTER_WEIGHT,
+    COLUMNS,
+    DIRECTIONS,
+    EVEN_ROWS,
+    EXACT,
+    H1,
+    INF,
+    LOWER,
+    N_CELLS,
+    ODD_ROWS,
+    PARITY_WEIGHT,
+    THREE_WEIGHT,
+    TWO_WEIGHT,
+    UPPER,
+    WIDTH,
+    WIN,
+)
+from arena.players.connect_four import ORDER as ORDER_TUPLE
+
+(_, STARTS_V), (_, STARTS_H), (_, STARTS_D1), (_, STARTS_D2) = DIRECTIONS
+COLUMN0 = COLUMNS[0]
+ORDER = np.array(ORDER_TUPLE, dtype=np.int64)
 TABLE_FROM = 3
 """Nodes with at least this many plies left use the transposition table."""
 ITERATIVE_FROM = 5
 """Searches this deep or deeper deepen iteratively (shallower ones gain nothing)."""
-
-
-def _window_starts(dr: int, dc: int) -> int:
-    starts = 0
-    for c in range(WIDTH):
-        for r in range(HEIGHT):
-            if 0 <= c + 3 * dc < WIDTH and 0 <= r + 3 * dr < HEIGHT:
-                starts |= 1 << (c * H1 + r)
-    return starts
-
-
-STARTS_V = _window_starts(1, 0)
-STARTS_H = _window_starts(0, 1)
-STARTS_D1 = _window_starts(1, 1)
-STARTS_D2 = _window_starts(-1, 1)
-ORDER = np.array([3, 2, 4, 1, 5, 0, 6], dtype=np.int64)
 
 
 @intrinsic

@@ -163,8 +163,9 @@ def evaluate(p: int, mask: int) -> int:
     return score
 
 
-def decode(obs: np.ndarray) -> tuple[list[int], list[int]]:
-    """Bitboards ``(p, mask)`` of a batch of observations ``[B, 6, 7, 2]``."""
+def decode_arrays(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bitboards ``(p, mask)`` of observations ``[B, 6, 7, 2]`` as two int64 arrays
+    (``.tolist()`` gives them as Python ints)."""
     obs = np.asarray(obs)
     if obs.ndim != 4 or obs.shape[1:] != OBS_SHAPE:
         raise TlmError(
@@ -172,8 +173,7 @@ def decode(obs: np.ndarray) -> tuple[list[int], list[int]]:
         )
     flat = obs.reshape(len(obs), N_CELLS, 2).astype(np.int64)
     mine = flat[:, :, 0] @ _OBS_WEIGHTS
-    theirs = flat[:, :, 1] @ _OBS_WEIGHTS
-    return [int(x) for x in mine], [int(m | t) for m, t in zip(mine, theirs, strict=True)]
+    return mine, mine | (flat[:, :, 1] @ _OBS_WEIGHTS)
 
 
 def play_moves(columns: Sequence[int]) -> np.ndarray:
@@ -204,18 +204,6 @@ def _table() -> Any:
 
         _shared_table = SearchTable(SHARED_TABLE_BITS)
     return _shared_table
-
-
-def decode_arrays(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bitboards ``(p, mask)`` of observations ``[B, 6, 7, 2]`` as two int64 arrays."""
-    obs = np.asarray(obs)
-    if obs.ndim != 4 or obs.shape[1:] != OBS_SHAPE:
-        raise TlmError(
-            f"connect-four observations must have shape [B, 6, 7, 2], got {list(obs.shape)}"
-        )
-    flat = obs.reshape(len(obs), N_CELLS, 2).astype(np.int64)
-    mine = flat[:, :, 0] @ _OBS_WEIGHTS
-    return mine, mine | (flat[:, :, 1] @ _OBS_WEIGHTS)
 
 
 ALPHABETA_USAGE = (
