@@ -27,6 +27,7 @@ from arena.core import (
     sample_from,
     uniform_legal,
 )
+from arena.eval_report import EvalReport, TeacherLabels, eval_report
 from arena.evaluation import EvalRow, evaluate, summarize, top1_agreement, wilson_interval
 from arena.games import Game, get_game, list_games, make_engine, register_game
 from arena.human import play_human
@@ -63,6 +64,7 @@ __all__ = [
     "AlphaBetaConnectFour",
     "Decision",
     "Engine",
+    "EvalReport",
     "EvalRow",
     "Game",
     "HeuristicAgent",
@@ -79,8 +81,10 @@ __all__ = [
     "RowGenerator",
     "ShardPlan",
     "State",
+    "TeacherLabels",
     "TlmError",
     "agent_usages",
+    "eval_report",
     "evaluate",
     "exact_strength",
     "get_game",

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
 import arena
 from arena import TlmError
-from arena.runners import MAX_SHARD_GAMES
+from arena.runners import MAX_SHARD_GAMES, Progress, Runner
 from scripts.cli_common import (
     MAX_EVAL_GAMES,
     MAX_PLIES,
@@ -31,7 +30,8 @@ from scripts.cli_common import (
 def games_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the registered games with their observation and action shapes.
+    """List the registered games (``tlm.games`` plugins included) with their observation
+    and action shapes.
 
     Example: tlm games
     """
@@ -60,7 +60,9 @@ def games_cmd(
 
 
 def eval_cmd(
-    game: Annotated[str, typer.Option(help="Game name (see `tlm games`).")],
+    game: Annotated[str, typer.Option(help="Game name (see `tlm games`), or "
+                                           "package.module:factory for a two-player "
+                                           "PettingZoo AEC env of one's own.")],
     agent: Annotated[str, typer.Option(help="Agent spec to evaluate.")],
     opponents: Annotated[
         str, typer.Option(help="Comma-separated opponent specs.")
@@ -116,12 +118,13 @@ def eval_cmd(
     opps = [arena.make_agent(s, g) for s in opponent_specs]
     if opening_plies < 0:
         raise TlmError(f"--opening-plies must be >= 0, got {opening_plies}")
-    held_out = None
+    teacher_labels = None
     if agreement is not None:
         from teachers.datasets import load_dataset, read_manifest
 
         held_out = load_dataset(agreement, g)
-        held_out_teacher = read_manifest(agreement)["teacher"]
+        teacher_labels = arena.TeacherLabels(read_manifest(agreement)["teacher"], held_out.obs,
+                                             held_out.mask, held_out.probs)
     solved = None
     if positions is not None:
         from arena.positions import load_positions
@@ -130,51 +133,37 @@ def eval_cmd(
     if panel:
         from arena.panel import panel_for
 
-        panel_for(g)  # a game without a panel fails before any game is played
+        panel_for(g)  # refused before a Ray cluster is started or joined
+
+    def run(runner: Runner, progress: Progress | None = None) -> arena.EvalReport:
+        return arena.eval_report(
+            g, player, opps, games, seed, opening_plies=opening_plies, panel=panel,
+            teacher_labels=teacher_labels, positions=solved, runner=runner,
+            shard_games=shard_games, progress=progress,
+        )
+
     with arena.make_runner(workers, ray_address) as runner:
         if as_json:
-            rows = arena.evaluate(g, player, opps, games, seed=seed,
-                                  opening_plies=opening_plies, runner=runner,
-                                  shard_games=shard_games)
+            report = run(runner)
         else:
             total = games * len(opps)
             with progress_bar(total, "games") as bar:
                 task = bar.add_task("eval", total=total)
-                rows = arena.evaluate(
-                    g, player, opps, games, seed=seed, opening_plies=opening_plies,
-                    runner=runner, shard_games=shard_games,
-                    progress=lambda done: bar.update(task, completed=done),
-                )
-    panel_result = None
-    if panel:
-        from arena.panel import evaluate_panel
-
-        panel_result = evaluate_panel(player, g, games, seed=seed)
-    report: dict[str, Any] = {
-        "game": g.name, "agent": agent, "results": [r.as_json() for r in rows],
-    }
-    if panel_result is not None:
-        report["panel"] = panel_result.as_json()
-    extra = arena.exact_strength(g, player)
-    if extra is not None:
-        report["exact"] = extra
-    if held_out is not None:
-        report["agreement"] = {
-            "teacher": held_out_teacher,
-            "positions": len(held_out),
-            "top1": arena.top1_agreement(player, held_out.obs, held_out.mask, held_out.probs),
-        }
-    if solved is not None:
-        from arena.positions import evaluate_positions
-
-        report["positions"] = evaluate_positions(player, solved, np.random.default_rng(seed))
+                report = run(runner, lambda done: bar.update(task, completed=done))
     if out is not None:
-        arena.write_json_atomic(out, report)
+        arena.write_json_atomic(out, report.to_json())
     if as_json:
-        echo(json.dumps(report))
+        echo(json.dumps(report.to_json()))
         return
+    _print_eval_report(report, opponent_specs, agreement, positions)
+
+
+def _print_eval_report(report: arena.EvalReport, opponent_specs: list[str],
+                       agreement: Path | None, positions: Path | None) -> None:
+    """``tlm eval``'s tables: one per opponent, then the report's other measures."""
+    agent, rows, extra, panel_result = report.agent, report.rows, report.exact, report.panel
     for opp in opponent_specs:
-        table = Table(title=f"{agent} vs {opp.strip()} on {g.name}")
+        table = Table(title=f"{agent} vs {opp.strip()} on {report.game}")
         for col in ("seat", "games", "wins", "draws", "losses", "score", "95% CI"):
             table.add_column(col, justify="right")
         for r in rows:
@@ -191,12 +180,12 @@ def eval_cmd(
             f"{extra['losses_vs_perfect']} against perfect; optimal-move accuracy "
             f"{extra['optimal_accuracy']:.4f} over {extra['positions']} positions"
         )
-    if held_out is not None:
-        a = report["agreement"]
+    if report.agreement is not None:
+        a = report.agreement
         console.print(f"top-1 agreement with {a['teacher']}: {a['top1']:.4f} over "
                       f"{a['positions']} positions of {agreement}")
-    if solved is not None:
-        pr = report["positions"]
+    if report.positions is not None:
+        pr = report.positions
         table = Table(title=f"{agent} on {pr['positions']} positions of {positions}")
         for col in ("measure", "count", "rate", "95% CI"):
             table.add_column(col, justify="right")
@@ -207,7 +196,7 @@ def eval_cmd(
                           f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]")
         console.print(table)
     if panel_result is not None:
-        table = Table(title=f"{agent} against the {g.name} panel ({panel_result.games} games "
+        table = Table(title=f"{agent} against the {report.game} panel ({panel_result.games} games "
                             f"each, {panel_result.opening_plies} random opening plies)")
         for col in ("opponent", "wins", "draws", "losses", "score", "95% CI", "opponent Elo"):
             table.add_column(col, justify="right")
