@@ -184,9 +184,7 @@ def test_what_is_not_a_two_player_aec_factory_is_one_error(
     assert message in str(error.value)
 
 
-def test_the_cli_plays_an_installed_game_and_a_factory(
-    site: Path, nim_on_path: None, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_cli_plays_an_installed_game_and_a_factory(site: Path) -> None:
     listed = tlm(site, "games", "--json")
     assert listed.returncode == 0, listed.stderr
     nim = [g for g in json.loads(listed.stdout) if g["game"] == "nim"]
@@ -195,10 +193,13 @@ def test_the_cli_plays_an_installed_game_and_a_factory(
     args = ["--agent", "random", "--games", "30", "--seed", "4", "--json"]
     installed = tlm(site, "eval", "--game", "nim", *args)
     assert installed.returncode == 0, installed.stderr
-    assert main(["eval", "--game", "tlm_nim:env", *args]) == 0
-    reports = [json.loads(installed.stdout), json.loads(capsys.readouterr().out)]
+    # Ray workers resolve the factory's name as the driver does.
+    on_ray = tlm(site, "eval", "--game", "tlm_nim:env", *args, "--workers", "2",
+                 "--shard-games", "7")
+    assert on_ray.returncode == 0, on_ray.stderr
+    reports = [json.loads(installed.stdout), json.loads(on_ray.stdout)]
     assert [r["game"] for r in reports] == ["nim", "tlm_nim:env"]
-    assert reports[0]["results"] == reports[1]["results"]  # the same game either way
+    assert reports[0]["results"] == reports[1]["results"]  # the same games either way
     assert sum(r["games"] for r in reports[0]["results"] if r["seat"] != "both") == 30
     bad = tlm(site, "eval", "--game", "tlm_nim:three_players", "--agent", "random")
     assert bad.returncode == 2
