@@ -21,6 +21,20 @@ each other:
   (MCTS-Solver), and returns root visit counts and values (:class:`SearchResult`);
 - :mod:`~teachers.mcts.agent`: the *agent* (:class:`MCTSAgent`, spec ``mcts:N``) plays
   from the engine state that :func:`arena.matches.play_matches` hands it.
+
+The fast student-guided search is the same PUCT with its tree work compiled, for
+connect four and tic-tac-toe:
+
+- :mod:`~teachers.mcts.kernels`: the games' rules, observations and canonical keys on
+  bitboards, compiled by numba;
+- :mod:`~teachers.mcts.cache`: the evaluation cache (:class:`EvaluationCache`) that
+  transpositions, symmetric positions and the next moves' searches share;
+- :mod:`~teachers.mcts.inference`: one forward pass per batch of leaves
+  (:class:`NetworkInference`: inference mode, channels-last, bf16);
+- :mod:`~teachers.mcts.puct`: the search (:class:`PUCT`), returning a
+  :class:`SearchResult` like :class:`MCTS`;
+- :mod:`~teachers.mcts.puct_agent`: its agent (:class:`PUCTAgent`, spec
+  ``puct:PATH,sims=N``), guided by a student checkpoint.
 """
 
 from teachers.mcts.agent import (
@@ -32,6 +46,7 @@ from teachers.mcts.agent import (
     make_mcts_agent,
     register,
 )
+from teachers.mcts.cache import EvaluationCache
 from teachers.mcts.evaluators import (
     Evaluator,
     LeafEvaluation,
@@ -39,7 +54,10 @@ from teachers.mcts.evaluators import (
     PolicyValueFn,
     RandomRolloutEvaluator,
 )
+from teachers.mcts.inference import NetworkInference
 from teachers.mcts.leaves import COMPACT_BELOW, Leaves, reach_leaves
+from teachers.mcts.puct import PUCT, SearchStats
+from teachers.mcts.puct_agent import PUCTAgent, make_puct_agent
 from teachers.mcts.search import MCTS, SearchResult
 from teachers.mcts.trees import SearchTrees
 
@@ -50,16 +68,22 @@ __all__ = [
     "MCTS_USAGE",
     "SEARCH_GAMES",
     "UCT_C",
+    "EvaluationCache",
     "Evaluator",
     "LeafEvaluation",
     "Leaves",
     "MCTSAgent",
     "NetworkEvaluator",
+    "NetworkInference",
+    "PUCT",
+    "PUCTAgent",
     "PolicyValueFn",
     "RandomRolloutEvaluator",
     "SearchResult",
+    "SearchStats",
     "SearchTrees",
     "make_mcts_agent",
+    "make_puct_agent",
     "reach_leaves",
     "register",
 ]
