@@ -328,6 +328,41 @@ def test_same_moves_whatever_the_shard_size(game: str, tmp_path: Path) -> None:
     assert np.array_equal(results[0].outcome, results[1].outcome)
 
 
+@pytest.mark.parametrize("game", GAMES)
+def test_onnx_inference_agrees_with_torch_and_ignores_the_batch(game: str) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from teachers.mcts.inference import OnnxInference
+
+    net = tiny_net(game)
+    onnx = OnnxInference(net)
+    obs = np.concatenate([engine_of(game).observe(s)[0] for s in random_positions(game, 8, 12)])
+    mask = np.ones((len(obs), get_game(game).num_actions), dtype=np.int8)
+    logits, value = onnx(obs, mask)
+    ref_logits, ref_value = NetworkInference(net)(obs, mask)
+    assert np.allclose(logits, ref_logits, atol=1e-4) and np.allclose(value, ref_value, atol=1e-4)
+    for start, stop in ((0, 1), (3, 10), (5, len(obs))):
+        part_logits, part_value = onnx(obs[start:stop], mask[start:stop])
+        assert np.array_equal(part_logits, logits[start:stop])
+        assert np.array_equal(part_value, value[start:stop])
+
+
+def test_bf16_inference_stays_close_to_fp32() -> None:
+    from teachers.mcts.inference import bf16_native
+
+    net = tiny_net("connect_four")
+    if not bf16_native():
+        with pytest.raises(TlmError, match="native bfloat16"):
+            NetworkInference(net, precision="bf16")
+        return
+    obs = np.concatenate([engine_of("connect_four").observe(s)[0]
+                          for s in random_positions("connect_four", 8, 13)])
+    mask = np.ones((len(obs), 7), dtype=np.int8)
+    _, value = NetworkInference(net, precision="bf16", channels_last=True)(obs, mask)
+    _, ref = NetworkInference(net)(obs, mask)
+    assert np.abs(value - ref).max() <= 0.02
+
+
 # ---------------------------------------------------------------- spec and bad input
 
 
@@ -357,6 +392,7 @@ def test_spec_builds_the_search(tmp_path: Path) -> None:
         ("puct:{c4},c=-1", "c_puct must be >= 0"),
         ("puct:{c4},sym=2", "sym must be a whole number in 0..1"),
         ("puct:", "needs an argument"),
+        ("puct:{c4},bf16=1,onnx=1", "bf16 and onnx exclude each other"),
     ],
 )
 def test_bad_specs_are_one_line_errors(

@@ -4,8 +4,10 @@ A :class:`NetworkInference` wraps a torch policy-value network (a module whose
 ``forward(obs)`` returns ``(logits[B, A], value[B])``, as students' networks do) and
 calls it once per batch of leaves under ``torch.inference_mode``, optionally with
 the weights laid out channels-last and under bfloat16 autocast where the CPU computes
-in bfloat16 natively. :class:`AgentInference` serves any policy agent with a value
-(two calls, its probabilities taken back to logits).
+in bfloat16 natively. :class:`OnnxInference` runs the same network, exported, on ONNX
+Runtime in fp32 (the optional ``onnx`` extra: ``onnxruntime`` and ``onnx``).
+:class:`AgentInference` serves any policy agent with a value (two calls, its
+probabilities taken back to logits).
 
 Batches are padded to a multiple of :data:`PAD_ROWS` rows: the CPU kernels of small
 fully connected layers pick their algorithm by batch size, and padding makes a
@@ -16,7 +18,11 @@ same tree whether a position was evaluated now or taken from the cache.
 from __future__ import annotations
 
 import copy
+import tempfile
+import warnings
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,6 +90,53 @@ class NetworkInference:
     def __repr__(self) -> str:
         layout = ", channels_last" if self.channels_last else ""
         return f"NetworkInference({self.precision}{layout})"
+
+
+class OnnxInference:
+    """Logits and values of a policy-value network run by ONNX Runtime, in fp32.
+
+    The network is exported once (a snapshot of its weights) and run with as many
+    threads as torch uses. Its outputs differ from torch's by float rounding (about
+    1e-6) and, like torch's, do not depend on the batch.
+
+    Args:
+        net: as for :class:`NetworkInference`; it must have ``obs_shape``.
+
+    Raises:
+        TlmError: ``onnxruntime`` or ``onnx`` is not installed.
+    """
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        try:
+            import onnx  # noqa: F401  (torch's exporter needs it)
+            import onnxruntime
+        except ImportError:
+            raise TlmError("onnx inference needs onnxruntime and onnx "
+                           "(pip install 'tlm[onnx]')") from None
+        shape = tuple(getattr(net, "obs_shape", ()))
+        example = torch.zeros((PAD_ROWS, *shape), dtype=torch.int8)
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
+            warnings.simplefilter("ignore")
+            path = Path(tmp) / "net.onnx"
+            torch.onnx.export(
+                copy.deepcopy(net).eval(), (example,), path, dynamo=False,
+                input_names=["obs"], output_names=["logits", "value"],
+                dynamic_axes={"obs": {0: "rows"}, "logits": {0: "rows"}, "value": {0: "rows"}},
+            )
+            model = path.read_bytes()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session: Any = onnxruntime.InferenceSession(
+            model, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits[K, A], value[K])`` float32 for the observations ``obs[K, ...]``."""
+        logits, value = self.session.run(None, {"obs": np.ascontiguousarray(obs)})
+        return logits, value
+
+    def __repr__(self) -> str:
+        return "OnnxInference(fp32)"
 
 
 class AgentInference:

@@ -1,10 +1,10 @@
 """The student-guided search agent (spec ``puct:PATH``): a student's PUCT search.
 
-``puct:PATH[,sims=N][,c=C][,t=T][,noise=ALPHA][,cache=ENTRIES][,sym=0|1][,bf16=0|1]``
-plays the fast batched PUCT (:class:`teachers.mcts.puct.PUCT`) guided by the agent that
-``PATH`` names (a student checkpoint, in practice): its policy as priors, its value at
-the leaves. It keeps one evaluation cache for its whole life, so the positions a
-search evaluated are free for the next move's search.
+``puct:PATH[,sims=N][,c=C][,t=T][,noise=ALPHA][,cache=ENTRIES][,sym=0|1][,bf16=0|1]
+[,onnx=0|1]`` plays the fast batched PUCT (:class:`teachers.mcts.puct.PUCT`) guided
+by the agent that ``PATH`` names (a student checkpoint, in practice): its policy as
+priors, its value at the leaves. It keeps one evaluation cache for its whole life, so
+the positions a search evaluated are free for the next move's search.
 """
 
 from __future__ import annotations
@@ -19,18 +19,24 @@ from arena.core import PolicyAgent, State, TlmError, masked_argmax, sample_from
 from arena.games import Game, get_game
 from arena.streams import Random
 from teachers.mcts.cache import DEFAULT_ENTRIES, EvaluationCache
-from teachers.mcts.inference import AgentInference, LeafFn, NetworkInference
+from teachers.mcts.inference import (
+    AgentInference,
+    LeafFn,
+    NetworkInference,
+    OnnxInference,
+)
 from teachers.mcts.kernels import GAME_IDS
 from teachers.mcts.puct import MAX_SIMULATIONS, PUCT, tree_bytes
 from teachers.mcts.search import SearchResult
 
 PUCT_USAGE = (
-    "puct:PATH[,sims=N][,c=C][,t=T][,noise=ALPHA][,cache=ENTRIES][,sym=0|1][,bf16=0|1] "
+    "puct:PATH[,sims=N][,c=C][,t=T][,noise=ALPHA][,cache=ENTRIES][,sym=0|1][,bf16=0|1]"
+    "[,onnx=0|1] "
     "(PATH = a student checkpoint with a value head; N = simulations a move, default "
     "400; C = c_puct, default 1.5; T = move temperature, 0 plays the most visited move "
     "(default); ALPHA = root Dirichlet noise, default none; ENTRIES = evaluation cache "
     "size, 0 for none; sym = share evaluations between symmetric positions, default 1; "
-    "bf16 = bfloat16 inference, default 0)"
+    "bf16 = bfloat16 inference, default 0; onnx = fp32 inference on ONNX Runtime, default 0)"
 )
 DEFAULT_SIMULATIONS = 400
 TREE_BYTES_PER_SHARD = 256 * 2**20
@@ -91,14 +97,18 @@ class PUCTAgent(PolicyAgent):
         return sample_from(result.policy(self.temperature), rng)
 
 
-def leaf_function(agent: PolicyAgent, *, bf16: bool = False) -> LeafFn:
+def leaf_function(agent: PolicyAgent, *, bf16: bool = False, onnx: bool = False) -> LeafFn:
     """How the search evaluates leaves with ``agent``: its network in one forward pass
-    when it has one (``agent.net``, as students do), else its ``policy`` and ``value``.
+    when it has one (``agent.net``, as students do; in bf16 or on ONNX Runtime if asked),
+    else its ``policy`` and ``value``.
 
     Raises:
-        TlmError: the agent gives no value, needs engine states, or bf16 was asked for
-            an agent without a network or on a CPU without native bfloat16.
+        TlmError: the agent gives no value, needs engine states, bf16 or onnx was asked
+            for an agent without a network, bf16 on a CPU without native bfloat16, onnx
+            without onnxruntime, or both.
     """
+    if bf16 and onnx:
+        raise TlmError("puct: bf16 and onnx exclude each other (ONNX Runtime runs fp32)")
     if not isinstance(agent, PolicyAgent) or not agent.has_value:
         raise TlmError(f"agent {agent.name!r} has no value head: puct needs a student with one "
                        f"(its value at the leaves)")
@@ -106,9 +116,12 @@ def leaf_function(agent: PolicyAgent, *, bf16: bool = False) -> LeafFn:
         raise TlmError(f"agent {agent.name!r} needs engine states, so it cannot guide a search")
     net = getattr(agent, "net", None)
     if isinstance(net, torch.nn.Module):
+        if onnx:
+            return OnnxInference(net)
         return NetworkInference(net, precision="bf16" if bf16 else "fp32")
-    if bf16:
-        raise TlmError(f"agent {agent.name!r} has no network to run in bf16")
+    if bf16 or onnx:
+        mode = "bf16" if bf16 else "onnx"
+        raise TlmError(f"agent {agent.name!r} has no network to run in {mode}")
     return AgentInference(agent)
 
 
@@ -141,7 +154,7 @@ def make_puct_agent(arg: str | None, game: Game) -> PUCTAgent:
         raise TlmError(f"missing student path in agent spec ({PUCT_USAGE})")
     path, *options = [part.strip() for part in arg.split(",")]
     sims, c_puct, temperature, alpha = DEFAULT_SIMULATIONS, 1.5, 0.0, None
-    entries, symmetry, bf16 = DEFAULT_ENTRIES, True, False
+    entries, flags = DEFAULT_ENTRIES, {"sym": True, "bf16": False, "onnx": False}
     for option in options:
         key, sep, text = option.partition("=")
         if not sep:
@@ -163,9 +176,8 @@ def make_puct_agent(arg: str | None, game: Game) -> PUCTAgent:
             alpha = x
         elif key == "cache":
             entries = _whole(option, x, 0, 1 << 28, "the cache size")
-        elif key in ("sym", "bf16"):
-            flag = _whole(option, x, 0, 1, key) == 1
-            symmetry, bf16 = (flag, bf16) if key == "sym" else (symmetry, flag)
+        elif key in flags:
+            flags[key] = _whole(option, x, 0, 1, key) == 1
         else:
             raise TlmError(f"unknown puct option {option!r} ({PUCT_USAGE})")
     if not path:
@@ -175,10 +187,10 @@ def make_puct_agent(arg: str | None, game: Game) -> PUCTAgent:
         raise TlmError(f"agent {path!r} plays {guide.game}, not {game.name}")
     if not isinstance(guide, PolicyAgent):
         raise TlmError(f"agent {path!r} gives no policy: puct needs a student with a value head")
-    network = leaf_function(guide, bf16=bf16)
+    network = leaf_function(guide, bf16=flags["bf16"], onnx=flags["onnx"])
     cache = EvaluationCache(entries, game.num_actions) if entries > 0 else None
     search = PUCT(game, network, sims, c_puct=c_puct, dirichlet_alpha=alpha, cache=cache,
-                  symmetry=symmetry)
+                  symmetry=flags["sym"])
     return PUCTAgent(game, search, temperature=temperature)
 
 
