@@ -102,6 +102,9 @@ class Agent:
         max_batch: the most games it should be handed at once (memory or latency:
             search trees, network activations), or ``None`` for no limit; matches cut
             their shards no larger when their caller names no shard size.
+        recurrent: an agent with memory across the games of a series; matches keep
+            its memories (:meth:`initial_memory`) and call :meth:`act_with_memory` and
+            :meth:`end_game` instead of :meth:`act`.
 
     ``rng`` is a :class:`numpy.random.Generator`, or in matches an
     :class:`arena.streams.RowGenerator` with the same methods, whose draws shaped
@@ -114,6 +117,7 @@ class Agent:
     needs_state: bool = False
     uses_observation: bool = True
     max_batch: int | None = None
+    recurrent: bool = False
 
     def act(
         self,
@@ -124,6 +128,25 @@ class Agent:
     ) -> np.ndarray:
         """Choose one legal action per row."""
         raise NotImplementedError(f"{type(self).__name__} must implement act")
+
+    def initial_memory(self, n: int) -> np.ndarray:
+        """``[n, ...]``: the memory of ``n`` new series (agents with memory only)."""
+        raise NotImplementedError(f"{type(self).__name__} has no memory")
+
+    def act_with_memory(
+        self,
+        obs: np.ndarray,
+        mask: np.ndarray,
+        rng: np.random.Generator,
+        memory: np.ndarray,
+        state: State | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(actions[B], memory')``: :meth:`act` for rows whose memories are ``memory``."""
+        raise NotImplementedError(f"{type(self).__name__} has no memory")
+
+    def end_game(self, memory: np.ndarray, result: np.ndarray) -> np.ndarray:
+        """The memories after games that ended with ``result[B]`` (+1, 0, -1, its own)."""
+        raise NotImplementedError(f"{type(self).__name__} has no memory")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

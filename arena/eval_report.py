@@ -20,8 +20,10 @@ writes.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +34,7 @@ from arena.games import Game, get_game
 from arena.players import exact_strength
 from arena.positions import PositionSet, evaluate_positions
 from arena.runners import Progress, Runner
+from arena.runstate import write_bytes_atomic
 
 if TYPE_CHECKING:
     from arena.panel import PanelResult
@@ -95,6 +98,35 @@ class EvalReport:
         return out
 
 
+def plot_series_scores(report: EvalReport, path: str | Path) -> Path:
+    """Write a PNG of the score by game index within the series, one line per opponent
+    with its 95% band (a report of series only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report.rows if r.seat == "both" and r.series_scores]
+    if not rows:
+        raise TlmError("the report holds no series to plot (evaluate with series > 1)")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        x = [s.game for s in r.series_scores]
+        ax.plot(x, [s.score for s in r.series_scores], marker="o", label=r.opponent)
+        ax.fill_between(x, [s.ci95[0] for s in r.series_scores],
+                        [s.ci95[1] for s in r.series_scores], alpha=0.2)
+    ax.set_xlabel("game of the series")
+    ax.set_ylabel(f"score of {report.agent}")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = io.BytesIO()
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return write_bytes_atomic(path, tmp.getvalue())
+
+
 def eval_report(
     game: str | Game,
     agent: Agent,
@@ -109,6 +141,7 @@ def eval_report(
     runner: Runner | None = None,
     shard_games: int | None = None,
     progress: Progress | None = None,
+    series: int = 1,
 ) -> EvalReport:
     """Evaluate ``agent``: its opponents, and the measures the game and the caller allow.
 
@@ -126,6 +159,9 @@ def eval_report(
         shard_games: games per shard (default: the arena picks; results do not depend
             on it).
         progress: called with the games finished against ``opponents``.
+        series: play ``opponents`` in series of this many games (see
+            :func:`arena.matches.play_matches`); each ``both`` row then gives the score
+            by game index within the series.
 
     Raises:
         TlmError: no opponents, negative ``opening_plies``, a game without a panel when
@@ -145,7 +181,7 @@ def eval_report(
     if positions is not None and positions.game != g.name:
         raise TlmError(f"positions of {positions.game} cannot evaluate a {g.name} agent")
     rows = evaluate(g, agent, list(opponents), n_games, seed=seed, opening_plies=opening_plies,
-                    runner=runner, shard_games=shard_games, progress=progress)
+                    runner=runner, shard_games=shard_games, progress=progress, series=series)
     panel_result = evaluate_panel(agent, g, n_games, seed=seed, runner=runner) if panel else None
     exact = exact_strength(g, agent)
     agreement = None

@@ -8,7 +8,7 @@ standard, slightly conservative approximation when draws occur.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -31,8 +31,26 @@ def wilson_interval(score: float, n: int, z: float = Z95) -> tuple[float, float]
 
 
 @dataclass(frozen=True)
+class SeriesScore:
+    """The score at one game index of a series (1-based), over every series played."""
+
+    game: int
+    games: int
+    score: float
+    ci95: tuple[float, float]
+
+    def as_json(self) -> dict[str, object]:
+        return {"game": self.game, "games": self.games, "score": round(self.score, 6),
+                "ci95": [round(self.ci95[0], 6), round(self.ci95[1], 6)]}
+
+
+@dataclass(frozen=True)
 class EvalRow:
-    """Results against one opponent in one seat (``first``, ``second`` or ``both``)."""
+    """Results against one opponent in one seat (``first``, ``second`` or ``both``).
+
+    ``series_scores`` (on the ``both`` row of a series match) gives the score by game
+    index within the series.
+    """
 
     opponent: str
     seat: str
@@ -44,13 +62,30 @@ class EvalRow:
     ci95: tuple[float, float]
     mean_return: float
     illegal: int
+    series_scores: tuple[SeriesScore, ...] = field(default=())
 
     def as_json(self) -> dict[str, object]:
         d = asdict(self)
         d["ci95"] = [round(self.ci95[0], 6), round(self.ci95[1], 6)]
         d["score"] = round(self.score, 6)
         d["mean_return"] = round(self.mean_return, 6)
+        if self.series_scores:
+            d["series_scores"] = [s.as_json() for s in self.series_scores]
+        else:
+            del d["series_scores"]
         return d
+
+
+def series_scores(tally: MatchTally) -> tuple[SeriesScore, ...]:
+    """The score by game index of a series match's counts (empty for single games)."""
+    if len(tally.by_index) < 2:
+        return ()
+    out = []
+    for j, (wins, draws, losses) in enumerate(tally.by_index.tolist()):
+        n = wins + draws + losses
+        score = (wins + 0.5 * draws) / n if n else 0.0
+        out.append(SeriesScore(j + 1, n, score, wilson_interval(score, n)))
+    return tuple(out)
 
 
 def summarize(result: MatchResult | MatchTally, opponent: str) -> list[EvalRow]:
@@ -73,6 +108,7 @@ def summarize(result: MatchResult | MatchTally, opponent: str) -> list[EvalRow]:
             ci95=wilson_interval(score, n),
             mean_return=float(tally.return_a[seats].sum()) / n if n else 0.0,
             illegal=int(tally.illegal_a[seats].sum()),
+            series_scores=series_scores(tally) if label == "both" else (),
         ))
     return rows
 
@@ -88,6 +124,7 @@ def evaluate(
     runner: Runner | None = None,
     shard_games: int | None = None,
     progress: Progress | None = None,
+    series: int = 1,
 ) -> list[EvalRow]:
     """Play ``agent`` against each opponent for ``n_games`` games (seats alternating).
 
@@ -109,10 +146,13 @@ def evaluate(
         shard_games: games per shard (default: the arena picks; results do not
             depend on it).
         progress: called with the number of games finished, over all opponents.
+        series: play series of this many games (``n_games`` counts their games in
+            all); the ``both`` rows then carry the score by game index.
     """
     g = get_game(game)
     seeds = np.random.SeedSequence(seed).generate_state(len(opponents))
-    pairings = [Pairing(agent, opponent, n_games, seed=int(s), opening_plies=opening_plies)
+    pairings = [Pairing(agent, opponent, n_games, seed=int(s), opening_plies=opening_plies,
+                        series=series)
                 for opponent, s in zip(opponents, seeds, strict=True)]
     # One queue for every opponent's shards, so that workers never idle between them.
     tallies = play_match_tallies(g, pairings, runner=runner, shard_games=shard_games,

@@ -15,6 +15,12 @@ same four things, each a function here:
 Every random draw of game ``i`` (its engine's seed, its opening, each agent's moves)
 comes from the streams of ``(seed, i, ply)`` (:mod:`arena.streams`), so a game is the
 same in any shard.
+
+An agent with memory (``recurrent``: a recurrent student) is handed the memory of each
+of its rows with the observations and returns it updated (``act_with_memory``); when
+the shard's games are over, each game's result is folded into it (``end_game``). The
+caller owns the memories: one per game, or one per series that it carries from one
+game of the series to the next (:func:`arena.matches.play_matches` with ``series``).
 """
 
 from __future__ import annotations
@@ -199,23 +205,31 @@ def play_shard(
     seed: np.random.SeedSequence,
     *,
     first_game: int = 0,
+    game_ids: np.ndarray | None = None,
     record: bool = False,
     strict: bool = False,
     observer: Observer | None = None,
     first_seat: int = 0,
     opening_plies: int = 0,
+    memories: list[np.ndarray | None] | None = None,
 ) -> MatchResult:
     """One shard: ``n_games`` games played all at once (see :func:`arena.play_matches`).
 
-    The shard holds games ``first_game ..`` of the match seeded by ``seed``: every
-    random draw of game ``i`` comes from the streams of ``(seed, i, ply)``, so a game is
-    the same in any shard.
+    The shard holds games ``first_game ..`` of the match seeded by ``seed`` (or the
+    games ``game_ids``): every random draw of game ``i`` comes from the streams of
+    ``(seed, i, ply)``, so a game is the same in any shard. ``memories[p]`` is the
+    memory of each game's row for player ``p`` if it is an agent with memory (updated
+    in place; fresh memories when not given).
     """
     engine = g.make_engine()
     key_a, key_b, key_open, key_engine = (int(k) for k in seed.generate_state(4, np.uint64))
     agents, keys = (agent_a, agent_b), (key_a, key_b)
     wants_obs = any(getattr(a, "uses_observation", True) for a in agents) or observer is not None
-    game_ids = np.arange(first_game, first_game + n_games, dtype=np.int64)
+    if game_ids is None:
+        game_ids = np.arange(first_game, first_game + n_games, dtype=np.int64)
+    if memories is None:
+        memories = [agent.initial_memory(n_games) if agent.recurrent else None
+                    for agent in agents]
     state = engine.reset(n_games, seed=(row_hashes(key_engine, game_ids) >> np.uint64(33))
                          .astype(np.int64))
     games = _Games.start(n_games, first_seat, record)
@@ -241,18 +255,23 @@ def play_shard(
         _drop_finished(engine, batch, eager)
         step = _observe(engine, batch, wants_obs)
         if ply < opening_plies:
-            _opening_moves(batch, step, key_open, first_game, ply)
+            _opening_moves(batch, step, key_open, game_ids, ply)
         else:
             groups = _mover_groups(step.mover_seat == batch.seat_a, batch.live, batch.all_live)
             for player, sel in groups:
                 _agent_moves(engine, batch, step, games, player, agents[player], keys[player],
-                             sel, first_game, ply, strict, observer)
+                             sel, game_ids, ply, strict, observer, memories[player])
         if games.steps is not None:
             games.steps.append((batch.rows, step.actions) if batch.all_live
                                else (batch.rows[batch.live], step.actions[batch.live]))
         ply += 1
         _advance(engine, batch, step.actions, games, ply)
-    return games.result(g.name, (agent_a.name, agent_b.name))
+    result = games.result(g.name, (agent_a.name, agent_b.name))
+    for player, (agent, memory) in enumerate(zip(agents, memories, strict=True)):
+        if memory is not None:
+            mine = result.outcome if player == 0 else -result.outcome
+            memory[:] = agent.end_game(memory, mine.astype(np.float32))
+    return result
 
 
 def _drop_finished(engine: Engine, batch: _Batch, eager: bool) -> None:
@@ -283,11 +302,12 @@ def _observe(engine: Engine, batch: _Batch, wants_obs: bool) -> _Step:
     return _Step(obs, mask, engine.to_play(batch.state), actions)
 
 
-def _opening_moves(batch: _Batch, step: _Step, key: int, first_game: int, ply: int) -> None:
+def _opening_moves(batch: _Batch, step: _Step, key: int, game_ids: np.ndarray,
+                   ply: int) -> None:
     """Uniformly random moves for every live row, made for neither agent."""
     rows = slice(0, len(batch.rows)) if batch.all_live else np.flatnonzero(batch.live)
     step.actions[rows] = uniform_legal(
-        step.mask[rows], RowGenerator(key, batch.rows[rows] + first_game, ply))
+        step.mask[rows], RowGenerator(key, game_ids[batch.rows[rows]], ply))
 
 
 def _mover_groups(
@@ -330,10 +350,11 @@ def _agent_moves(
     agent: Agent,
     key: int,
     sel: slice | np.ndarray,
-    first_game: int,
+    game_ids: np.ndarray,
     ply: int,
     strict: bool,
     observer: Observer | None,
+    memory: np.ndarray | None,
 ) -> None:
     """``agent``'s moves in the rows ``sel``, all in one call, written to ``step.actions``.
 
@@ -353,8 +374,15 @@ def _agent_moves(
         sub_mask = mask.take(sel, axis=0)
         sub_state = engine.take(batch.state, sel) if agent.needs_state else None
     # Agents with uses_observation = False are handed None for obs.
-    rng = RowGenerator(key, batch.rows[sel] + first_game, ply)
-    chosen = np.asarray(agent.act(sub_obs, sub_mask, rng, state=sub_state))  # type: ignore[arg-type]
+    rng = RowGenerator(key, game_ids[batch.rows[sel]], ply)
+    if memory is None:
+        chosen = np.asarray(agent.act(sub_obs, sub_mask, rng, state=sub_state))  # type: ignore[arg-type]
+    else:
+        games_of_rows = batch.rows[sel]
+        chosen, new_memory = agent.act_with_memory(
+            sub_obs, sub_mask, rng, memory[games_of_rows], state=sub_state)  # type: ignore[arg-type]
+        memory[games_of_rows] = new_memory
+        chosen = np.asarray(chosen)
     k = len(sub_mask)
     if chosen.shape != (k,):
         raise TlmError(f"agent {agent.name!r} returned actions of shape {chosen.shape}, "

@@ -10,6 +10,14 @@ runner: in this process by default, or on Ray workers, with the same result eith
 :func:`play_match_tally` counts the shards as they finish, in memory that does not grow
 with the number of games; :func:`play_matches_many` and :func:`play_match_tallies` put
 the shards of many matches in one queue.
+
+A match may be a *series*: ``series=K`` groups its games K by K, each group the same
+two agents' K consecutive games (seats alternating), with the memory of an agent that
+has one (:attr:`arena.Agent.recurrent`) carried from each game of a series to the next
+and fresh for the next series. The series of a shard are played in lockstep, game 1 of
+all of them, then game 2, ...; a shard holds whole series, so a series is the same in
+any shard. Game ``j`` of series ``s`` is game ``s * K + j`` of the match: its streams,
+and its place in the results.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -85,6 +93,8 @@ class MatchTally:
         return_a: ``[2]`` the sum of A's returns.
         illegal_a: ``[2]`` games A lost by an illegal action.
         moves: total moves played.
+        by_index: ``[K, 3]`` A's wins, draws and losses at each game index of its series
+            (``K = 1`` for a match of single games).
     """
 
     game: str
@@ -96,12 +106,17 @@ class MatchTally:
     return_a: np.ndarray
     illegal_a: np.ndarray
     moves: int = 0
+    by_index: np.ndarray = field(default_factory=lambda: np.zeros((1, 3), dtype=np.int64))
 
     @classmethod
-    def of(cls, result: MatchResult) -> MatchTally:
-        """The counts of a :class:`MatchResult`."""
+    def of(cls, result: MatchResult, series: int = 1) -> MatchTally:
+        """The counts of a :class:`MatchResult` (of series of ``series`` games)."""
         outcome = result.outcome
         seat = result.seat_a.astype(np.intp)
+        index = np.arange(result.n_games) % series
+        by_index = np.stack([np.bincount(index, weights=flags, minlength=series)
+                             for flags in (outcome > 0, outcome == 0, outcome < 0)],
+                            axis=1).astype(np.int64)
 
         def per_seat(flags: np.ndarray) -> np.ndarray:
             return np.bincount(seat, weights=flags, minlength=2)[:2].astype(np.int64)
@@ -116,6 +131,7 @@ class MatchTally:
             return_a=np.array([result.returns[seat == s, 0].sum() for s in (0, 1)]),
             illegal_a=per_seat(result.illegal == 0),
             moves=int(result.length.sum()),
+            by_index=by_index,
         )
 
     def __add__(self, other: MatchTally) -> MatchTally:
@@ -129,12 +145,16 @@ class MatchTally:
             return_a=self.return_a + other.return_a,
             illegal_a=self.illegal_a + other.illegal_a,
             moves=self.moves + other.moves,
+            by_index=self.by_index + other.by_index,
         )
 
     @property
     def n_games(self) -> int:
         return int(self.games.sum())
 
+
+MAX_SERIES = 1000
+"""The most games in one series."""
 
 MAX_RESULT_GAMES = 20_000_000
 """The most games :func:`play_matches` returns one by one (about 40 bytes a game);
@@ -146,6 +166,7 @@ class _MatchOptions:
     record: bool
     strict: bool
     opening_plies: int
+    series: int = 1
 
 
 @dataclass
@@ -176,6 +197,8 @@ def _match_setup(
 
 
 def _shard_result(ctx: _MatchContext, shard: Shard) -> MatchResult:
+    if ctx.options.series > 1:
+        return _series_result(ctx, shard)
     observer = ctx.observer
     if observer is not None and shard.start:
         inner, offset = observer, shard.start
@@ -192,8 +215,57 @@ def _shard_result(ctx: _MatchContext, shard: Shard) -> MatchResult:
     )
 
 
+def _series_result(ctx: _MatchContext, shard: Shard) -> MatchResult:
+    """The shard's series (``shard`` counts series), game 1 of all of them, then 2, ...;
+    the games in match order (series by series)."""
+    o, k, n = ctx.options, ctx.options.series, shard.n_games
+    agents = (ctx.agent_a, ctx.agent_b)
+    memories = [a.initial_memory(n) if a.recurrent else None for a in agents]
+    series_ids = shard.first_game + np.arange(n, dtype=np.int64)
+    parts: list[MatchResult] = []
+    for j in range(k):
+        seen = (None if ctx.observer is None
+                else _series_observer(ctx.observer, shard.start, k, j))
+        parts.append(play_shard(
+            ctx.game, ctx.agent_a, ctx.agent_b, n, shard.seed, game_ids=series_ids * k + j,
+            record=o.record, strict=o.strict, observer=seen,
+            first_seat=(shard.first_seat + j) % 2, opening_plies=o.opening_plies,
+            memories=memories,
+        ))
+    return _interleave(parts)
+
+
+def _series_observer(inner: Observer, first_series: int, k: int, j: int) -> Observer:
+    """``inner``, told the match's index of each game ``j`` of the shard's series."""
+
+    def seen(d: Decision) -> None:
+        inner(Decision(games=(d.games + first_series) * k + j, player=d.player, seat=d.seat,
+                       ply=d.ply, obs=d.obs, mask=d.mask, actions=d.actions))
+
+    return seen
+
+
+def _interleave(parts: list[MatchResult]) -> MatchResult:
+    """Results of game index ``j`` of each series (``parts[j]``) in match order."""
+    k, n = len(parts), parts[0].n_games
+
+    def merged(name: str) -> np.ndarray:
+        stacked = np.stack([getattr(p, name) for p in parts], axis=1)
+        return stacked.reshape(n * k, *stacked.shape[2:])
+
+    order = [(s, j) for s in range(n) for j in range(k)]
+    records = None
+    if parts[0].records is not None:
+        records = [(parts[j].records or [])[s] for s, j in order]
+    return MatchResult(
+        game=parts[0].game, agents=parts[0].agents, seat_a=merged("seat_a"),
+        returns=merged("returns"), length=merged("length"), illegal=merged("illegal"),
+        reasons=[parts[j].reasons[s] for s, j in order], records=records,
+    )
+
+
 def _shard_tally(ctx: _MatchContext, shard: Shard) -> MatchTally:
-    return MatchTally.of(_shard_result(ctx, shard))
+    return MatchTally.of(_shard_result(ctx, shard), ctx.options.series)
 
 
 def _match_job(
@@ -212,19 +284,28 @@ def _match_job(
     runner: Runner | None,
     tally: bool,
     first_game: int = 0,
+    series: int = 1,
 ) -> tuple[Job, ShardPlan]:
     g = get_game(game)
+    if not 1 <= series <= MAX_SERIES:
+        raise TlmError(f"a series has 1..{MAX_SERIES} games, got {series}")
+    if n_games % series or first_game % series:
+        raise TlmError(f"{n_games} games do not make whole series of {series} games")
+    # A series plan counts series: a shard holds whole series.
+    n_units = n_games // series
     if shard_games is None:
-        shard_games = auto_shard_games(n_games, runner, max_batch(agent_a, agent_b))
-    plan = ShardPlan.make(n_games, seed, shard_games, first_seat, first_game)
+        units = auto_shard_games(n_units, runner, max_batch(agent_a, agent_b))
+    else:
+        units = max(1, shard_games // series)
+    plan = ShardPlan.make(n_units, seed, units, first_seat, first_game // series)
     if opening_plies < 0:
         raise TlmError(f"opening plies must be >= 0, got {opening_plies}")
     for agent in (agent_a, agent_b):
         _check_agent(agent, g)
     if observer is not None and runner is not None and not isinstance(runner, LocalRunner):
         raise TlmError("an observer sees decisions in this process: play with the local runner")
-    ctx = _MatchContext(g, agent_a, agent_b, _MatchOptions(record, strict, opening_plies),
-                        observer)
+    ctx = _MatchContext(g, agent_a, agent_b,
+                        _MatchOptions(record, strict, opening_plies, series), observer)
     job = Job(work=_shard_tally if tally else _shard_result, context=ctx,
               payload=lambda: _match_payload(ctx), setup=_match_setup)
     return job, plan
@@ -264,6 +345,7 @@ def play_matches(
     shard_games: int | None = None,
     progress: Progress | None = None,
     first_game: int = 0,
+    series: int = 1,
 ) -> MatchResult:
     """Play ``n_games`` games of A against B and return per-game results.
 
@@ -297,6 +379,7 @@ def play_matches(
         progress: called with the number of games finished after each shard.
         first_game: the stream index of game 0: these games are games
             ``first_game ..`` of a longer match with the same seed.
+        series: games per series (``n_games`` a multiple of it): see the module.
 
     Returns:
         A :class:`MatchResult`.
@@ -310,6 +393,7 @@ def play_matches(
         game, agent_a, agent_b, n_games, seed, record=record, strict=strict,
         observer=observer, first_seat=first_seat, opening_plies=opening_plies,
         shard_games=shard_games, runner=runner, tally=False, first_game=first_game,
+        series=series,
     )
     parts: list[MatchResult] = []
     done = 0
@@ -333,16 +417,18 @@ def play_match_tally(
     runner: Runner | None = None,
     shard_games: int | None = None,
     progress: Progress | None = None,
+    series: int = 1,
 ) -> MatchTally:
     """The counts of :func:`play_matches` with the same arguments, in bounded memory.
 
     Shards are played (on ``runner``) and counted as they finish, so any number of
-    games fits in memory. The counts equal those of ``MatchTally.of(play_matches(...))``.
+    games fits in memory. The counts equal those of
+    ``MatchTally.of(play_matches(...), series)``.
     """
     job, plan = _match_job(
         game, agent_a, agent_b, n_games, seed, record=False, strict=False, observer=None,
         first_seat=first_seat, opening_plies=opening_plies, shard_games=shard_games,
-        runner=runner, tally=True,
+        runner=runner, tally=True, series=series,
     )
     total: MatchTally | None = None
     for part in (runner or LocalRunner()).map(job, plan):
@@ -363,6 +449,7 @@ class Pairing:
     seed: int | np.random.SeedSequence | None = 0
     first_seat: int = 0
     opening_plies: int = 0
+    series: int = 1
 
 
 def _many(
@@ -378,7 +465,7 @@ def _many(
     jobs = [
         _match_job(game, p.agent_a, p.agent_b, p.n_games, p.seed, record=record, strict=False,
                    observer=None, first_seat=p.first_seat, opening_plies=p.opening_plies,
-                   shard_games=shard_games, runner=runner, tally=tally)
+                   shard_games=shard_games, runner=runner, tally=tally, series=p.series)
         for p in pairings
     ]
     parts: list[list[Any]] = [[] for _ in jobs]

@@ -11,6 +11,8 @@ from rich.table import Table
 
 import arena
 from arena import TlmError
+from arena.eval_report import plot_series_scores
+from arena.matches import MAX_SERIES
 from arena.runners import MAX_SHARD_GAMES, Progress, Runner
 from scripts.cli_common import (
     MAX_EVAL_GAMES,
@@ -102,12 +104,28 @@ def eval_cmd(
                                     "worker); results do not depend on it.",
                                hi=MAX_SHARD_GAMES)
     ] = None,
+    series: Annotated[
+        int, int_option(help="Play series of this many games against each opponent (seats "
+                             "alternating, an agent's memory carried from game to game); "
+                             "--games counts their games in all; report the score by game "
+                             "index within the series.", hi=MAX_SERIES)
+    ] = 1,
+    plot: Annotated[
+        Path | None, typer.Option(help="With --series: write a PNG of the score by game "
+                                       "index to this file.")
+    ] = None,
 ) -> None:
     """Evaluate an agent against fixed opponents: per seat, with 95% Wilson intervals.
 
     Example: tlm eval --game tictactoe --agent perfect --opponents random,heuristic --games 1000
     """
     positive(games, "--games")
+    if games % series:
+        raise TlmError(f"--games {games} is not a whole number of series of {series} games")
+    if plot is not None:
+        if series < 2:
+            raise TlmError("--plot draws the score by game index of a series: give --series")
+        writable_file(plot, "--plot")
     if out is not None:
         writable_file(out, "--out")
     g = arena.get_game(game)
@@ -139,7 +157,7 @@ def eval_cmd(
         return arena.eval_report(
             g, player, opps, games, seed, opening_plies=opening_plies, panel=panel,
             teacher_labels=teacher_labels, positions=solved, runner=runner,
-            shard_games=shard_games, progress=progress,
+            shard_games=shard_games, progress=progress, series=series,
         )
 
     with arena.make_runner(workers, ray_address) as runner:
@@ -152,6 +170,8 @@ def eval_cmd(
                 report = run(runner, lambda done: bar.update(task, completed=done))
     if out is not None:
         arena.write_json_atomic(out, report.to_json())
+    if plot is not None:
+        plot_series_scores(report, plot)
     if as_json:
         echo(json.dumps(report.to_json()))
         return
@@ -173,6 +193,12 @@ def _print_eval_report(report: arena.EvalReport, opponent_specs: list[str],
                     f"{r.score:.3f}", f"[{r.ci95[0]:.3f}, {r.ci95[1]:.3f}]",
                 )
         console.print(table)
+        for r in rows:
+            if r.opponent == opp.strip() and r.series_scores:
+                by_game = ", ".join(f"{s.game}: {s.score:.3f} [{s.ci95[0]:.3f}, "
+                                    f"{s.ci95[1]:.3f}]" for s in r.series_scores)
+                console.print(f"score by game of the series ({r.series_scores[0].games} series):"
+                              f" {by_game}", soft_wrap=True)
     if extra is not None:
         console.print(
             f"exact: {extra['exhaustive_losses']} lost lines against every reply "

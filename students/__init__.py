@@ -51,6 +51,7 @@ def build_recurrent_student(spec: str, game: str | Game, seed: int) -> Recurrent
 
 register_loader(_load_checkpoint_spec)
 register_payload(StudentAgent, student_payload, student_from_payload)
+register_payload(RecurrentStudentAgent, student_payload, student_from_payload)
 
 __all__ = [
     "RecurrentStudentAgent",

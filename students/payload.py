@@ -16,10 +16,11 @@ from safetensors.torch import save as save_safetensors
 
 from arena.games import Game
 from students.agent import StudentAgent
-from students.networks import StudentNet
+from students.networks import StudentNet, parse_spec
+from students.recurrent import RecurrentStudentAgent, RecurrentStudentNet
 
 
-def student_payload(agent: StudentAgent) -> dict[str, Any]:
+def student_payload(agent: StudentAgent | RecurrentStudentAgent) -> dict[str, Any]:
     """The agent as plain data: network spec, game, seed, mode, greediness and weights."""
     net = agent.net
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
@@ -33,9 +34,16 @@ def student_payload(agent: StudentAgent) -> dict[str, Any]:
     }
 
 
-def student_from_payload(data: dict[str, Any], game: Game) -> StudentAgent:
+def student_from_payload(data: dict[str, Any],
+                         game: Game) -> StudentAgent | RecurrentStudentAgent:
     """The agent :func:`student_payload` describes (on the CPU)."""
-    net = StudentNet(data["spec"], data["game"], data["seed"])
+    spec = parse_spec(data["spec"])
+    if spec.arch == "gru":
+        rnet = RecurrentStudentNet(spec, data["game"], data["seed"])
+        rnet.load_state_dict(load_safetensors(data["weights"]), strict=True)
+        rnet.train(data["training"])
+        return RecurrentStudentAgent(rnet, greedy=data["greedy"])
+    net = StudentNet(spec, data["game"], data["seed"])
     net.load_state_dict(load_safetensors(data["weights"]), strict=True)
     net.train(data["training"])
     return StudentAgent(net, greedy=data["greedy"])
