@@ -2,10 +2,10 @@
 
 Everything else in tlm stands on this package; it imports nothing from the layers
 above it. Importing it registers the built-in agents (``random``, ``heuristic``,
-``perfect``, ``alphabeta:D``) and league members (``league:DIR/NAME``).
+``perfect``, ``alphabeta:D``); the kinds of upper layers (``mcts:N``, ``sb3:PATH``,
+``rllib:DIR``, ``league:DIR/NAME``) load through entry points on first use.
 """
 
-import arena.league  # noqa: F401  (registers the ``league:DIR/NAME`` agent spec)
 from arena.adapter import PettingZooEngine
 from arena.agents import (
     RandomAgent,

@@ -10,7 +10,7 @@ An agent plays every member (seats alternating, :func:`arena.evaluate`); its sco
 per member and the members' games among themselves (the *reference* games, fixed,
 read from ``arena/data/panel_<game>.json`` or played on the spot at a small scale
 when that file is missing or was made for another panel) go into one Bradley–Terry
-fit (:func:`arena.league.ratings.elo_ratings`), anchored at ``random`` = 0. The
+fit (:func:`arena.ratings.elo_ratings`), anchored at ``random`` = 0. The
 reference games pin the members' ratings, so the agent's Elo means the same thing
 from one evaluation to the next, with a 95% interval. When a member's play changes,
 bump :data:`REFERENCE_VERSION` and store new reference games with
@@ -32,8 +32,7 @@ from arena.agents import make_agent
 from arena.core import Agent, TlmError
 from arena.evaluation import EvalRow, evaluate
 from arena.games import Game, get_game
-from arena.league.ratings import Rating, elo_ratings
-from arena.league.store import MatchRecord
+from arena.ratings import MatchRecord, Rating, elo_ratings
 from arena.runners import Runner
 from arena.runstate import write_json_atomic
 

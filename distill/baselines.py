@@ -19,7 +19,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from arena import TlmError, exact_strength, get_game
 from distill.kickstart import distill_kickstart, student_net_arch
-from teachers.sb3_teacher import SB3Agent, train_selfplay
+from teachers.sb3 import SB3Agent, train_selfplay
 
 MAX_STEPS_PER_GAME = 9
 """An upper bound on learner moves per tic-tac-toe game, to size the step budget."""

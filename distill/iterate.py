@@ -12,7 +12,7 @@ Every iteration the trained student is measured (panel scores, exact figures on
 tic-tac-toe, optimal / blunder rates on solver-labelled positions) and gated: it
 replaces the student that guides the search only if it scores at least
 ``gate_threshold`` against it. Elo comes from the gating and panel matches, anchored
-at ``random`` (:func:`arena.league.elo_ratings`).
+at ``random`` (:func:`arena.ratings.elo_ratings`).
 
 The run directory is built in the staging directory of :func:`arena.runstate.staged_directory`
 and every finished iteration is committed there: its student, the optimizer state
@@ -49,8 +49,8 @@ from arena import (
     sample_from,
     write_json_atomic,
 )
-from arena.league import MatchRecord, elo_ratings
 from arena.positions import PositionSet, evaluate_positions, load_positions
+from arena.ratings import MatchRecord, elo_ratings
 from arena.runstate import staged_directory, staging_path
 from distill.iterate_config import DEFAULT_PANELS, IterateConfig
 from distill.resume import (

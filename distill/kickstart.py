@@ -10,7 +10,7 @@ teacher.
 ``train()``; its rollout buffer (:class:`KickstartRolloutBuffer`) carries the
 teacher's probabilities for every stored position, computed once per rollout in one
 batched teacher call. :func:`distill_kickstart` runs it through the same self-play
-loop as the RL teacher (:func:`teachers.sb3_teacher.train_selfplay`), with the
+loop as the RL teacher (:func:`teachers.sb3.train_selfplay`), with the
 student's MLP sizes and a fresh initialization.
 """
 
@@ -41,7 +41,7 @@ from arena.players import exact_strength
 from arena.runstate import check_output_dir, staged_directory, write_json_atomic
 from distill.losses import kl_teacher_student
 from students.networks import parse_spec
-from teachers.sb3_teacher import SB3Agent, train_selfplay
+from teachers.sb3 import SB3Agent, train_selfplay
 
 if TYPE_CHECKING:
     from distill.config import DistillConfig
@@ -355,9 +355,9 @@ def distill_kickstart(
 
     The student is a freshly initialized SB3 MLP policy with the student spec's hidden
     sizes (never the teacher's weights). It trains exactly as
-    :func:`teachers.sb3_teacher.train_maskable_ppo` does (self-play against itself,
+    :func:`teachers.sb3.train_selfplay` does (self-play against itself,
     its snapshots and ``random``), with ``w * KL(teacher || student)`` added to the loss
-    on the positions it visits. Writes ``model.zip``, ``snapshots/`` and
+    on the positions it visits. Writes ``main/model.zip``, ``snapshots/`` and
     ``summary.json`` (with a ``kickstart`` entry) under ``out_dir``.
 
     Args:
@@ -440,7 +440,8 @@ def distill_kickstart_run(
             g, config.teacher, config.student, config.kickstart_steps, config.seed, tmp,
             w0=config.kickstart_weight, temperature=config.distill_temperature, eval_games=0,
         )
-        student = SB3Agent(model, game=g, greedy=True, name=f"sb3:{config.out / 'model.zip'}")
+        student = SB3Agent(model, game=g, greedy=True,
+                           name=f"sb3:{config.out / 'main' / 'model.zip'}")
         final: dict[str, Any] = {"steps": int(model.num_timesteps)}
         for row in evaluate(g, student, opponents, config.eval_games, seed=config.seed + 1):
             if row.seat == "both":
@@ -464,7 +465,7 @@ def distill_kickstart_run(
             "training_games": summary["games"],
             "wall_s": final["wall_s"],
             "final": final,
-            "model": "model.zip",
+            "model": "main/model.zip",
             "config": config.model_dump(mode="json"),
         }
         write_json_atomic(tmp / "report.json", report)

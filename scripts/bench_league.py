@@ -33,22 +33,21 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-import teachers  # noqa: F401  (registers sb3 agent specs)
 from arena.agents import make_agent
 from arena.evaluation import evaluate
 from arena.games import get_game
-from arena.league import LeagueStore
 from arena.matches import play_matches
 from arena.players.tictactoe import PerfectTicTacToe, exhaustive_losses
-from teachers.league_run import (
+from arena.runstate import StopHandler
+from teachers.league import (
     LeagueConfig,
     LeagueProgress,
-    StopRequest,
+    LeagueStore,
     load_config,
     resolve_spec,
     run_league,
 )
-from teachers.sb3_teacher import load_sb3_agent
+from teachers.sb3 import load_sb3_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -79,7 +78,7 @@ def _throughput(directory: Path, game: str, outcome_games: int, rating_s: float)
             elif rec.role == "reference":
                 agents[rec.name] = make_agent(rec.spec, game)
             else:
-                agents[rec.name] = make_agent(resolve_spec(rec.spec, directory), game)
+                agents[rec.name] = make_agent(resolve_spec(store, rec.spec), game)
     n = int(config["evaluation"]["games_per_pair"])
     plies = int(config["evaluation"]["opening_plies"])
     games = 0
@@ -97,7 +96,7 @@ def bench_tictactoe(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     config = _without_stop(load_config(args.ttt_config), args.seed)
     directory = out / "ttt"
     perfect = make_agent("perfect", "tictactoe")
-    stop = StopRequest()
+    stop = StopHandler()
     rows: list[dict[str, Any]] = []
     state: dict[str, Any] = {"eval_s": 0.0, "start": time.perf_counter(), "perfect_at": None}
 
@@ -150,7 +149,7 @@ def bench_connect_four(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     directory = out / "c4"
     game = get_game("connect_four")
     heuristic = make_agent("heuristic", game)
-    stop = StopRequest()
+    stop = StopHandler()
     rows: list[dict[str, Any]] = []
     state: dict[str, Any] = {"eval_s": 0.0, "start": time.perf_counter()}
 

@@ -2,11 +2,12 @@
 
 For each game, both learners train from scratch by self-play (themselves, their past
 snapshots and a little ``random``), one after the other in this process, each for the
-same wall-clock budget of training (RLlib's start-up, a local Ray and the algorithm,
-is timed apart). Then: learner moves per second of training, and the greedy final
-policy's score (win 1, draw 0.5, seats alternating, 95% Wilson interval) against
-``random``, ``heuristic`` and, on tic-tac-toe, ``perfect``. Both use one torch thread,
-64x64 hidden layers, about 1,024 learner moves per update, 8 epochs, minibatches of 256.
+same wall-clock budget of training in the one self-play loop of ``tlm teach``
+(building the learner, for RLlib a local Ray and the algorithm, is timed apart).
+Then: learner moves per second of training, and the greedy final policy's score (win
+1, draw 0.5, seats alternating, 95% Wilson interval) against ``random``, ``heuristic``
+and, on tic-tac-toe, ``perfect``. Both use one torch thread, 64x64 hidden layers, about
+1,024 learner moves per round and update, 8 epochs, minibatches of 256.
 
 Run: ``python scripts/bench_learners.py [--seconds 120] [--games tictactoe,connect_four]
 [--eval-games 200] [--seed 0] [--json]``.
@@ -24,33 +25,17 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from stable_baselines3.common.callbacks import BaseCallback
 
 from arena import Agent, evaluate, get_game, make_agent
-from teachers.rllib_checkpoint import load_rllib_agent
-from teachers.rllib_learner import RLlibPPOSettings, train_rllib_selfplay
-from teachers.sb3_teacher import SB3Agent, train_selfplay
+from teachers.selfplay import SelfPlayConfig, run_selfplay, teach_plan
 
 OPPONENTS = {"tictactoe": ["random", "heuristic", "perfect"],
              "connect_four": ["random", "heuristic"]}
+ALGOS = {"sb3_maskable_ppo": "maskable_ppo", "rllib_ppo": "rllib_ppo"}
+"""The arms: learner -> its ``tlm teach --algo``."""
 UNLIMITED_STEPS = 10**9
 SNAPSHOT_EVERY = 10_000
 """Learner moves between the snapshots both learners play against (as a 200k-move run)."""
-
-
-class _WallClock(BaseCallback):
-    """Ends SB3 training once ``seconds`` have passed."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__()
-        self.seconds = seconds
-        self.start = time.perf_counter()
-
-    def _on_training_start(self) -> None:
-        self.start = time.perf_counter()
-
-    def _on_step(self) -> bool:
-        return time.perf_counter() - self.start < self.seconds
 
 
 def _scores(game: str, agent: Agent, n_games: int, seed: int) -> dict[str, Any]:
@@ -60,32 +45,20 @@ def _scores(game: str, agent: Agent, n_games: int, seed: int) -> dict[str, Any]:
             for r in rows if r.seat == "both"}
 
 
-def run_sb3(game: str, seconds: float, seed: int, eval_games: int, tmp: Path) -> dict[str, Any]:
-    """MaskablePPO self-play for ``seconds`` of training."""
-    clock = _WallClock(seconds)
+def run_arm(algo: str, game: str, seconds: float, seed: int, eval_games: int,
+            tmp: Path) -> dict[str, Any]:
+    """``tlm teach --algo ALGO``'s learner in the self-play loop for ``seconds`` of
+    training (its start-up, building the learner, timed apart)."""
     start = time.perf_counter()
-    run = train_selfplay(game, UNLIMITED_STEPS, tmp / f"sb3-{game}", seed, eval_games=0,
-                         snapshot_every=SNAPSHOT_EVERY, callbacks=[clock])
-    train_s = run.summary["train_seconds"]
-    agent = SB3Agent(run.model, game=game, greedy=True, name="sb3")
-    return {
-        "steps": run.summary["steps"], "train_s": train_s, "startup_s": 0.0,
-        "steps_per_s": run.summary["steps"] / train_s,
-        "wall_s": time.perf_counter() - start,
-        "scores": _scores(game, agent, eval_games, seed),
-    }
-
-
-def run_rllib(game: str, seconds: float, seed: int, eval_games: int, tmp: Path) -> dict[str, Any]:
-    """RLlib PPO self-play for ``seconds`` of training (its start-up timed apart)."""
-    start = time.perf_counter()
-    out = tmp / f"rllib-{game}"
-    summary = train_rllib_selfplay(game, UNLIMITED_STEPS, out, seed, eval_games=0,
-                                   settings=RLlibPPOSettings(), snapshot_every=SNAPSHOT_EVERY,
-                                   wall_limit_s=seconds)
+    g = get_game(game)
+    out = tmp / f"{algo}-{game}"
+    config = SelfPlayConfig(steps=UNLIMITED_STEPS, seed=seed, snapshot_every=SNAPSHOT_EVERY,
+                            eval_games=0, wall_limit_s=seconds)
+    summary = run_selfplay(teach_plan(algo, g, seed), g, out, config)
     wall = time.perf_counter() - start
     train_s = summary["train_seconds"]
-    agent = load_rllib_agent(out / "main", game)
+    kind, _, path = summary["policy"].partition(":")
+    agent = make_agent(f"{kind}:{out / path}", g)
     return {
         "steps": summary["steps"], "train_s": train_s,
         "startup_s": wall - summary["wall_seconds"],
@@ -116,9 +89,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for g in games:
             results["games"][g] = {
-                "sb3_maskable_ppo": run_sb3(g, args.seconds, args.seed, args.eval_games,
-                                            Path(tmp)),
-                "rllib_ppo": run_rllib(g, args.seconds, args.seed, args.eval_games, Path(tmp)),
+                name: run_arm(algo, g, args.seconds, args.seed, args.eval_games, Path(tmp))
+                for name, algo in ALGOS.items()
             }
     if args.json:
         print(json.dumps(results, indent=2))

@@ -49,7 +49,7 @@ def demo_cmd(
 
 def _demo_league(directory: Path, seed: int) -> None:
     """The demo's first part: a short self-play league, and who ended up where."""
-    from teachers.league_run import DEMO_LEAGUE, LeagueProgress, parse_config, run_league
+    from teachers.league import DEMO_LEAGUE, LeagueProgress, parse_config, run_league
 
     console.print("tlm demo: a short self-play league on tic-tac-toe: a MaskablePPO learner "
                   "trains against the league's picks (PFSP over its snapshots and the "

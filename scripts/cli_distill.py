@@ -258,7 +258,7 @@ def print_distill_report(report: dict[str, object], out: Path) -> None:
         console.print(f"student: {out / 'student'}   curve: {out / 'curve.csv'}, "
                       f"{out / 'curve.png'}   tensorboard: {out / 'tensorboard'}")
     else:
-        console.print(f"student: sb3:{out / 'model.zip'}   report: {out / 'report.json'}")
+        console.print(f"student: sb3:{out / 'main' / 'model.zip'}   report: {out / 'report.json'}")
 
 
 def _distill_adaptive(

@@ -15,7 +15,7 @@ from scripts.cli_common import console, echo, int_option
 if TYPE_CHECKING:
     from rich.console import Group
 
-    from teachers.league_run import LeagueProgress
+    from teachers.league import LeagueProgress
 
 league_app = typer.Typer(
     help="Self-play leagues: learners, frozen snapshots and fixed references that play, "
@@ -44,13 +44,13 @@ def run_cmd(
     Example: tlm league run --config configs/league_tictactoe.yaml --dir runs/ttt
     """
     from arena.runners import make_runner
-    from teachers.league_run import StopRequest, load_config, run_league
+    from arena.runstate import StopHandler
+    from teachers.league import load_config, run_league
 
     cfg = load_config(config)
-    stop = StopRequest()
     live = not quiet and console.is_terminal
     distributed = workers is not None or ray_address is not None
-    with stop.installed(), make_runner(workers, ray_address) as runner, \
+    with StopHandler() as stop, make_runner(workers, ray_address) as runner, \
             _league_view(live) as progress:
         outcome = run_league(cfg, directory, progress=progress, stop=stop,
                              runner=runner if distributed else None)
@@ -122,8 +122,7 @@ def status_cmd(
 
     from rich.table import Table
 
-    from arena.league import LeagueStore
-    from arena.league.report import league_status
+    from teachers.league import LeagueStore, league_status
 
     with LeagueStore.open(directory, readonly=True) as store:
         status = league_status(store, with_openskill=openskill)
@@ -159,8 +158,7 @@ def report_cmd(
 
     Example: tlm league report --dir runs/ttt
     """
-    from arena.league import LeagueStore
-    from arena.league.report import write_report
+    from teachers.league import LeagueStore, write_report
 
     with LeagueStore.open(directory, readonly=True) as store:
         html_path, md_path = write_report(store, out)

@@ -1,14 +1,19 @@
-"""Teachers: agents that know a game well enough to label it for students, and the
-generation of their games into datasets.
+"""Teachers: agents that know a game well enough to label it for students, the
+self-play training that makes them, and the generation of their games into datasets.
 
 - exact solvers and search live in ``arena.players`` (``perfect``, ``alphabeta:D``) and
   are teachers as they are: policy agents with values;
 - ``mcts:N`` (:mod:`teachers.mcts`): batched UCT over the engines;
-- ``sb3:PATH`` (:mod:`teachers.sb3_teacher`): MaskablePPO trained by self-play through
-  a Gymnasium view of the arena (:mod:`teachers.gym_view`);
+- :mod:`teachers.learner`: the learner protocol every training backend follows;
+  :mod:`teachers.selfplay`: the one self-play loop over it (``tlm teach``);
+- one package per backend: :mod:`teachers.sb3` (MaskablePPO; ``sb3:PATH``) and
+  :mod:`teachers.rllib` (RLlib PPO; ``rllib:DIR``);
+- :mod:`teachers.league`: self-play leagues (config, loop, store, matchmaking,
+  report; ``league:DIR/NAME``);
 - :mod:`teachers.generate` and :mod:`teachers.datasets`: labelled games as Parquet.
 
-Importing this package registers the ``mcts`` and ``sb3`` agent specs.
+Agent specs of this layer (``mcts``, ``sb3``, ``rllib``, ``league``) are entry points
+of ``tlm.agents``: ``arena.make_agent`` loads them on first use.
 """
 
 from teachers.datasets import DatasetWriter, Positions, load_dataset, read_manifest
@@ -19,7 +24,7 @@ from teachers.generate import (
     generate_dataset,
     with_temperature,
 )
-from teachers.gym_view import ArenaGymEnv
+from teachers.learner import Learner, TrainReport
 from teachers.mcts import (
     MCTS,
     Evaluator,
@@ -32,47 +37,53 @@ from teachers.mcts import (
     SearchTrees,
     reach_leaves,
 )
-from teachers.sb3_teacher import (
+from teachers.sb3 import (
+    ArenaGymEnv,
     SB3Agent,
-    SelfPlayCallback,
-    SnapshotPool,
+    SB3Learner,
     load_sb3_agent,
     load_sb3_model,
-    make_selfplay_env,
-    register,
-    train_maskable_ppo,
     train_selfplay,
 )
-
-register()
+from teachers.selfplay import (
+    DEFAULT_MIX,
+    LearnerPlan,
+    SelfPlayConfig,
+    SnapshotPool,
+    run_selfplay,
+)
 
 __all__ = [
+    "DEFAULT_MIX",
     "MCTS",
     "ArenaGymEnv",
     "DatasetWriter",
     "Evaluator",
     "Exploration",
     "LeafEvaluation",
+    "Learner",
+    "LearnerPlan",
     "Leaves",
     "MCTSAgent",
     "NetworkEvaluator",
     "Positions",
     "RandomRolloutEvaluator",
     "SB3Agent",
+    "SB3Learner",
     "SearchResult",
     "SearchTrees",
-    "SelfPlayCallback",
+    "SelfPlayConfig",
     "SnapshotPool",
     "TeacherLabeller",
+    "TrainReport",
     "collect_positions",
     "generate_dataset",
     "load_dataset",
     "load_sb3_agent",
     "load_sb3_model",
-    "make_selfplay_env",
     "reach_leaves",
     "read_manifest",
-    "train_maskable_ppo",
+    "run_selfplay",
     "train_selfplay",
     "with_temperature",
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from sb3_contrib import MaskablePPO
 
 from students import build_student, save_student
-from teachers.sb3_teacher import SnapshotPool, make_selfplay_env
+from teachers.sb3 import make_vec_env
 
 ROOT = Path(__file__).parents[1]
 UPPER = "('teachers', 'students', 'distill', 'scripts')"
@@ -46,7 +46,7 @@ def test_arena_imports_no_upper_layer_and_loads_mcts_on_demand() -> None:
 
 
 def test_sb3_and_student_specs_without_importing_teachers_or_students(tmp_path: Path) -> None:
-    model = MaskablePPO("MlpPolicy", make_selfplay_env("tictactoe", SnapshotPool("tictactoe"), 1),
+    model = MaskablePPO("MlpPolicy", make_vec_env("tictactoe", 1),
                         n_steps=16, batch_size=16, seed=0, device="cpu")
     model.save(tmp_path / "ppo.zip")
     save_student(build_student("mlp:16x1", "tictactoe", seed=0), tmp_path / "student")
@@ -63,6 +63,24 @@ def test_sb3_and_student_specs_without_importing_teachers_or_students(tmp_path: 
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["SB3Agent", "StudentAgent"]
+
+
+def test_league_members_load_through_the_entry_point(tmp_path: Path) -> None:
+    """``league:DIR/NAME`` lives with the league in ``teachers``; ``arena`` reaches it
+    only through ``tlm.agents``, on first use."""
+    from teachers.league import LeagueStore
+
+    with LeagueStore.create(tmp_path / "lg", "tictactoe", {"game": "tictactoe"}) as store:
+        store.add_agent("rand", "reference", "random")
+    done = fresh_python(f"""
+        import sys
+        import arena
+        assert "teachers" not in sys.modules
+        agent = arena.make_agent("league:{tmp_path / 'lg'}/rand", "tictactoe")
+        print(type(agent).__name__, "teachers.league.agents" in sys.modules)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["RandomAgent", "True"]
 
 
 def test_unknown_spec_lists_the_entry_point_kinds_in_a_fresh_interpreter() -> None:

@@ -17,7 +17,7 @@ from distill.kickstart import (
     kickstart_weight,
     student_net_arch,
 )
-from teachers.sb3_teacher import SB3Agent, SnapshotPool, make_selfplay_env
+from teachers.sb3 import SB3Agent, make_vec_env
 
 
 def teacher_kl(agent: SB3Agent, teacher: PolicyAgent) -> float:
@@ -49,13 +49,11 @@ def test_student_net_arch_follows_the_student_spec() -> None:
 def test_rollout_buffer_carries_the_teachers_probs_for_each_row() -> None:
     """After shuffling, every minibatch row's teacher probs belong to that row's position."""
     teacher = PerfectTicTacToe()
-    pool = SnapshotPool("tictactoe", {"random": 1.0})
     model = KickstartMaskablePPO(
-        "MlpPolicy", make_selfplay_env("tictactoe", pool, 2), teacher=teacher,
+        "MlpPolicy", make_vec_env("tictactoe", 2), teacher=teacher,
         n_steps=32, batch_size=16, n_epochs=1, seed=0, device="cpu",
         policy_kwargs={"net_arch": [8]},
     )
-    pool.set_current(model)
     model.learn(64)
     assert isinstance(model.rollout_buffer, KickstartRolloutBuffer)
     seen = 0
@@ -78,9 +76,8 @@ def test_a_teacher_that_needs_the_engine_state_is_refused() -> None:
         ) -> np.ndarray:
             return mask / mask.sum(axis=1, keepdims=True)
 
-    pool = SnapshotPool("tictactoe", {"random": 1.0})
     with pytest.raises(TlmError, match="engine state"):
-        KickstartMaskablePPO("MlpPolicy", make_selfplay_env("tictactoe", pool, 1),
+        KickstartMaskablePPO("MlpPolicy", make_vec_env("tictactoe", 1),
                              teacher=Searcher(), device="cpu")
 
 
@@ -89,7 +86,7 @@ def test_distillation_term_pulls_the_student_to_the_teacher(tmp_path: Path) -> N
     policy toward the teacher's, far beyond what self-play alone does."""
     teacher = PerfectTicTacToe()
     fresh = KickstartMaskablePPO(
-        "MlpPolicy", make_selfplay_env("tictactoe", SnapshotPool("tictactoe"), 1),
+        "MlpPolicy", make_vec_env("tictactoe", 1),
         teacher=teacher, seed=0, device="cpu", policy_kwargs={"net_arch": [64, 64]},
     )
     kl = {"fresh": teacher_kl(SB3Agent(fresh, "tictactoe"), teacher)}

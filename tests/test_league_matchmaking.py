@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from arena import TlmError
-from arena.league import LeagueStore, MatchRecord
-from arena.league.matchmaking import Matchmaker, pfsp_weights, win_rates
+from arena.ratings import MatchRecord
+from teachers.league import LeagueStore
+from teachers.league.matchmaking import Matchmaker, pfsp_weights, win_rates
 
 
 def test_pfsp_weights_values() -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arena.league import LeagueStore, MatchRecord
-from arena.league.report import league_status, write_report
+from arena.ratings import MatchRecord
 from scripts.cli import main
+from teachers.league import LeagueStore
+from teachers.league.report import league_status, write_report
 
 STRENGTH = {"random": 0.0, "main": 300.0, "main-1": 100.0, "perfect": 900.0}
 

@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import yaml
 
-from arena.league import LeagueStore, MatchRecord
-from arena.league.ratings import elo_ratings
+from arena.ratings import MatchRecord, elo_ratings
 from scripts.cli import main
-from teachers.league_run import load_config, parse_config, run_league
+from teachers.league import LeagueStore, load_config, parse_config, run_league
 
 ROOT = Path(__file__).resolve().parents[1]
 TLM = [sys.executable, "-m", "scripts.cli"]
@@ -329,8 +328,7 @@ def test_one_writer_per_league_and_a_dead_one_does_not_block(
 @pytest.mark.slow
 def test_short_league_beats_random_more_often(tmp_path: Path) -> None:
     from arena import evaluate, get_game, make_agent
-    from teachers.league_learners import SB3Learner
-    from teachers.sb3_teacher import load_sb3_agent
+    from teachers.sb3 import SB3Learner, load_sb3_agent
 
     config = {
         "game": "tictactoe",

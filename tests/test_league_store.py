@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from arena import TlmError
-from arena.league import LeagueStore, MatchRecord, staged_checkpoint, tree_sha256
+from arena.ratings import MatchRecord
+from teachers.league import LeagueStore, staged_checkpoint, tree_sha256
 
 
 def _match(key: str, a: str = "main", b: str = "random", first=(3, 1, 1), second=(2, 2, 1),

@@ -29,14 +29,11 @@ import arena
 from arena.agents import RandomAgent
 from arena.runstate import ResumeRefusedError, staging_path
 from scripts.cli import main
-from teachers.rllib_checkpoint import RLlibAgent, build_module, load_rllib_agent
-from teachers.rllib_learner import (
-    MAIN,
-    RLlibLearner,
-    RLlibPPOSettings,
-    slot_id,
-    train_rllib_selfplay,
-)
+from teachers.rllib.checkpoint import RLlibAgent, build_module, load_rllib_agent
+from teachers.rllib.env import MAIN, slot_id
+from teachers.rllib.learner import RLlibLearner
+from teachers.rllib.settings import RLlibPPOSettings, rllib_plan
+from teachers.selfplay import SelfPlayConfig, run_selfplay
 
 # One worker runs them all under `pytest -n N --dist loadgroup`: each starts a Ray.
 pytestmark = pytest.mark.xdist_group("rllib")
@@ -132,14 +129,15 @@ def test_train_report_and_inside_opponents(learner: RLlibLearner) -> None:
 def test_league_config_learner_trains_against_an_sb3_agent(ray_session: None) -> None:
     from sb3_contrib import MaskablePPO
 
-    from teachers.gym_view import ArenaGymEnv
-    from teachers.league_run import LearnerConfig, PPOConfig
-    from teachers.sb3_teacher import SB3Agent
+    from teachers.league import LearnerConfig, PPOConfig
+    from teachers.league.learners import make_learner
+    from teachers.sb3 import ArenaGymEnv, SB3Agent
 
     config = LearnerConfig(name="rl", backend="rllib", net_arch=[16], n_envs=2,
                            ppo=PPOConfig(n_steps=32, batch_size=32, n_epochs=1,
                                          learning_rate=3e-4))
-    rl = RLlibLearner.from_league_config(config, arena.get_game("tictactoe"), Path("."), 0)
+    rl = make_learner(config, arena.get_game("tictactoe"), Path("."), 0)
+    assert isinstance(rl, RLlibLearner)
     try:
         assert rl.settings.train_batch_size == 64 and rl.settings.minibatch_size == 32
         assert rl.settings.hidden == [16] and rl.settings.lr == 3e-4
@@ -284,12 +282,18 @@ def _curve(out: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader(f)]
 
 
+def _selfplay(out: Path, seed: int, **kwargs: Any) -> dict[str, Any]:
+    """``tlm teach --algo rllib_ppo``'s loop with the small settings: 640 steps (five
+    rounds of 128 learner moves or more), a snapshot every 256."""
+    config = SelfPlayConfig(steps=640, seed=seed, snapshot_every=256, eval_games=0)
+    return run_selfplay(rllib_plan("tictactoe", seed, SMALL), "tictactoe", out, config,
+                        **kwargs)
+
+
 def test_selfplay_stopped_between_rounds_resumes_to_the_run_never_stopped(
     ray_session: None, tmp_path: Path
 ) -> None:
-    run: dict[str, Any] = {"settings": SMALL, "eval_games": 0, "snapshot_every": 256}
-    steps = 640  # five rounds of 128 learner moves or more
-    plain = train_rllib_selfplay("tictactoe", steps, tmp_path / "plain", 3, **run)
+    plain = _selfplay(tmp_path / "plain", 3)
     asked = 0
 
     def stop() -> bool:
@@ -298,19 +302,17 @@ def test_selfplay_stopped_between_rounds_resumes_to_the_run_never_stopped(
         return asked == 2
 
     with pytest.raises(KeyboardInterrupt):
-        train_rllib_selfplay("tictactoe", steps, tmp_path / "run", 3, resume=True, stop=stop,
-                             **run)
+        _selfplay(tmp_path / "run", 3, resume=True, stop=stop)
     state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
     assert len(state["rows"]) == 2 and not state["finished"]
     kept = sorted(str(p.relative_to(tmp_path / "run")) for p in (tmp_path / "run").rglob("*"))
-    with pytest.raises(ResumeRefusedError, match=r"other settings \(seed 3, not 4\)"):
-        train_rllib_selfplay("tictactoe", steps, tmp_path / "run", 4, resume=True, **run)
+    with pytest.raises(ResumeRefusedError, match=r"other settings \(seed\)"):
+        _selfplay(tmp_path / "run", 4, resume=True)
     assert kept == sorted(str(p.relative_to(tmp_path / "run"))
                           for p in (tmp_path / "run").rglob("*"))
 
     at: list[int] = []
-    resumed = train_rllib_selfplay("tictactoe", steps, tmp_path / "run", 3, resume=True,
-                                   resumed=at.append, **run)
+    resumed = _selfplay(tmp_path / "run", 3, resume=True, resumed=at.append)
     assert resumed["resumed_at_step"] == state["total_steps"] == at[0] > 0
     for key in ("steps", "games", "snapshots"):
         assert resumed[key] == plain[key]
@@ -409,7 +411,7 @@ def test_tlm_teach_rllib_resumes_after_kill_9_and_ctrl_c(
     assert main([*TEACH_RLLIB, "--seed", "6", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
-    assert "interrupted run with other settings (seed 5, not 6)" in err and "--fresh" in err
+    assert "unfinished run with other settings (seed)" in err and "--fresh" in err
     assert kept == {str(p.relative_to(stage)): p.read_bytes()
                     for p in stage.rglob("*") if p.is_file()}
     assert not out.exists()

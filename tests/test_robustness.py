@@ -34,7 +34,7 @@ from scripts.cli import main
 from scripts.cli_common import MAX_SEED
 from students import build_student, save_student
 from teachers import generate_dataset
-from teachers.sb3_teacher import SnapshotPool, make_selfplay_env
+from teachers.sb3 import make_vec_env
 
 ROOT = Path(__file__).parents[1]
 POSITIONS = positions_path("connect_four_solved")
@@ -211,7 +211,7 @@ class Fixtures:
     """Real files to damage, made once: a student checkpoint, an SB3 zip and a dataset."""
 
     def __init__(self, root: Path) -> None:
-        env = make_selfplay_env("tictactoe", SnapshotPool("tictactoe"), 1)
+        env = make_vec_env("tictactoe", 1)
         MaskablePPO("MlpPolicy", env, n_steps=16, batch_size=16, seed=0,
                     policy_kwargs={"net_arch": [8]}).save(root / "ppo.zip")
         self.sb3 = root / "ppo.zip"

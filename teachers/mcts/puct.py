@@ -41,7 +41,7 @@ from arena.streams import Random
 from teachers.mcts import cache as cache_kernels
 from teachers.mcts import kernels
 from teachers.mcts.cache import EvaluationCache
-from teachers.mcts.inference import PAD_ROWS, LeafFn, padded_rows
+from teachers.mcts.inference import LeafFn, padded_rows
 from teachers.mcts.search import SearchResult
 
 MAX_SIMULATIONS = 100_000
@@ -331,7 +331,7 @@ class SearchStats:
         searches: calls of :meth:`PUCT.search`.
         simulations: simulations run, over all roots.
         evaluated: positions sent to the network.
-        padded: rows the network computed (batches padded to a multiple of 8 for torch).
+        padded: rows the network computed (batches padded to a multiple of 8).
         cache_hits: leaves whose evaluation came from the cache.
         repeats: leaves that another tree had asked for in the same step.
         terminal: leaves where the game had ended (valued exactly).
@@ -361,9 +361,7 @@ class PUCT:
         game: ``connect_four`` or ``tictactoe`` (or their :class:`Game`).
         network: ``fn(obs[K, ...], mask[K, A]) -> (logits[K, A], value[K])``, float32,
             values in [-1, 1] for the player to move
-            (:class:`~teachers.mcts.inference.NetworkInference`); its batches are
-            padded to a multiple of its ``pad_rows`` (default
-            :data:`~teachers.mcts.inference.PAD_ROWS`).
+            (:class:`~teachers.mcts.inference.NetworkInference`).
         n_simulations: simulations per root, the root's expansion included (1 to
             :data:`MAX_SIMULATIONS`).
         c_puct: exploration constant of ``Q + c P sqrt(N) / (1 + n)``.
@@ -408,7 +406,6 @@ class PUCT:
             raise TlmError(f"the cache holds {cache.num_actions} actions a position, "
                            f"{g.name} has {self.num_actions}")
         self.network = network
-        self.pad_rows = int(getattr(network, "pad_rows", PAD_ROWS))
         self.n_simulations = n_simulations
         self.c_puct = float(c_puct)
         self.dirichlet_alpha = dirichlet_alpha
@@ -479,7 +476,7 @@ class PUCT:
         pend_depth = np.zeros(n_roots, dtype=np.int64)
         pend_slot = np.zeros(n_roots, dtype=np.int64)
         pend_sym = np.zeros(n_roots, dtype=np.int64)
-        rows = padded_rows(n_roots, self.pad_rows)
+        rows = padded_rows(n_roots)
         obs_buf = np.zeros((rows, *kernels.OBS_SHAPES[game]), dtype=np.int8)
         mask_buf = np.zeros((rows, n_actions), dtype=np.int8)
         slot_keys = np.zeros(rows, dtype=np.int64)
@@ -511,7 +508,7 @@ class PUCT:
             )
             if n_rows == 0:
                 break
-            k = padded_rows(n_rows, self.pad_rows)
+            k = padded_rows(n_rows)
             logits, values = self.network(obs_buf[:k], mask_buf[:k])
             prev_logits = np.ascontiguousarray(logits, dtype=np.float32)
             prev_values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)

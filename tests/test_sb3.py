@@ -1,4 +1,5 @@
-"""The Gymnasium view of the arena, MaskablePPO self-play, and SB3 models as agent specs."""
+"""The SB3 backend: the Gymnasium view of the arena, MaskablePPO self-play through the
+one loop, and SB3 models as agent specs."""
 
 from __future__ import annotations
 
@@ -18,14 +19,7 @@ from arena.agents import make_agent
 from arena.core import Agent, State, TlmError
 from arena.evaluation import evaluate
 from arena.matches import play_matches
-from teachers.gym_view import ArenaGymEnv
-from teachers.sb3_teacher import (
-    SB3Agent,
-    SnapshotPool,
-    load_sb3_agent,
-    register,
-    train_maskable_ppo,
-)
+from teachers.sb3 import ArenaGymEnv, SB3Agent, load_sb3_agent, register, train_selfplay
 
 TINY_PPO = {"n_steps": 64, "batch_size": 64, "n_epochs": 2}
 
@@ -51,7 +45,7 @@ class ScriptedAgent(Agent):
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny tic-tac-toe self-play run's output directory."""
     out = tmp_path_factory.mktemp("tiny_run")
-    train_maskable_ppo(
+    train_selfplay(
         "tictactoe", 512, out, seed=3, net_arch=(16, 16), snapshot_every=128,
         n_envs=2, ppo_kwargs=TINY_PPO, eval_games=20,
     )
@@ -148,15 +142,15 @@ def test_same_seed_gives_identical_weights(tmp_path: Path, tiny_run: Path) -> No
     def weights(path: Path) -> dict[str, torch.Tensor]:
         return MaskablePPO.load(path, device="cpu").policy.state_dict()
 
-    again = train_maskable_ppo(
+    again = train_selfplay(
         "tictactoe", 512, tmp_path / "again", seed=3, net_arch=(16, 16), snapshot_every=128,
         n_envs=2, ppo_kwargs=TINY_PPO, eval_games=0,
-    )
-    other = train_maskable_ppo(
+    ).model_path
+    other = train_selfplay(
         "tictactoe", 512, tmp_path / "other", seed=4, net_arch=(16, 16), snapshot_every=128,
         n_envs=2, ppo_kwargs=TINY_PPO, eval_games=0,
-    )
-    a, b, c = weights(tiny_run / "model.zip"), weights(again), weights(other)
+    ).model_path
+    a, b, c = weights(tiny_run / "main" / "model.zip"), weights(again), weights(other)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -165,7 +159,7 @@ def test_run_writes_snapshots_and_a_summary(tiny_run: Path) -> None:
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert summary["steps"] == 512 and summary["games"] > 512 // 5
     # A snapshot at step 0 and then every 128 steps (one rollout of 2 x 64).
-    assert summary["snapshots"] == [f"step_{s:09d}.zip" for s in (0, 128, 256, 384)]
+    assert summary["snapshots"] == [f"step_{s:09d}" for s in (0, 128, 256, 384)]
     assert sorted(p.name for p in (tiny_run / "snapshots").iterdir()) == summary["snapshots"]
     opponents = {(r["opponent"], r["seat"]) for r in summary["evaluation"]}
     assert ("random", "both") in opponents and ("heuristic", "both") in opponents
@@ -174,7 +168,7 @@ def test_run_writes_snapshots_and_a_summary(tiny_run: Path) -> None:
 
 def test_sb3_spec_plays_legal_moves_and_matches_the_model(tiny_run: Path) -> None:
     register()
-    path = tiny_run / "model.zip"
+    path = tiny_run / "main" / "model.zip"
     agent = make_agent(f"sb3:{path}", "tictactoe")
     assert isinstance(agent, SB3Agent) and agent.greedy
     result = play_matches("tictactoe", agent, make_agent("random", "tictactoe"), 40, seed=1,
@@ -235,27 +229,6 @@ def test_bad_sb3_specs_raise_one_line_errors(tmp_path: Path) -> None:
     assert load_sb3_agent(c4, "connect_four").num_actions == 7
 
 
-def test_snapshot_pool_draws_by_its_mix(tiny_run: Path) -> None:
-    rng = np.random.default_rng(0)
-    model = MaskablePPO.load(tiny_run / "model.zip", device="cpu")
-    only_random = SnapshotPool("tictactoe", {"random": 1.0})
-    only_random.set_current(model)
-    assert {only_random.sample(rng).name for _ in range(10)} == {"random"}
-    past = SnapshotPool("tictactoe", {"past": 1.0})
-    past.set_current(model)
-    assert past.sample(rng).name == "current"  # no snapshot yet
-    snapshots = sorted((tiny_run / "snapshots").iterdir())
-    for p in snapshots:
-        past.add_snapshot(p)
-    drawn = {past.sample(rng).name for _ in range(40)}
-    assert drawn == {p.stem for p in snapshots}
-    assert past.frozen(snapshots[0]) is past.frozen(snapshots[0])
-    with pytest.raises(TlmError, match="mix"):
-        SnapshotPool("tictactoe", {"league": 1.0})
-    with pytest.raises(TlmError, match="mix"):
-        SnapshotPool("tictactoe", {"random": 0.0})
-
-
 @pytest.mark.slow
 def test_selfplay_improves_against_random(tmp_path: Path) -> None:
     random_agent = make_agent("random", "tictactoe")
@@ -263,7 +236,7 @@ def test_selfplay_improves_against_random(tmp_path: Path) -> None:
                         policy_kwargs={"net_arch": [64, 64]})
     before = evaluate("tictactoe", SB3Agent(fresh, "tictactoe", greedy=True), [random_agent],
                       400, seed=7)[-1].score
-    path = train_maskable_ppo("tictactoe", 40_000, tmp_path, seed=0, eval_games=0)
+    path = train_selfplay("tictactoe", 40_000, tmp_path, seed=0, eval_games=0).model_path
     trained = load_sb3_agent(path, "tictactoe")
     after = evaluate("tictactoe", trained, [random_agent], 400, seed=7)[-1].score
     assert after >= 0.85 and after > before + 0.2

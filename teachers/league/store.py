@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 from arena.core import TlmError
 from arena.games import get_game
+from arena.ratings import MatchRecord
 from arena.runstate import replace_directory
 
 ROLES = ("learner", "snapshot", "reference")
@@ -122,59 +123,25 @@ class AgentRecord:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class MatchRecord:
-    """A match between agents A and B, from A's point of view.
+LEAGUE_PLACEHOLDER = "{league}"
+"""Written in a stored spec, stands for the league directory's absolute path."""
 
-    Attributes:
-        key: unique in the league; recording the same key twice is a no-op, so a
-            resumed league never counts a match twice.
-        round: the loop's round the match belongs to.
-        agent_a: name of agent A.
-        agent_b: name of agent B.
-        seed: the seed the match was played with.
-        games: games played (the sum of both seat triples).
-        a_first: (wins, draws, losses) of A in the games where A moved first.
-        a_second: the same where A moved second.
-        created: Unix time it was recorded (set by the store when 0).
-        id: position in the log (set by the store).
+
+def resolve_spec(store: LeagueStore, spec: str) -> str:
+    """A stored spec made independent of the working directory.
+
+    :data:`LEAGUE_PLACEHOLDER` becomes the league directory, and a relative path (the
+    whole spec, or the argument of ``kind:PATH``) that exists inside the league
+    directory is made absolute there, since a league stores its own checkpoints
+    relative to itself.
     """
-
-    key: str
-    round: int
-    agent_a: str
-    agent_b: str
-    seed: int
-    games: int
-    a_first: tuple[int, int, int]
-    a_second: tuple[int, int, int]
-    created: float = 0.0
-    id: int | None = None
-
-    @property
-    def wins(self) -> int:
-        """A's wins in both seats."""
-        return self.a_first[0] + self.a_second[0]
-
-    @property
-    def draws(self) -> int:
-        """Draws in both seats."""
-        return self.a_first[1] + self.a_second[1]
-
-    @property
-    def losses(self) -> int:
-        """A's losses in both seats."""
-        return self.a_first[2] + self.a_second[2]
-
-    @property
-    def points(self) -> float:
-        """A's points: a win counts 1, a draw 0.5."""
-        return self.wins + 0.5 * self.draws
-
-    @property
-    def score(self) -> float:
-        """A's mean score per game (win 1, draw 0.5), 0 for an empty match."""
-        return self.points / self.games if self.games else 0.0
+    spec = spec.replace(LEAGUE_PLACEHOLDER, str(store.directory))
+    kind, sep, arg = spec.partition(":")
+    if sep and arg and not Path(arg).is_absolute() and (store.directory / arg).exists():
+        return f"{kind}:{store.directory / arg}"
+    if not sep and not Path(spec).is_absolute() and (store.directory / spec).exists():
+        return str(store.directory / spec)
+    return spec
 
 
 def tree_sha256(path: str | Path) -> str:

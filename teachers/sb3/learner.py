@@ -1,11 +1,14 @@
-"""League learners: training backends behind the :mod:`teachers.learner` protocol.
+"""MaskablePPO (sb3-contrib) behind the learner protocol (:mod:`teachers.learner`).
 
-:class:`SB3Learner` is sb3-contrib's MaskablePPO training through the Gymnasium view
-of the arena (:class:`teachers.gym_view.ArenaGymEnv`) against opponents that a league
-picks: each training episode draws one of them from the env's own seeded generator,
-with the league's sampling weights. It is what :mod:`teachers.league_run` drives.
+:class:`SB3Learner` trains through the Gymnasium view of the arena
+(:class:`teachers.sb3.gym_view.ArenaGymEnv`) against opponents picked from outside:
+each training episode draws one of them from the env's own seeded generator, with the
+given sampling weights. The self-play loop (:mod:`teachers.selfplay`) and a league's
+loop drive it alike; :func:`sb3_plan` describes one for the self-play loop, and
+:func:`train_selfplay` runs that loop with it (``tlm teach --algo maskable_ppo``, and
+kickstarting with a subclass of MaskablePPO).
 
-Resuming must give the same league as never stopping, so a learner keeps all its
+Resuming must give the same run as never stopping, so a learner keeps all its
 randomness in a state it can write and read back: every :meth:`SB3Learner.train` call
 draws a fresh seed from the learner's own generator, reseeds SB3 (which uses the
 global generators by design) and the environments with it, and starts from fresh
@@ -13,37 +16,43 @@ games. The training state (:meth:`SB3Learner.save`) is the policy's and optimize
 tensors (``torch.save``, read back with ``weights_only=True``) plus a JSON file of
 counters and the generator's state; a snapshot is an SB3 zip (``sb3:PATH``), SB3's
 own format for a frozen policy.
-
-Importing this module also tells :mod:`arena.runners` how an :class:`SB3Agent` travels
-to Ray workers (as its SB3 zip's bytes), so a league's live learners and snapshots
-can play their rating matches there.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, SupportsFloat
 
-import gymnasium
 import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 from arena.core import Agent, TlmError
 from arena.games import Game, get_game
-from arena.runners import register_payload
 from arena.runstate import write_json_atomic
-from teachers.gym_view import ArenaGymEnv
 from teachers.learner import TrainReport, opponent_weights, using_torch_threads
-from teachers.sb3_teacher import DEFAULT_PPO, SB3Agent, load_sb3_model
+from teachers.sb3.agent import SB3Agent
+from teachers.sb3.gym_view import ArenaGymEnv, OpponentSource
+from teachers.selfplay import LearnerPlan, SelfPlayConfig, run_selfplay
+
+DEFAULT_PPO: Mapping[str, Any] = {
+    "n_steps": 128,
+    "batch_size": 256,
+    "n_epochs": 8,
+    "learning_rate": 1e-3,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "ent_coef": 0.01,
+}
+"""MaskablePPO hyperparameters used unless ``ppo_kwargs`` overrides them (per env:
+``n_steps``; one rollout is ``n_steps * n_envs`` learner moves)."""
 
 STATE_FILE = "learner.json"
 """Counters and generator state of a saved learner (JSON)."""
@@ -52,7 +61,7 @@ PARAMS_FILE = "params.pt"
 """Policy and optimizer tensors of a saved learner (``torch.save`` of plain tensors)."""
 
 
-class _LeagueEnv(ArenaGymEnv):
+class _ReportingEnv(ArenaGymEnv):
     """The arena view, telling at the end of each game whom the learner played."""
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -84,15 +93,29 @@ class _Scores(BaseCallback):
         return True
 
 
+def make_vec_env(game: str | Game, n_envs: int, opponent: OpponentSource | None = None
+                 ) -> VecMonitor:
+    """``n_envs`` arena views side by side (the learner's seat drawn per episode), each
+    against ``opponent`` (an agent, or a sampler drawing one per episode; ``None``:
+    ``random``), as SB3 steps them. Seeding is left to the model."""
+    g = get_game(game)
+
+    def build() -> ArenaGymEnv:
+        return _ReportingEnv(g, opponent=opponent, seat="random")
+
+    return VecMonitor(DummyVecEnv([build for _ in range(n_envs)]))
+
+
 class SB3Learner:
     """MaskablePPO (sb3-contrib) trained against opponents picked from outside.
 
     Attributes:
-        name: the learner's name in the league.
+        name: the learner's name (in a league, or ``main`` in ``tlm teach``).
         backend: ``"sb3"``.
         game: the game.
-        model: the MaskablePPO model being trained.
+        model: the MaskablePPO model (or subclass) being trained.
         games: training games finished since the learner was created.
+        stopped_early: whether a callback ended the last :meth:`train` call early.
     """
 
     backend = "sb3"
@@ -107,6 +130,9 @@ class SB3Learner:
         n_envs: int = 8,
         ppo_kwargs: Mapping[str, Any] | None = None,
         torch_threads: int | None = 1,
+        model_class: type[MaskablePPO] = MaskablePPO,
+        model_kwargs: Mapping[str, Any] | None = None,
+        callbacks: Sequence[BaseCallback] = (),
     ) -> None:
         """Build a fresh learner.
 
@@ -118,9 +144,15 @@ class SB3Learner:
             n_envs: games played side by side while training.
             ppo_kwargs: MaskablePPO hyperparameters replacing :data:`DEFAULT_PPO` entries.
             torch_threads: torch intra-op threads while training (``None``: leave them).
+                Networks this small train several times faster on one thread than on
+                several competing for the same cores.
+            model_class: ``MaskablePPO`` or a subclass (kickstarting passes its own).
+            model_kwargs: more constructor arguments of ``model_class``.
+            callbacks: SB3 callbacks run in every :meth:`train` call (one returning
+                ``False`` ends that call early, and sets :attr:`stopped_early`).
 
         Raises:
-            TlmError: bad sizes or hyperparameters.
+            TlmError: bad sizes, hyperparameters or thread count.
         """
         self.name = name
         self.game = get_game(game)
@@ -128,28 +160,30 @@ class SB3Learner:
             raise TlmError(f"learner {name}: n_envs must be positive, got {n_envs}")
         if not net_arch or any(int(w) <= 0 for w in net_arch):
             raise TlmError(f"learner {name}: net_arch must be positive sizes, got {list(net_arch)}")
+        if torch_threads is not None and torch_threads <= 0:
+            raise TlmError(f"learner {name}: torch_threads must be positive, got {torch_threads}")
         self.torch_threads = torch_threads
+        self.callbacks = list(callbacks)
+        self.stopped_early = False
         self._rng = np.random.default_rng(np.random.SeedSequence(seed))
         self._opponents: list[Agent] = []
         self._weights: np.ndarray | None = None
-        envs = [self._make_env() for _ in range(n_envs)]
-        self.env = VecMonitor(DummyVecEnv(envs))
+        self.env = make_vec_env(self.game, n_envs, self._draw)
         hyper = {**DEFAULT_PPO, **(ppo_kwargs or {})}
         try:
             with using_torch_threads(torch_threads):
-                self.model = MaskablePPO(
+                self.model = model_class(
                     "MlpPolicy", self.env, seed=seed, device="cpu", verbose=0,
                     policy_kwargs={"net_arch": [int(w) for w in net_arch]}, **hyper,
+                    **(model_kwargs or {}),
                 )
         except (TypeError, ValueError) as error:
+            self.env.close()
             raise TlmError(f"learner {name}: bad PPO settings ({error})") from None
         # No output formats: the last update's losses stay readable in name_to_value.
         self.model.set_logger(Logger(folder=None, output_formats=[]))
         self.games = 0
         self._agent = SB3Agent(self.model, game=self.game, greedy=True, name=name)
-
-    def _make_env(self) -> Callable[[], gymnasium.Env[Any, Any]]:
-        return lambda: _LeagueEnv(self.game, opponent=self._draw, seat="random")
 
     def _draw(self, rng: np.random.Generator) -> Agent:
         if not self._opponents:
@@ -184,7 +218,9 @@ class SB3Learner:
         with using_torch_threads(self.torch_threads):
             self.model.set_random_seed(int(self._rng.integers(2**31 - 1)))
             self.model._last_obs = None  # start from new games
-            self.model.learn(total_timesteps=steps, reset_num_timesteps=False, callback=scores)
+            self.model.learn(total_timesteps=steps, reset_num_timesteps=False,
+                             callback=CallbackList([scores, *self.callbacks]))
+        self.stopped_early = self.total_steps - before < steps
         self.games += scores.games
         extra = {
             key.split("/", 1)[1]: float(value)
@@ -256,20 +292,140 @@ class SB3Learner:
         self.env.close()
 
 
-def sb3_payload(agent: SB3Agent) -> dict[str, Any]:
-    """An SB3 agent as plain data for a worker: its model's zip, its game and greediness."""
-    buffer = io.BytesIO()
-    agent.model.save(buffer)
-    return {"zip": buffer.getvalue(), "game": agent.game, "greedy": agent.greedy}
 
 
-def sb3_from_payload(data: dict[str, Any], game: Game) -> SB3Agent:
-    """The agent :func:`sb3_payload` describes (on the CPU)."""
-    with tempfile.TemporaryDirectory(prefix="tlm_sb3_") as tmp:
-        path = Path(tmp) / "model.zip"
-        path.write_bytes(data["zip"])
-        model = load_sb3_model(path)
-    return SB3Agent(model, game=data["game"] or game, greedy=bool(data["greedy"]))
+def sb3_plan(
+    game: str | Game,
+    seed: int,
+    *,
+    name: str = "main",
+    net_arch: Sequence[int] = (64, 64),
+    n_envs: int = 8,
+    ppo_kwargs: Mapping[str, Any] | None = None,
+    torch_threads: int | None = 1,
+    model_class: type[MaskablePPO] = MaskablePPO,
+    model_kwargs: Mapping[str, Any] | None = None,
+    callbacks: Sequence[BaseCallback] = (),
+) -> LearnerPlan:
+    """An :class:`SB3Learner` for the self-play loop: its settings, its round (one
+    rollout, ``n_steps * n_envs`` learner moves) and how to build it. The arguments are
+    :class:`SB3Learner`'s.
+
+    Raises:
+        TlmError: bad sizes.
+    """
+    g = get_game(game)
+    if n_envs <= 0:
+        raise TlmError(f"n_envs must be positive, got {n_envs}")
+    if not net_arch or any(int(w) <= 0 for w in net_arch):
+        raise TlmError(f"net_arch must be positive layer sizes, got {list(net_arch)}")
+    hyper = {**DEFAULT_PPO, **(ppo_kwargs or {})}
+    n_steps = int(hyper["n_steps"])
+    if n_steps <= 0:
+        raise TlmError(f"n_steps must be positive, got {n_steps}")
+    settings = json.loads(json.dumps({
+        "model_class": model_class.__name__, "net_arch": [int(w) for w in net_arch],
+        "n_envs": n_envs, "hyperparameters": {k: hyper[k] for k in sorted(hyper)},
+    }, default=repr))
+
+    def build() -> SB3Learner:
+        return SB3Learner(name, g, seed, net_arch=net_arch, n_envs=n_envs, ppo_kwargs=ppo_kwargs,
+                          torch_threads=torch_threads, model_class=model_class,
+                          model_kwargs=model_kwargs, callbacks=callbacks)
+
+    return LearnerPlan("maskable_ppo", settings, n_steps * n_envs, build)
 
 
-register_payload(SB3Agent, sb3_payload, sb3_from_payload)
+@dataclass
+class SelfPlayRun:
+    """A finished MaskablePPO self-play run.
+
+    Attributes:
+        model: the trained model.
+        summary: what the run wrote to ``summary.json``.
+        model_path: the final model's zip.
+    """
+
+    model: MaskablePPO
+    summary: dict[str, Any]
+    model_path: Path
+
+
+def train_selfplay(
+    game: str | Game,
+    steps: int,
+    out_dir: str | Path,
+    seed: int,
+    *,
+    net_arch: Sequence[int] = (64, 64),
+    snapshot_every: int | None = None,
+    opponent_mix: Mapping[str, float] | None = None,
+    n_envs: int = 8,
+    ppo_kwargs: Mapping[str, Any] | None = None,
+    eval_games: int = 200,
+    model_class: type[MaskablePPO] = MaskablePPO,
+    model_kwargs: Mapping[str, Any] | None = None,
+    torch_threads: int | None = 1,
+    callbacks: Sequence[BaseCallback] = (),
+    wall_limit_s: float | None = None,
+    resume: bool = False,
+    stop: Callable[[], bool] | None = None,
+    resumed: Callable[[int], None] | None = None,
+) -> SelfPlayRun:
+    """Train MaskablePPO (or a subclass) by self-play in the one loop of
+    :func:`teachers.selfplay.run_selfplay`: rounds of one rollout against its current
+    policy, a past snapshot and ``random``.
+
+    Writes ``out_dir/main/model.zip`` (the final model, loadable as
+    ``sb3:out_dir/main/model.zip``), ``out_dir/snapshots/step_*/model.zip``,
+    ``progress.csv`` and ``summary.json``. Same seed, same final weights (CPU). A
+    callback that ends training early ends the run after that round.
+
+    Args:
+        game: the game.
+        steps: learner moves to train for (whole rollouts).
+        out_dir: output directory (created).
+        seed: the run's seed.
+        net_arch: hidden layer sizes of the policy and of the value network.
+        snapshot_every: learner moves between snapshots.
+        opponent_mix: weights of ``current``, ``past`` and ``random`` opponents.
+        n_envs: environments stepped side by side.
+        ppo_kwargs: MaskablePPO hyperparameters replacing :data:`DEFAULT_PPO` entries.
+        eval_games: games against each reference opponent at the end (0: none).
+        model_class: ``MaskablePPO`` or a subclass (kickstarting passes its own).
+        model_kwargs: more constructor arguments of ``model_class``.
+        torch_threads: torch intra-op threads while training (``None``: leave them).
+        callbacks: SB3 callbacks run in every round.
+        wall_limit_s: stop after the round that passes this many seconds of training.
+        resume: checkpoint every round and go on from a checkpoint in ``out_dir``.
+        stop: asked after every round; ``True`` stops the run there
+            (:class:`arena.runstate.RunInterrupted`).
+        resumed: called with the checkpoint's step when one is resumed.
+
+    Returns:
+        The run: model, summary and the final zip's path.
+
+    Raises:
+        TlmError: bad steps, sizes, mix or arguments.
+    """
+    g = get_game(game)
+    plan = sb3_plan(g, seed, net_arch=net_arch, n_envs=n_envs, ppo_kwargs=ppo_kwargs,
+                    torch_threads=torch_threads, model_class=model_class,
+                    model_kwargs=model_kwargs, callbacks=callbacks)
+    built: list[SB3Learner] = []
+
+    def build() -> SB3Learner:
+        learner = plan.build()
+        assert isinstance(learner, SB3Learner)
+        built.append(learner)
+        return learner
+
+    config = SelfPlayConfig(steps=steps, seed=seed, snapshot_every=snapshot_every,
+                            opponent_mix=opponent_mix, eval_games=eval_games,
+                            wall_limit_s=wall_limit_s)
+    summary = run_selfplay(
+        LearnerPlan(plan.algo, plan.settings, plan.round_steps, build), g, out_dir, config,
+        resume=resume, stop=stop, resumed=resumed,
+        until=lambda _: bool(built) and built[0].stopped_early,
+    )
+    return SelfPlayRun(built[0].model, summary, Path(out_dir) / "main" / "model.zip")

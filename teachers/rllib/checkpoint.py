@@ -46,7 +46,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 MODULE_CLASSES: Mapping[str, str] = {
-    "MaskedPPOTorchRLModule": "teachers.rllib_module",
+    "MaskedPPOTorchRLModule": "teachers.rllib.module",
 }
 """Module classes a checkpoint may name (class -> module): nothing else is imported."""
 
@@ -156,7 +156,7 @@ def save_module(
     game: str | Game,
     provenance: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``module`` (a :class:`teachers.rllib_module.MaskedPPOTorchRLModule`) as a checkpoint.
+    """Write ``module`` (a :class:`teachers.rllib.module.MaskedPPOTorchRLModule`) as a checkpoint.
 
     The directory ``path`` must be new (or empty); it appears complete or not at all.
 

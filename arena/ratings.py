@@ -1,4 +1,10 @@
-"""Ratings recomputed from a league's whole match log: Elo, openskill, the payoff matrix.
+"""Ratings recomputed from a log of matches: Elo, openskill, the payoff matrix.
+
+A :class:`MatchRecord` is one match between two agents, from the first one's point
+of view, seat by seat; a log of them is what every rating here is fitted to. A
+league's store keeps one (:mod:`teachers.league.store`), and so do the evaluation
+panel (:mod:`arena.panel`) and expert iteration (:mod:`distill.iterate`), which rate
+their players with the same fit.
 
 Elo is fitted by maximum likelihood under the Bradley–Terry model,
 ``P(i beats j) = 1 / (1 + 10 ** ((elo_j - elo_i) / 400))``, with draws counted as half a
@@ -32,7 +38,6 @@ from typing import Any
 import numpy as np
 
 from arena.core import TlmError
-from arena.league.store import MatchRecord
 
 ELO_SCALE = 400.0 / math.log(10.0)
 """Elo points per unit of log-odds (≈ 173.7)."""
@@ -42,6 +47,61 @@ PRIOR_SD_ELO = 1000.0
 
 Z95 = 1.959963984540054
 """Two-sided 95% quantile of the standard normal."""
+
+
+@dataclass(frozen=True)
+class MatchRecord:
+    """A match between agents A and B, from A's point of view.
+
+    Attributes:
+        key: unique in the league; recording the same key twice is a no-op, so a
+            resumed league never counts a match twice.
+        round: the loop's round the match belongs to.
+        agent_a: name of agent A.
+        agent_b: name of agent B.
+        seed: the seed the match was played with.
+        games: games played (the sum of both seat triples).
+        a_first: (wins, draws, losses) of A in the games where A moved first.
+        a_second: the same where A moved second.
+        created: Unix time it was recorded (set by the store when 0).
+        id: position in the log (set by the store).
+    """
+
+    key: str
+    round: int
+    agent_a: str
+    agent_b: str
+    seed: int
+    games: int
+    a_first: tuple[int, int, int]
+    a_second: tuple[int, int, int]
+    created: float = 0.0
+    id: int | None = None
+
+    @property
+    def wins(self) -> int:
+        """A's wins in both seats."""
+        return self.a_first[0] + self.a_second[0]
+
+    @property
+    def draws(self) -> int:
+        """Draws in both seats."""
+        return self.a_first[1] + self.a_second[1]
+
+    @property
+    def losses(self) -> int:
+        """A's losses in both seats."""
+        return self.a_first[2] + self.a_second[2]
+
+    @property
+    def points(self) -> float:
+        """A's points: a win counts 1, a draw 0.5."""
+        return self.wins + 0.5 * self.draws
+
+    @property
+    def score(self) -> float:
+        """A's mean score per game (win 1, draw 0.5), 0 for an empty match."""
+        return self.points / self.games if self.games else 0.0
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,15 @@ from typing import Any
 import numpy as np
 
 from arena.core import TlmError
-from arena.league.ratings import elo_history, elo_ratings, openskill_ratings, payoff_matrix
-from arena.league.store import AgentRecord, LeagueStore, MatchRecord
+from arena.ratings import (
+    MatchRecord,
+    elo_history,
+    elo_ratings,
+    openskill_ratings,
+    payoff_matrix,
+)
 from arena.runstate import write_bytes_atomic
+from teachers.league.store import AgentRecord, LeagueStore
 
 HISTORY_POINTS = 120
 """At most this many refits for the ratings-over-time figure (rounds evenly spaced)."""

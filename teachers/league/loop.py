@@ -1,12 +1,11 @@
 """The league loop: learners train against the league's picks, play rated matches, resume.
 
-:class:`LeagueConfig` is a league's YAML file, validated (unknown keys rejected, every
-reference built for the game) before anything is written. :func:`run_league` runs
-rounds in a league directory (its store is :class:`arena.league.LeagueStore`):
+:func:`run_league` runs rounds of a validated :class:`teachers.league.config.LeagueConfig`
+in a league directory (its store is :class:`teachers.league.store.LeagueStore`):
 
 1. each learner, in config order, gets opponents from its
-   :class:`arena.league.matchmaking.Matchmaker` (the picks are kept in the store, so a
-   resumed round trains against the same ones), trains ``steps_per_round`` against
+   :class:`teachers.league.matchmaking.Matchmaker` (the picks are kept in the store, so
+   a resumed round trains against the same ones), trains ``steps_per_round`` against
    them and, every ``snapshot_every`` steps or when its training score passes
    ``snapshot_win_rate``, leaves a frozen snapshot in the league;
 2. the round's rating matches are played (each learner against every reference,
@@ -29,420 +28,35 @@ opened until it is closed, so a second run on the same directory is refused with
 pid of the first and touches nothing. Readers (``tlm league status`` and ``report``)
 take no lock.
 
-Learners are built by :func:`make_learner` from their config (``sb3``:
-:class:`teachers.league_learners.SB3Learner`; ``rllib``:
-``teachers.rllib_learner.RLlibLearner``) and driven only through the protocol of
-:mod:`teachers.learner`.
+A first Ctrl-C or SIGTERM (:class:`arena.runstate.StopHandler`) stops the league after
+the current rating match, or at once while a learner trains (that round is redone on
+resume). Learners are built by :func:`teachers.league.learners.make_learner` from their
+config and driven only through the protocol of :mod:`teachers.learner`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import importlib.util
 import math
 import shutil
-import signal
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from arena.agents import make_agent
-from arena.core import Agent, PolicyAgent, State, TlmError, sample_from
+from arena.core import Agent, PolicyAgent, TlmError
 from arena.games import Game, get_game
-from arena.league import LeagueStore, MatchRecord, staged_checkpoint
-from arena.league.matchmaking import Matchmaker, pfsp_weights, win_rates
-from arena.league.ratings import Rating, elo_ratings
 from arena.matches import play_matches
-from arena.runstate import output_lock, read_yaml_mapping, validation_message
+from arena.ratings import MatchRecord, Rating, elo_ratings
+from arena.runstate import RunInterrupted, StopHandler, output_lock
+from teachers.league.config import LeagueConfig, LearnerConfig, check_config
+from teachers.league.learners import make_learner
+from teachers.league.matchmaking import Matchmaker, pfsp_weights, win_rates
+from teachers.league.progress import LeagueOutcome, LeagueProgress, Progress
+from teachers.league.store import LeagueStore, resolve_spec, staged_checkpoint
 from teachers.learner import Learner, TrainReport
-
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
-
-
-class PPOConfig(BaseModel):
-    """MaskablePPO settings of an ``sb3`` learner (omitted ones: the SB3 teacher's defaults)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    n_steps: int | None = Field(default=None, gt=0, description="Moves per env per rollout.")
-    batch_size: int | None = Field(default=None, gt=0, description="Minibatch size of each update.")
-    n_epochs: int | None = Field(default=None, gt=0, description="Passes over each rollout.")
-    learning_rate: float | None = Field(default=None, gt=0, description="Adam step size.")
-    gamma: float | None = Field(default=None, gt=0, le=1, description="Discount factor.")
-    gae_lambda: float | None = Field(default=None, ge=0, le=1, description="GAE lambda.")
-    ent_coef: float | None = Field(default=None, ge=0, description="Entropy bonus weight.")
-    vf_coef: float | None = Field(default=None, ge=0, description="Value loss weight.")
-    clip_range: float | None = Field(default=None, gt=0, description="PPO clipping range.")
-    max_grad_norm: float | None = Field(default=None, gt=0, description="Gradient norm clip.")
-
-    def kwargs(self) -> dict[str, Any]:
-        """The settings given, as MaskablePPO keyword arguments."""
-        return {k: v for k, v in self.model_dump().items() if v is not None}
-
-
-class LearnerConfig(BaseModel):
-    """One learner of the league."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=_NAME_PATTERN, description="Unique name in the league.")
-    backend: Literal["sb3", "rllib"] = Field(
-        default="sb3", description="Training backend: sb3 (MaskablePPO) or rllib (RLlib PPO).")
-    role: Literal["main", "main_exploiter", "league_exploiter"] = Field(
-        default="main", description="main: trains against the league; main_exploiter: against the "
-        "main learners; league_exploiter: PFSP over the whole league.")
-    matchmaking: Literal["latest", "uniform", "pfsp"] = Field(
-        default="pfsp",
-        description="Opponents: own latest snapshot, uniform over snapshots, or PFSP.")
-    weighting: Literal["hard", "variance", "linear", "uniform"] = Field(
-        default="hard", description="PFSP weighting of the win rate p: (1-p)^2, p(1-p), 1-p, 1.")
-    reference_share: float = Field(
-        default=0.2, ge=0, le=1, description="Share of the sampling weight kept by the references.")
-    opponents_per_round: int = Field(
-        default=4, gt=0, description="Opponents drawn from the matchmaker for each round.")
-    net_arch: list[int] = Field(
-        default_factory=lambda: [64, 64], min_length=1,
-        description="Hidden layer sizes of the policy and value networks.")
-    n_envs: int = Field(default=8, gt=0, description="Training games played side by side.")
-    ppo: PPOConfig = Field(default=PPOConfig(), description="PPO settings.")
-    steps_per_round: int = Field(
-        default=8192, gt=0, description="Learner moves trained per round (whole rollouts).")
-    snapshot_every: int | None = Field(
-        default=32768, gt=0, description="Learner moves between snapshots (null: never by steps).")
-    sample_opponents: bool = Field(
-        default=True, description="Learner-made opponents (live learners, snapshots) sample "
-        "their policy while this learner trains, instead of playing their best move.")
-    snapshot_win_rate: float | None = Field(
-        default=0.7, gt=0, le=1, description="Also snapshot when the round's training score "
-        "against the current opponents reaches this (null: never by score).")
-
-    @field_validator("net_arch")
-    @classmethod
-    def _positive_sizes(cls, v: list[int]) -> list[int]:
-        if any(w <= 0 for w in v):
-            raise ValueError(f"layer sizes must be positive, got {v}")
-        return v
-
-
-class ReferenceConfig(BaseModel):
-    """A fixed reference agent, always in the pool (a bare spec string also works)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=_NAME_PATTERN, description="Its name in the league.")
-    spec: str = Field(min_length=1, description="Agent spec (random, perfect, alphabeta:4, "
-                      "a student checkpoint, sb3:PATH.zip).")
-
-
-class EvaluationConfig(BaseModel):
-    """The rating matches played at the end of every round."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    games_per_pair: int = Field(default=40, gt=0, description="Games per match (seats alternate).")
-    learners: bool = Field(default=True, description="Learners also play each other.")
-    snapshots_per_learner: int = Field(
-        default=2, ge=0, description="Snapshots each learner plays per round, drawn where its "
-        "results are most uncertain (variance-weighted).")
-    opening_plies: int = Field(
-        default=0, ge=0, description="Random opening moves of every rating game, so greedy "
-        "players meet different games.")
-
-
-class StopConfig(BaseModel):
-    """When the league stops (the first limit reached, checked between rounds)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_rounds: int | None = Field(default=None, gt=0, description="Rounds in all.")
-    max_games: int | None = Field(
-        default=None, gt=0, description="Games in all (training and rating games).")
-    max_minutes: float | None = Field(
-        default=None, gt=0, description="Wall minutes of loop work in all (over every resume).")
-
-
-class LeagueConfig(BaseModel):
-    """A self-play league: its game, learners, references, rating matches and limits."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    game: str = Field(description="Registered game name.")
-    seed: int = Field(
-        default=0, ge=0, description="The league's seed; every other seed derives from it.")
-    learners: list[LearnerConfig] = Field(min_length=1, description="The learners.")
-    references: list[ReferenceConfig] = Field(
-        default_factory=lambda: [ReferenceConfig(name="random", spec="random")],
-        description="Fixed agents, always in the pool; ratings are anchored to random.")
-    evaluation: EvaluationConfig = Field(
-        default=EvaluationConfig(), description="Rating matches per round.")
-    stop: StopConfig = Field(default=StopConfig(), description="Stop conditions.")
-    torch_threads: int = Field(default=1, gt=0, description="Torch threads while training.")
-
-    @field_validator("references", mode="before")
-    @classmethod
-    def _spec_strings(cls, v: Any) -> Any:
-        if not isinstance(v, list):
-            return v
-        return [{"name": _reference_name(x), "spec": x} if isinstance(x, str) else x for x in v]
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> LeagueConfig:
-        names = [lc.name for lc in self.learners] + [r.name for r in self.references]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"names must be unique across learners and references: {dup}")
-        mains = [lc for lc in self.learners if lc.role == "main"]
-        if any(lc.role == "main_exploiter" for lc in self.learners) and not mains:
-            raise ValueError("a main_exploiter needs a main learner")
-        return self
-
-
-DEMO_LEAGUE: dict[str, Any] = {
-    "game": "tictactoe",
-    "learners": [{"name": "main", "net_arch": [64, 64], "steps_per_round": 8192,
-                  "snapshot_every": 8192, "reference_share": 0.5}],
-    "references": ["random", "heuristic", "perfect"],
-    "evaluation": {"games_per_pair": 100, "snapshots_per_learner": 1},
-    "stop": {"max_rounds": 3, "max_minutes": 1.0},
-}
-"""The short tic-tac-toe league of ``tlm demo`` (a minute at most)."""
-
-
-def _reference_name(spec: str) -> str:
-    return spec.replace("/", "_").replace("\\", "_")
-
-
-def parse_config(data: Any, source: str = "league config") -> LeagueConfig:
-    """Validate a league config from parsed YAML/JSON and check it against the game.
-
-    Raises:
-        TlmError: one line naming the first problem (unknown key, bad value, unknown
-            game, a reference that does not play this game, a missing backend).
-    """
-    if not isinstance(data, dict):
-        raise TlmError(f"{source}: expected a mapping of settings")
-    try:
-        config = LeagueConfig.model_validate(data)
-    except ValidationError as error:
-        raise TlmError(f"{source}: {validation_message(error)}") from None
-    check_config(config)
-    return config
-
-
-def load_config(path: str | Path) -> LeagueConfig:
-    """Read and validate a league YAML file (see :func:`parse_config`)."""
-    return parse_config(read_yaml_mapping(path), str(path))
-
-
-def check_config(config: LeagueConfig) -> dict[str, Agent]:
-    """Build every reference for the game and check the learners' backends exist.
-
-    Returns:
-        the references' agents by name.
-
-    Raises:
-        TlmError: unknown game, a reference that does not play it, a missing backend.
-    """
-    game = get_game(config.game)
-    agents: dict[str, Agent] = {}
-    for ref in config.references:
-        try:
-            agent = make_agent(ref.spec, game)
-        except TlmError as error:
-            raise TlmError(f"reference {ref.name!r}: {error}") from None
-        if agent.game is not None and agent.game != game.name:
-            raise TlmError(f"reference {ref.name!r} plays {agent.game}, not {game.name}")
-        agent.name = ref.name
-        agents[ref.name] = agent
-    for lc in config.learners:
-        if lc.backend == "rllib" and importlib.util.find_spec("teachers.rllib_learner") is None:
-            raise TlmError(f"learner {lc.name!r}: the rllib backend is not available "
-                           "(teachers.rllib_learner is missing)")
-    return agents
-
-
-def make_learner(config: LearnerConfig, game: Game, directory: Path, seed: int,
-                 torch_threads: int = 1) -> Learner:
-    """Build a fresh learner from its config.
-
-    Args:
-        config: the learner's settings.
-        game: the game.
-        directory: a directory the learner may use for its own files.
-        seed: seeds its initial weights and its generator.
-        torch_threads: torch threads while training.
-
-    Raises:
-        TlmError: bad settings, or a backend that is not installed.
-    """
-    if config.backend == "sb3":
-        from teachers.league_learners import SB3Learner
-
-        return SB3Learner(config.name, game, seed, net_arch=config.net_arch,
-                          n_envs=config.n_envs, ppo_kwargs=config.ppo.kwargs(),
-                          torch_threads=torch_threads)
-    try:
-        module = importlib.import_module("teachers.rllib_learner")
-    except ImportError:
-        raise TlmError(f"learner {config.name!r}: the rllib backend is not available "
-                       "(teachers.rllib_learner is missing)") from None
-    learner: Learner = module.RLlibLearner.from_league_config(config, game, directory, seed)
-    return learner
-
-
-class _Sampled(Agent):
-    """A policy agent that samples its distribution instead of playing its argmax.
-
-    Greedy networks are deterministic: a learner training against them would meet the
-    same few games again and again.
-    """
-
-    def __init__(self, agent: PolicyAgent) -> None:
-        self.inner = agent
-        self.name = agent.name
-        self.game = agent.game
-        self.needs_state = agent.needs_state
-        self.uses_observation = agent.uses_observation
-
-    def act(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-            state: State | None = None) -> np.ndarray:
-        return sample_from(self.inner.policy(obs, mask, state), rng)
-
-
-# -- stopping ----------------------------------------------------------------------------
-
-
-class _InterruptedError(Exception):
-    """Raised by the signal handler while a learner trains (its round is redone later)."""
-
-
-class StopRequest:
-    """Ctrl-C / SIGTERM while a league runs: stop after the current match.
-
-    While a learner trains (seconds to minutes) the signal interrupts at once: the
-    round's training is redone on resume anyway.
-
-    Attributes:
-        signum: the signal received, or ``None``.
-        reason: why a stop was asked for (``signal``, or what :meth:`request` was
-            given), or ``None``.
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.reason: str | None = None
-        self.interruptible = False
-
-    @property
-    def requested(self) -> bool:
-        """Whether a stop was asked for."""
-        return self.reason is not None
-
-    def request(self, reason: str) -> None:
-        """Ask the loop to stop after the current match (from a progress callback)."""
-        self.reason = reason
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = signum
-        self.reason = "signal"
-        if self.interruptible:
-            self.interruptible = False
-            raise _InterruptedError
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[StopRequest]:
-        """Handle SIGINT and SIGTERM in the block (previous handlers restored after)."""
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-    @contextlib.contextmanager
-    def interruptible_block(self) -> Iterator[None]:
-        """A block a signal may cut short."""
-        if self.requested:
-            raise _InterruptedError
-        self.interruptible = True
-        try:
-            yield
-        finally:
-            self.interruptible = False
-
-
-# -- progress ----------------------------------------------------------------------------
-
-
-@dataclass
-class LeagueProgress:
-    """What the loop reports to a view after each event.
-
-    Attributes:
-        round: the round being played (0-based).
-        phase: ``train``, ``match``, ``commit`` or ``done``.
-        message: the event, for people.
-        ratings: the latest committed ratings.
-        learner_steps: learner moves trained, per learner.
-        learner_scores: the last training score per learner.
-        rating_games: rating games played in this run.
-        match_seconds: seconds spent in rating matches in this run.
-        games: training and rating games over the league's life.
-        rounds_done: rounds finished in this run.
-    """
-
-    round: int = 0
-    phase: str = "start"
-    message: str = ""
-    ratings: dict[str, Rating] = field(default_factory=dict)
-    learner_steps: dict[str, int] = field(default_factory=dict)
-    learner_scores: dict[str, float] = field(default_factory=dict)
-    rating_games: int = 0
-    match_seconds: float = 0.0
-    games: int = 0
-    rounds_done: int = 0
-
-    @property
-    def games_per_second(self) -> float:
-        """Rating games per second of match play in this run."""
-        return self.rating_games / self.match_seconds if self.match_seconds > 0 else 0.0
-
-
-@dataclass
-class LeagueOutcome:
-    """How :func:`run_league` ended.
-
-    Attributes:
-        rounds: rounds finished in the league's life.
-        rounds_this_run: rounds finished by this call.
-        stopped_by: ``max_rounds`` / ``max_games`` / ``max_minutes``, or ``signal``.
-        signum: the signal that stopped it, if any.
-        ratings: the final ratings.
-        timing: seconds per part of this run: ``train``, ``match`` (playing rating
-            matches), ``rating_phase`` (the rating matches with their store writes and
-            the loading of snapshots), ``load`` (loading snapshots),
-            ``checkpoint``, ``bookkeeping`` (store, ratings, matchmaking) and ``total``.
-        rating_games: rating games played in this run.
-    """
-
-    rounds: int
-    rounds_this_run: int
-    stopped_by: str
-    signum: int | None
-    ratings: dict[str, Rating]
-    timing: dict[str, float]
-    rating_games: int = 0
-
-
-Progress = Callable[[LeagueProgress], None]
-
+from teachers.selfplay import sampling
 
 # -- the loop ----------------------------------------------------------------------------
 
@@ -458,16 +72,6 @@ def _rng(*words: int) -> np.random.Generator:
 
 _PICK, _EVAL, _MATCH, _LEARNER = 1, 2, 3, 4
 """Seed words telling apart the streams derived from the league seed."""
-
-
-def resolve_spec(spec: str, directory: Path) -> str:
-    """A stored spec with its path made absolute when it is relative to the league dir."""
-    kind, sep, arg = spec.partition(":")
-    if sep and arg and not Path(arg).is_absolute() and (directory / arg).exists():
-        return f"{kind}:{directory / arg}"
-    if not sep and not Path(spec).is_absolute() and (directory / spec).exists():
-        return str(directory / spec)
-    return spec
 
 
 def _config_without_stop(data: dict[str, Any]) -> dict[str, Any]:
@@ -510,7 +114,7 @@ class _League:
     """One run of the loop over an open store (see :func:`run_league`)."""
 
     def __init__(self, config: LeagueConfig, store: LeagueStore, references: dict[str, Agent],
-                 progress: Progress | None, stop: StopRequest, runner: Any) -> None:
+                 progress: Progress | None, stop: StopHandler, runner: Any) -> None:
         self.config = config
         self.store = store
         self.directory = store.directory
@@ -521,7 +125,7 @@ class _League:
         self.references = references
         self.agents: dict[str, Agent] = dict(references)
         self.learners: dict[str, Learner] = {}
-        self.sampled: dict[str, _Sampled] = {}
+        self.sampled: dict[str, tuple[Agent, Agent]] = {}
         self.matchmakers = {
             lc.name: Matchmaker(lc.matchmaking, lc.weighting, lc.role, lc.reference_share)
             for lc in config.learners
@@ -598,19 +202,22 @@ class _League:
         agent = self.agents.get(name)
         if agent is None:
             record = self.store.verify(name)
-            agent = make_agent(resolve_spec(record.spec, self.directory), self.game)
+            agent = make_agent(resolve_spec(self.store, record.spec), self.game)
             agent.name = name
             self.agents[name] = agent
         return agent
 
     def training_agent(self, name: str, sample: bool) -> Agent:
-        """The agent a learner trains against: learner-made ones sampled when asked."""
+        """The agent a learner trains against: learner-made ones sampling their policy
+        when asked (:func:`teachers.selfplay.sampling`; greedy networks are
+        deterministic, so a learner would meet the same few games again and again)."""
         agent = self.agent(name)
         if not sample or name in self.references or not isinstance(agent, PolicyAgent):
             return agent
-        sampled = self.sampled.get(name)
-        if sampled is None or sampled.inner is not agent:
-            sampled = self.sampled[name] = _Sampled(agent)
+        inner, sampled = self.sampled.get(name, (None, agent))
+        if inner is not agent:
+            sampled = sampling(agent)
+            self.sampled[name] = (agent, sampled)
         return sampled
 
     # -- a round -------------------------------------------------------------------
@@ -625,7 +232,7 @@ class _League:
             self.emit("train", f"{lc.name} trains against "
                       + ", ".join(f"{n} ({w:.2f})" for n, w in picks))
             t = time.perf_counter()
-            with self.stop.interruptible_block():
+            with self.stop.interruptible():
                 report = self.learners[lc.name].train(
                     lc.steps_per_round, opponents, [w for _, w in picks])
             self.timing["train"] += time.perf_counter() - t
@@ -745,7 +352,7 @@ class _League:
             w, d = first[0] + second[0], first[1] + second[1]
             self.emit("match", f"{a} vs {b}: +{w} ={d} -{n - w - d}")
             if self.stop.requested:
-                raise _InterruptedError
+                raise RunInterrupted("stopped on request")
 
     def rate(self) -> dict[str, Rating]:
         names = [a.name for a in self.store.agents()]
@@ -852,7 +459,7 @@ class _League:
             if reason:
                 return reason, done
             if self.stop.requested:
-                raise _InterruptedError
+                raise RunInterrupted("stopped on request")
             self.run_round(int(self.store.get_state("round", 0)))
             done += 1
 
@@ -896,7 +503,7 @@ def run_league(
     directory: str | Path,
     *,
     progress: Progress | None = None,
-    stop: StopRequest | None = None,
+    stop: StopHandler | None = None,
     runner: Any = None,
 ) -> LeagueOutcome:
     """Run (or resume) the league in ``directory`` until a ``stop:`` limit or a signal.
@@ -906,8 +513,10 @@ def run_league(
         directory: the league directory (created if new; resumed if it holds this
             league).
         progress: called after every training, match and round.
-        stop: a :class:`StopRequest` (whose signal handlers the caller installs);
-            ``None``: run to the limits.
+        stop: a :class:`arena.runstate.StopHandler` (installed by the caller: a signal
+            stops the league after the current rating match, or at once while a
+            learner trains, whose round is redone on resume); ``None``: run to the
+            limits.
         runner: where rating matches are played (``None``: in this process).
 
     Returns:
@@ -917,8 +526,6 @@ def run_league(
         TlmError: a bad config or directory, or a league another live process is running
             (``league D is being written by pid N``); nothing is written then.
     """
-    import teachers.league_learners  # noqa: F401  (SB3 agents travel to Ray workers)
-
     references = check_config(config)
     directory = Path(directory).resolve()
     start = time.perf_counter()
@@ -929,13 +536,13 @@ def run_league(
                        f"({error.strerror})") from None
     with output_lock(directory, what="league"):
         store = open_or_create(config, directory)
-        league = _League(config, store, references, progress, stop or StopRequest(), runner)
+        league = _League(config, store, references, progress, stop or StopHandler(), runner)
         try:
             signum = None
             try:
                 league.setup()
                 reason, done = league.loop()
-            except _InterruptedError:
+            except (StopHandler.Cut, RunInterrupted):
                 reason, done = league.stop.reason or "signal", league.view.rounds_done
                 signum = league.stop.signum
             ratings = league.view.ratings

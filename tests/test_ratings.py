@@ -1,4 +1,4 @@
-"""League ratings from a synthetic match log generated from known Elo values."""
+"""Ratings (arena.ratings) from a synthetic match log generated from known Elo values."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from arena import TlmError
-from arena.league import MatchRecord
-from arena.league.ratings import (
+from arena.ratings import (
+    MatchRecord,
     elo_history,
     elo_ratings,
     openskill_ratings,

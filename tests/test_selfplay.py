@@ -1,6 +1,7 @@
-"""Resuming a self-play teacher run: checkpoints every rollout; a run interrupted (in
-process, or ``tlm teach`` killed with ``kill -9``) and started again ends with the
-same weights, bit for bit, as a run never stopped."""
+"""The one self-play loop (teachers.selfplay): its opponents (mix, snapshot pool), and
+resuming: a run checkpoints every round; a run interrupted (in process, or ``tlm teach``
+killed with ``kill -9``) and started again ends with the same weights, bit for bit, as a
+run never stopped."""
 
 from __future__ import annotations
 
@@ -10,34 +11,37 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
 
+from arena.agents import RandomAgent
 from arena.core import TlmError
+from arena.games import get_game
 from arena.runstate import staging_path
-from teachers.sb3_teacher import load_sb3_model, train_selfplay
+from teachers.sb3 import SB3Learner, load_sb3_model, train_selfplay
+from teachers.selfplay import SnapshotPool, opponent_mix, sampling
 
 SMALL: dict[str, Any] = {"eval_games": 0, "ppo_kwargs": {"n_steps": 64}, "n_envs": 4}
-STEPS = 6 * 256  # six rollouts of 4 envs x 64 steps
+STEPS = 6 * 256  # six rounds (rollouts) of 4 envs x 64 steps
 
 
-class StopAt(BaseCallback):
-    """Ctrl-C at the first rollout that starts at or after ``step``."""
+def checkpoint_steps(stage: Path) -> int:
+    """The step of the checkpoint in a run's directory (-1: none)."""
+    try:
+        state = json.loads((stage / "checkpoint" / "state.json").read_text())
+    except (OSError, ValueError):
+        return -1
+    return int(state["total_steps"])
 
-    def __init__(self, step: int) -> None:
-        super().__init__()
-        self.step = step
 
-    def _on_rollout_start(self) -> None:
-        if self.model.num_timesteps >= self.step:
-            raise KeyboardInterrupt
-
-    def _on_step(self) -> bool:
-        return True
+def stop_at(stage: Path, step: int) -> Callable[[], bool]:
+    """A stop request (as a Ctrl-C gives) once the run checkpointed ``step``."""
+    return lambda: checkpoint_steps(stage) >= step
 
 
 def weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -48,14 +52,44 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_pool_and_the_mix_pick_each_episodes_opponent(tmp_path: Path) -> None:
+    game = get_game("tictactoe")
+    learner = SB3Learner("main", game, 0, net_arch=[8], n_envs=2,
+                         ppo_kwargs={"n_steps": 32, "batch_size": 64, "n_epochs": 1})
+    try:
+        pool = SnapshotPool(game)
+        for step in (0, 64, 128):
+            name = f"step_{step:09d}"
+            pool.add(name, learner.snapshot(tmp_path / name))
+        rng = np.random.default_rng(0)
+        drawn = {pool.draw(rng).name for _ in range(40)}
+        assert drawn == {pool.spec(n) for n in pool.names}
+        assert pool.agent(pool.names[0]) is pool.agent(pool.names[0])
+        assert not getattr(pool.agent(pool.names[0]), "greedy", True)  # it samples
+        current = sampling(learner.agent())
+        assert current is not learner.agent() and learner.agent().greedy
+        opponents = [current, pool.draw(rng), RandomAgent()]
+        only_random = learner.train(64, opponents, list(opponent_mix({"random": 1.0}).values()))
+        assert set(only_random.win_rate) == {"random"}
+        only_past = learner.train(64, opponents, list(opponent_mix({"past": 1.0}).values()))
+        assert set(only_past.win_rate) == {opponents[1].name}
+    finally:
+        learner.close()
+    with pytest.raises(TlmError, match="mix"):
+        opponent_mix({"league": 1.0})
+    with pytest.raises(TlmError, match="mix"):
+        opponent_mix({"random": 0.0})
+    with pytest.raises(TlmError, match="no snapshot"):
+        SnapshotPool(game).draw(np.random.default_rng(0))
+
+
 def test_interrupted_twice_and_resumed_equals_a_run_never_stopped(tmp_path: Path) -> None:
     plain = train_selfplay("tictactoe", STEPS, tmp_path / "plain", 0, **SMALL)
     for stop in (512, 1024 + 256):
         with pytest.raises(KeyboardInterrupt):
             train_selfplay("tictactoe", STEPS, tmp_path / "run", 0, resume=True,
-                           callbacks=[StopAt(stop)], **SMALL)
-        state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
-        assert state["num_timesteps"] == stop
+                           stop=stop_at(tmp_path / "run", stop), **SMALL)
+        assert checkpoint_steps(tmp_path / "run") == stop
     resumed = train_selfplay("tictactoe", STEPS, tmp_path / "run", 0, resume=True, **SMALL)
 
     assert same(weights(plain.model.policy.state_dict()),
@@ -65,19 +99,19 @@ def test_interrupted_twice_and_resumed_equals_a_run_never_stopped(tmp_path: Path
     assert resumed.summary["resumed_at_step"] == 1024 + 256
     for key in ("steps", "games", "snapshots"):
         assert resumed.summary[key] == plain.summary[key]
-    # The curve holds each rollout once, and the checkpoint is gone.
-    rows = (tmp_path / "run" / "logs" / "progress.csv").read_text().splitlines()
-    plain_rows = (tmp_path / "plain" / "logs" / "progress.csv").read_text().splitlines()
+    # The curve holds each round once, and the checkpoint is gone.
+    rows = (tmp_path / "run" / "progress.csv").read_text().splitlines()
+    plain_rows = (tmp_path / "plain" / "progress.csv").read_text().splitlines()
     assert len(rows) == len(plain_rows) and rows[0] == plain_rows[0]
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "logs", "model.zip", "snapshots", "summary.json"]
+        "main", "progress.csv", "snapshots", "summary.json"]
 
 
 def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         train_selfplay("tictactoe", STEPS, tmp_path / "run", 0, resume=True,
-                       callbacks=[StopAt(256)], **SMALL)
-    with pytest.raises(TlmError, match="interrupted run with other settings .seed 0, not 1"):
+                       stop=stop_at(tmp_path / "run", 256), **SMALL)
+    with pytest.raises(TlmError, match=r"unfinished run with other settings \(seed\)"):
         train_selfplay("tictactoe", STEPS, tmp_path / "run", 1, resume=True, **SMALL)
 
 
@@ -107,11 +141,7 @@ def tlm(args: list[str], cwd: Path) -> subprocess.Popen[str]:
 
 
 def checkpoint_step(out: Path) -> int:
-    try:
-        state = json.loads((staging_path(out) / "checkpoint" / "state.json").read_text())
-    except (OSError, ValueError):
-        return -1
-    return int(state["num_timesteps"])
+    return checkpoint_steps(staging_path(out))
 
 
 def interrupt_after(out: Path, step: int, sig: signal.Signals) -> tuple[int, str]:
@@ -153,8 +183,8 @@ def test_tlm_teach_after_ctrl_c_and_kill_9_resumes_to_the_same_model(tmp_path: P
     _, err = plain.communicate(timeout=300)
     assert plain.returncode == 0, err
 
-    a = load_sb3_model(out / "model.zip").policy.state_dict()
-    b = load_sb3_model(tmp_path / "plain" / "model.zip").policy.state_dict()
+    a = load_sb3_model(out / "main" / "model.zip").policy.state_dict()
+    b = load_sb3_model(tmp_path / "plain" / "main" / "model.zip").policy.state_dict()
     assert same(weights(a), weights(b))
     assert json.loads((out / "summary.json").read_text())["resumed_at_step"] >= 2048
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "stopped"]

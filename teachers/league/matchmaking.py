@@ -34,7 +34,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from arena.core import TlmError
-from arena.league.store import AgentRecord, LeagueStore, MatchRecord
+from arena.ratings import MatchRecord
+from teachers.league.store import AgentRecord, LeagueStore
 
 KINDS = ("latest", "uniform", "pfsp")
 """Matchmaking kinds."""

@@ -10,34 +10,13 @@ a league directory can be moved and its members loaded from anywhere.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from arena.agents import make_agent, register_agent
 from arena.core import Agent, TlmError
 from arena.games import Game
-from arena.league.store import LeagueStore
+from teachers.league.store import LeagueStore, resolve_spec
 
 USAGE = "league:DIR/NAME"
-
-LEAGUE_PLACEHOLDER = "{league}"
-"""Written in a stored spec, stands for the league directory's absolute path."""
-
-
-def resolve_spec(store: LeagueStore, spec: str) -> str:
-    """A stored spec made independent of the working directory.
-
-    :data:`LEAGUE_PLACEHOLDER` becomes the league directory, and a relative path (the
-    whole spec, or the argument of ``kind:PATH``) that exists inside the league
-    directory is made absolute there, since a league stores its own checkpoints
-    relative to itself.
-    """
-    spec = spec.replace(LEAGUE_PLACEHOLDER, str(store.directory))
-    kind, sep, arg = spec.partition(":")
-    if sep and arg and not Path(arg).is_absolute() and (store.directory / arg).exists():
-        return f"{kind}:{store.directory / arg}"
-    if not sep and not Path(spec).is_absolute() and (store.directory / spec).exists():
-        return str(store.directory / spec)
-    return spec
+"""How the spec is written."""
 
 
 def league_agent(argument: str | None, game: Game) -> Agent:
