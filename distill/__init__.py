@@ -1,6 +1,7 @@
-"""Distillation: losses, the supervised fit, and offline / DAgger / kickstarting runs
-that turn a teacher into a freshly initialized student; expert iteration (a search
-guided by the student teaches it) and teaching strategies with an adaptive teacher.
+"""Distillation: losses, the supervised fit, and one round loop over teaching
+strategies (offline, DAgger, the adaptive teacher and its arms) that turns a teacher
+into a freshly initialized student; kickstarting (PPO with a distillation term); expert
+iteration (a search guided by the student teaches it).
 
 The names below load on first use, so that reading a preset or a config (the command
 line's help does) does not import torch.
@@ -13,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from distill.config import DistillConfig, load_config, make_config  # noqa: F401
-    from distill.curricula import Exp3, Strategy, teach, teach_run  # noqa: F401
     from distill.iterate import iterate  # noqa: F401
     from distill.iterate_config import IterateConfig, make_iterate_config  # noqa: F401
     from distill.kickstart import (  # noqa: F401
@@ -29,16 +29,22 @@ if TYPE_CHECKING:
     )
     from distill.presets import config_with_preset  # noqa: F401
     from distill.run import distill, measure  # noqa: F401
-    from distill.train import FitConfig, fit, fit_steps, make_optimizer  # noqa: F401
+    from distill.store import PositionStore  # noqa: F401
+    from distill.strategies import (  # noqa: F401
+        Adaptive,
+        Exp3,
+        FromDataset,
+        Games,
+        Strategy,
+        Uncertain,
+        standard_strategies,
+    )
+    from distill.train import FitConfig, fit, fit_steps, gradient_step, make_optimizer  # noqa: F401
 
 _WHERE = {
     "DistillConfig": "distill.config",
     "load_config": "distill.config",
     "make_config": "distill.config",
-    "Exp3": "distill.curricula",
-    "Strategy": "distill.curricula",
-    "teach": "distill.curricula",
-    "teach_run": "distill.curricula",
     "iterate": "distill.iterate",
     "IterateConfig": "distill.iterate_config",
     "make_iterate_config": "distill.iterate_config",
@@ -52,9 +58,18 @@ _WHERE = {
     "config_with_preset": "distill.presets",
     "distill": "distill.run",
     "measure": "distill.run",
+    "PositionStore": "distill.store",
+    "Adaptive": "distill.strategies",
+    "Exp3": "distill.strategies",
+    "FromDataset": "distill.strategies",
+    "Games": "distill.strategies",
+    "Strategy": "distill.strategies",
+    "Uncertain": "distill.strategies",
+    "standard_strategies": "distill.strategies",
     "FitConfig": "distill.train",
     "fit": "distill.train",
     "fit_steps": "distill.train",
+    "gradient_step": "distill.train",
     "make_optimizer": "distill.train",
 }
 

@@ -1,33 +1,28 @@
-"""The data a distillation round labels: games from a mix of players, every position
-reached labelled once by the teacher, and the deduplicated aggregate of all rounds.
+"""One round's games and their labels: games from a mix of players, every position
+reached labelled once by the teacher into the run's :class:`distill.store.PositionStore`.
 
-Who plays the games is a *mix* the user sets: ``student`` (the student against itself,
-DAgger), ``teacher``, or any agent spec (``random``, ``heuristic``, ``alphabeta:2``,
-...). Each mix player other than the student plays against the student, so the
-positions are the ones the student meets against such play; either side may play a
-uniformly random move with probability ``epsilon``, and every game opens with a random
-number of random plies drawn from a range.
+Who plays the games is a *mix*: ``student`` (the student against itself, DAgger),
+``teacher``, or any agent spec (``random``, ``heuristic``, ``alphabeta:2``, ...). Each
+mix player other than the student plays against the student, so the positions are the
+ones the student meets against such play; either side may play a uniformly random move
+with probability ``epsilon``, and every game opens with a random number of random plies
+drawn from a range.
 
 Games run through :func:`arena.play_matches_many` with their moves recorded, in this
-process or on a runner's Ray workers (the players travel there as plain data, with the
-same games either way; the matches of a round share one queue of shards). The records
-are then replayed here in one batch and the teacher labels every position reached that
-the aggregate does not hold yet, whoever played it. :class:`PositionStore` keeps one
-row per distinct position (keyed by its observation's bytes) with how often and when
-it was reached, and saves to / loads from Parquet so a run can resume.
+process or on a runner's Ray workers (the players of :mod:`distill.players` travel
+there as plain data, with the same games either way; the matches of a round share one
+queue of shards). The records are then replayed here in one batch and the teacher
+labels every position reached that the store does not hold yet, whoever played it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from arena import (
     Agent,
@@ -38,131 +33,14 @@ from arena import (
     TlmError,
     get_game,
     make_agent,
-    max_batch,
     play_matches_many,
-    register_payload,
-    rows_rng,
-    sample_from,
-    uniform_legal,
 )
-from arena.runners import Runner, agent_payload, build_agent
-from teachers.datasets import Positions
-from teachers.generate import with_temperature
+from arena.runners import Runner
+from distill.players import EpsilonAgent, MixtureAgent, TemperatureAgent
+from distill.store import PositionStore
 
 STUDENT = "student"
 TEACHER = "teacher"
-
-
-class EpsilonAgent(Agent):
-    """Plays ``agent``'s moves, each replaced by a uniformly random legal move with
-    probability ``epsilon``."""
-
-    def __init__(self, agent: Agent, epsilon: float) -> None:
-        self.agent = agent
-        self.epsilon = epsilon
-        self.name = agent.name if epsilon == 0 else f"{agent.name}+eps{epsilon:g}"
-        self.game = agent.game
-        self.needs_state = agent.needs_state
-        self.uses_observation = agent.uses_observation
-        self.max_batch = max_batch(agent)
-
-    def act(
-        self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-        state: State | None = None,
-    ) -> np.ndarray:
-        actions = np.asarray(self.agent.act(obs, mask, rng, state=state)).astype(np.int64)
-        if self.epsilon > 0:
-            explore = np.flatnonzero(rng.random(len(actions)) < self.epsilon)
-            if explore.size:
-                actions[explore] = uniform_legal(mask[explore], rows_rng(rng, explore))
-        return actions
-
-
-class TemperatureAgent(Agent):
-    """Samples a policy agent's distribution sharpened or flattened by ``temperature``
-    (0: uniform over its most probable moves)."""
-
-    def __init__(self, agent: PolicyAgent, temperature: float) -> None:
-        self.agent, self.temperature = agent, temperature
-        self.name = agent.name if temperature == 1 else f"{agent.name}@T{temperature:g}"
-        self.game = agent.game
-        self.needs_state = agent.needs_state
-        self.max_batch = max_batch(agent)
-
-    def act(
-        self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-        state: State | None = None,
-    ) -> np.ndarray:
-        probs = self.agent.policy(obs, mask, state)
-        return sample_from(with_temperature(probs, self.temperature), rng)
-
-
-class MixtureAgent(Agent):
-    """DAgger's mixture: each move is the teacher's with probability ``beta``, else the
-    student's."""
-
-    def __init__(self, teacher: Agent, student: Agent, beta: float, game: Game) -> None:
-        self.teacher, self.student, self.beta = teacher, student, beta
-        self._engine = game.make_engine() if teacher.needs_state else None
-        self.name = f"{student.name}+{teacher.name}@{beta:g}"
-        self.game = student.game
-        self.needs_state = teacher.needs_state and beta > 0
-        self.max_batch = max_batch(student, teacher)
-
-    def act(
-        self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-        state: State | None = None,
-    ) -> np.ndarray:
-        actions = np.asarray(self.student.act(obs, mask, rng)).astype(np.int64)
-        if self.beta > 0:
-            theirs = rng.random(len(actions)) < self.beta
-            if theirs.any():
-                idx = np.flatnonzero(theirs)
-                sub_state = None
-                if state is not None and self._engine is not None:
-                    sub_state = self._engine.take(state, idx)
-                actions[idx] = self.teacher.act(obs[idx], mask[idx], rows_rng(rng, idx),
-                                                state=sub_state)
-        return actions
-
-
-# The players above travel to Ray workers as their wrapped agents' payloads and their
-# parameters; every random draw they make comes from the generator the match hands
-# them, so a shard plays the same moves in this process and on any worker.
-
-
-def _epsilon_payload(agent: EpsilonAgent) -> dict[str, Any]:
-    return {"agent": agent_payload(agent.agent), "epsilon": agent.epsilon}
-
-
-def _epsilon_from_payload(data: dict[str, Any], game: Game) -> EpsilonAgent:
-    return EpsilonAgent(build_agent(data["agent"], game), float(data["epsilon"]))
-
-
-def _temperature_payload(agent: TemperatureAgent) -> dict[str, Any]:
-    return {"agent": agent_payload(agent.agent), "temperature": agent.temperature}
-
-
-def _temperature_from_payload(data: dict[str, Any], game: Game) -> TemperatureAgent:
-    inner = build_agent(data["agent"], game)
-    if not isinstance(inner, PolicyAgent):
-        raise TlmError(f"agent {inner.name!r} gives no policy to sample at a temperature")
-    return TemperatureAgent(inner, float(data["temperature"]))
-
-
-def _mixture_payload(agent: MixtureAgent) -> dict[str, Any]:
-    return {"teacher": agent_payload(agent.teacher), "student": agent_payload(agent.student),
-            "beta": agent.beta}
-
-
-def _mixture_from_payload(data: dict[str, Any], game: Game) -> MixtureAgent:
-    return MixtureAgent(build_agent(data["teacher"], game), build_agent(data["student"], game),
-                        float(data["beta"]), game)
-
-
-register_payload(EpsilonAgent, _epsilon_payload, _epsilon_from_payload)
-register_payload(TemperatureAgent, _temperature_payload, _temperature_from_payload)
-register_payload(MixtureAgent, _mixture_payload, _mixture_from_payload)
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -225,144 +103,24 @@ class Openings:
 
 
 @dataclass
-class Round:
-    """What one round of collection did: games, positions and where the time went."""
+class Collected:
+    """What one round of collection did: games, positions and where the time went.
+
+    Attributes:
+        games: games played (or taken from a dataset).
+        reached: positions reached (each visit counts).
+        labelled: positions the teacher labelled for the first time: the round's cost.
+        play_s: seconds spent playing.
+        label_s: seconds spent labelling.
+        info: what the strategy reports about the round (columns of the curve).
+    """
 
     games: int
     reached: int
     labelled: int
-    play_s: float
-    label_s: float
-
-
-class PositionStore:
-    """Distinct labelled positions of every round, with how often and when each was
-    reached.
-
-    Arrays (row ``i`` is one position): ``obs``, ``mask``, ``probs`` (teacher policy),
-    ``value`` (teacher value, NaN if none), ``outcome_sum`` (sum of the final returns
-    for the mover over the games that reached it), ``count``, ``first_round``,
-    ``last_round``.
-    """
-
-    _FIELDS = ("obs", "mask", "probs", "value", "outcome_sum", "count", "first_round",
-               "last_round")
-
-    def __init__(self, game: str | Game) -> None:
-        self.game = get_game(game)
-        g = self.game
-        self.obs = np.zeros((0, *g.obs_shape), dtype=g.obs_dtype)
-        self.mask = np.zeros((0, g.num_actions), dtype=np.int8)
-        self.probs = np.zeros((0, g.num_actions), dtype=np.float32)
-        self.value = np.zeros(0, dtype=np.float32)
-        self.outcome_sum = np.zeros(0, dtype=np.float64)
-        self.count = np.zeros(0, dtype=np.int64)
-        self.first_round = np.zeros(0, dtype=np.int32)
-        self.last_round = np.zeros(0, dtype=np.int32)
-        self._index: dict[bytes, int] = {}
-
-    def __len__(self) -> int:
-        return len(self.count)
-
-    def as_positions(self) -> Positions:
-        """The rows as :class:`Positions` (teacher labels, mean outcomes; no game ids)."""
-        n = len(self)
-        zeros = np.zeros(n, dtype=np.int64)
-        return Positions(
-            obs=self.obs, mask=self.mask, probs=self.probs, value=self.value,
-            outcome=self.outcome, action=zeros.astype(np.int32), game_id=zeros,
-            ply=zeros.astype(np.int32), seat=zeros.astype(np.int8),
-        )
-
-    @property
-    def outcome(self) -> np.ndarray:
-        """Mean final return for the mover over the games that reached each position."""
-        return (self.outcome_sum / np.maximum(self.count, 1)).astype(np.float32)
-
-    @staticmethod
-    def keys(obs: np.ndarray) -> list[bytes]:
-        """One key per observation row: its bytes."""
-        flat = np.ascontiguousarray(obs).reshape(len(obs), -1)
-        return [row.tobytes() for row in flat]
-
-    def lookup(self, keys: list[bytes]) -> np.ndarray:
-        """Row of each key, ``-1`` where the store does not hold it."""
-        return np.array([self._index.get(k, -1) for k in keys], dtype=np.int64)
-
-    def add(
-        self, keys: list[bytes], obs: np.ndarray, mask: np.ndarray, probs: np.ndarray,
-        value: np.ndarray, rnd: int,
-    ) -> np.ndarray:
-        """Append new distinct positions (keys not held yet, each once); their rows."""
-        start = len(self)
-        for i, k in enumerate(keys):
-            if k in self._index:
-                raise TlmError("internal: position added twice")
-            self._index[k] = start + i
-        n = len(keys)
-        self.obs = np.concatenate([self.obs, obs.astype(self.obs.dtype, copy=False)])
-        self.mask = np.concatenate([self.mask, mask.astype(np.int8, copy=False)])
-        self.probs = np.concatenate([self.probs, probs.astype(np.float32, copy=False)])
-        self.value = np.concatenate([self.value, value.astype(np.float32, copy=False)])
-        self.outcome_sum = np.concatenate([self.outcome_sum, np.zeros(n)])
-        self.count = np.concatenate([self.count, np.zeros(n, dtype=np.int64)])
-        self.first_round = np.concatenate([self.first_round, np.full(n, rnd, dtype=np.int32)])
-        self.last_round = np.concatenate([self.last_round, np.full(n, rnd, dtype=np.int32)])
-        return np.arange(start, start + n)
-
-    def visit(self, rows: np.ndarray, outcome: np.ndarray, rnd: int) -> None:
-        """Count one visit of each row (repeats allowed) ending in ``outcome``."""
-        np.add.at(self.count, rows, 1)
-        np.add.at(self.outcome_sum, rows, outcome.astype(np.float64))
-        self.last_round[rows] = rnd
-
-    def save(self, path: str | Path) -> None:
-        """Write every row as one Parquet file (atomically: temp file, then rename)."""
-        path = Path(path)
-        n = len(self)
-
-        def fixed(arr: np.ndarray) -> pa.Array:
-            flat = np.ascontiguousarray(arr).reshape(n, -1)
-            return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
-
-        table = pa.table({
-            "obs": fixed(self.obs), "mask": fixed(self.mask), "probs": fixed(self.probs),
-            "value": pa.array(self.value), "outcome_sum": pa.array(self.outcome_sum),
-            "count": pa.array(self.count), "first_round": pa.array(self.first_round),
-            "last_round": pa.array(self.last_round),
-        })
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: str | Path, game: str | Game) -> PositionStore:
-        """A store saved by :meth:`save`."""
-        store = cls(game)
-        g = store.game
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowException) as e:
-            raise TlmError(f"cannot read the aggregated positions {path}: {e}") from None
-        n = table.num_rows
-
-        def fixed(name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
-            values = table.column(name).combine_chunks().flatten().to_numpy(
-                zero_copy_only=False)
-            return values.astype(dtype, copy=False).reshape(n, *shape)
-
-        try:
-            store.obs = fixed("obs", g.obs_dtype, g.obs_shape)
-            store.mask = fixed("mask", np.int8, (g.num_actions,))
-            store.probs = fixed("probs", np.float32, (g.num_actions,))
-            for name, dtype in (("value", np.float32), ("outcome_sum", np.float64),
-                                ("count", np.int64), ("first_round", np.int32),
-                                ("last_round", np.int32)):
-                setattr(store, name, table.column(name).to_numpy().astype(dtype))
-        except (KeyError, ValueError, pa.ArrowException) as e:
-            raise TlmError(f"aggregated positions {path} do not fit {g.name}: {e}") from None
-        store._index = {k: i for i, k in enumerate(cls.keys(store.obs))}
-        return store
+    play_s: float = 0.0
+    label_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _replay(
@@ -415,7 +173,7 @@ def label_records(
         ``(positions reached, positions newly labelled)``.
     """
     reached = labelled = 0
-    for games, _ply, obs, mask, seat, state in _replay(game, records):
+    for games, ply, obs, mask, seat, state in _replay(game, records):
         live = mask.any(axis=1)
         if not live.all():
             games, obs, mask, seat = games[live], obs[live], mask[live], seat[live]
@@ -438,7 +196,8 @@ def label_records(
                 value = np.asarray(teacher.value(obs[todo], mask[todo], sub_state))
             else:
                 value = np.full(len(todo), np.nan)
-            store.add([keys[i] for i in todo], obs[todo], mask[todo], probs, value, rnd)
+            store.add([keys[i] for i in todo], obs[todo], mask[todo], probs, value, rnd,
+                      np.full(len(todo), ply), seat[todo])
             labelled += len(todo)
             rows = store.lookup(keys)
         store.visit(rows, outcome_by_seat[games, seat], rnd)
@@ -463,7 +222,7 @@ def collect_round(
     self_play_teacher: bool = False,
     runner: Runner | None = None,
     agents: Mapping[str, Agent] | None = None,
-) -> Round:
+) -> Collected:
     """Play one round of games from ``mix``, label what they reach into ``store``.
 
     Args:
@@ -486,7 +245,7 @@ def collect_round(
         agents: agents already built for the specs of ``mix`` (else built here).
 
     Returns:
-        A :class:`Round`.
+        What the round did.
     """
     g = get_game(game)
     check_mix(mix)
@@ -536,22 +295,5 @@ def collect_round(
     if records:
         reached, labelled = label_records(g, teacher, records, np.concatenate(outcomes),
                                           store, rnd)
-    return Round(games=len(records), reached=reached, labelled=labelled, play_s=play_s,
+    return Collected(games=len(records), reached=reached, labelled=labelled, play_s=play_s,
                  label_s=time.perf_counter() - start)
-
-
-def add_positions(
-    store: PositionStore, obs: np.ndarray, mask: np.ndarray, probs: np.ndarray,
-    value: np.ndarray, outcome: np.ndarray, rnd: int,
-) -> tuple[int, int]:
-    """Add already-labelled positions (a dataset's) to ``store``; ``(reached, new)``."""
-    keys = store.keys(obs)
-    rows = store.lookup(keys)
-    first: dict[bytes, int] = {}
-    for i in np.flatnonzero(rows < 0):
-        first.setdefault(keys[i], int(i))
-    todo = np.array(sorted(first.values()), dtype=np.int64)
-    if todo.size:
-        store.add([keys[i] for i in todo], obs[todo], mask[todo], probs[todo], value[todo], rnd)
-    store.visit(store.lookup(keys), outcome, rnd)
-    return len(keys), len(todo)

@@ -19,9 +19,10 @@ class DistillConfig(BaseModel):
     game: str = Field(description="Game name from the registry.")
     teacher: str = Field(description="Teacher agent spec (perfect, alphabeta:4, mcts:200, ...).")
     student: str = Field("mlp:64x2", description="Student architecture spec.")
-    method: Literal["offline", "dagger", "kickstart"] = Field(
+    method: Literal["offline", "dagger", "adaptive", "kickstart"] = Field(
         "dagger", description="offline: teacher games; dagger: the student plays, the "
-        "teacher labels; kickstart: PPO with a distillation term.")
+        "teacher labels; adaptive: a bandit picks a teaching strategy every round; "
+        "kickstart: PPO with a distillation term.")
     budget_games: int = Field(500, gt=0, description="Teacher-labelled games at most.")
     games_per_round: int = Field(50, gt=0, description="Games between evaluations.")
     seed: int = Field(0, ge=0, le=2**63 - 1,
@@ -34,7 +35,8 @@ class DistillConfig(BaseModel):
     beta_decay: float = Field(0.5, ge=0, le=1, description="DAgger: beta *= this each round.")
     mix: dict[str, float] = Field(
         default_factory=lambda: {"student": 1.0},
-        description="dagger: who plays the labelled games, as shares of each round's games: "
+        description="dagger (and adaptive's dagger and openings arms): who plays the "
+        "labelled games, as shares of each round's games: "
         "`student` (against itself), `teacher`, or any agent spec (`random`, `heuristic`, "
         "`alphabeta:2`, ...), each playing against the student; the teacher labels every "
         "position reached, whoever played it.")
@@ -75,6 +77,17 @@ class DistillConfig(BaseModel):
         50, ge=0, description="Teacher games held out to measure top-1 agreement.")
     stop_when_perfect: bool = Field(
         False, description="Stop once the student has zero exhaustive losses (tictactoe).")
+    target: float | None = Field(
+        None, ge=0, le=1, description="Stop once the probe reaches this: tictactoe's "
+        "optimal-move accuracy, elsewhere the optimal-move rate on `positions`.")
+    label_budget: int | None = Field(
+        None, gt=0, description="Stop once the teacher has labelled this many positions.")
+    arms: list[str] | None = Field(
+        None, description="adaptive: the strategies the bandit picks from (teacher, dagger, "
+        "panel, openingsK, uncertain; default all, with K = 2 on tictactoe, else 4); one "
+        "arm runs that strategy alone.")
+    gamma: float = Field(
+        0.2, gt=0, le=1, description="adaptive: the bandit's exploration share.")
     kickstart_steps: int = Field(
         20000, gt=0, description="kickstart: PPO environment steps.")
     kickstart_weight: float = Field(
@@ -91,6 +104,13 @@ class DistillConfig(BaseModel):
         if sum(mix.values()) <= 0:
             raise ValueError("the mix weights sum to zero")
         return mix
+
+    @field_validator("arms")
+    @classmethod
+    def _some_arm(cls, arms: list[str] | None) -> list[str] | None:
+        if arms is not None and not arms:
+            raise ValueError("the adaptive teacher needs at least one arm")
+        return arms
 
     @model_validator(mode="after")
     def _opening_range(self) -> DistillConfig:

@@ -15,17 +15,21 @@ replaces the student that guides the search only if it scores at least
 at ``random`` (:func:`arena.ratings.elo_ratings`).
 
 The run directory is built in the staging directory of :func:`arena.runstate.staged_directory`
-and every finished iteration is committed there: its student, the optimizer state
-(safetensors), the replay window (a Parquet dataset) and, last, ``state.json`` with the
-iteration counter, the curve, the match log and the generator states. A run killed at
-any point (``kill -9`` included) and started again with the same settings resumes from
-the last committed iteration and ends with the same student as an uninterrupted run.
+and every finished iteration is committed there: its student (``iterations/NNNN``),
+then the run's checkpoint (:func:`arena.runstate.save_checkpoint`): the optimizer state
+(:mod:`students.training_state`), the replay window (a Parquet dataset) and, last,
+``state.json`` with the settings, the iteration counter, the curve, the match log and
+the generator states. A run killed at any point (``kill -9`` included) and started
+again with the same settings resumes from the last committed iteration and ends with
+the same student as an uninterrupted run; one of other settings is refused
+(:func:`arena.runstate.refuse_other_settings`). It shares the fit
+(:func:`distill.train.fit`) and the curve writer (:mod:`distill.curves`) with
+distillation.
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -51,17 +55,25 @@ from arena import (
 )
 from arena.positions import PositionSet, evaluate_positions, load_positions
 from arena.ratings import MatchRecord, elo_ratings
-from arena.runstate import staged_directory, staging_path
-from distill.iterate_config import DEFAULT_PANELS, IterateConfig
-from distill.resume import (
-    load_optimizer,
+from arena.runstate import (
+    RunInterrupted,
+    clear_checkpoint,
+    empty_directory,
+    load_checkpoint,
     refuse_other_settings,
+    save_checkpoint,
+    staged_directory,
+)
+from distill.curves import Panel, write_curve
+from distill.iterate_config import DEFAULT_PANELS, IterateConfig
+from distill.train import FitConfig, fit, make_optimizer
+from students import StudentAgent, StudentNet, build_student, load_net, param_count, save_student
+from students.training_state import (
+    load_optimizer,
     save_optimizer,
     set_torch_generator_state,
     torch_generator_state,
 )
-from distill.train import FitConfig, fit, make_optimizer
-from students import StudentAgent, StudentNet, build_student, load_net, param_count, save_student
 from teachers.datasets import DatasetWriter, Positions, load_dataset
 from teachers.mcts import MCTS, NetworkEvaluator
 
@@ -71,12 +83,12 @@ GAME_STRIDE = 1_000_000
 """Self-play game ids are ``iteration * GAME_STRIDE + game``, so the replay window can
 tell each position's iteration."""
 
-STATE_FILE = "state.json"
-CONFIG_FILE = "config.json"
+REPLAY = "replay"
+"""The replay window's dataset in the run's checkpoint."""
 
 
 @dataclass
-class RunState:
+class IterationState:
     """What a run has committed: everything but the weights, the optimizer and the data.
 
     Attributes:
@@ -95,24 +107,13 @@ class RunState:
     rng: dict[str, Any]
     torch_rng: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "iteration": self.iteration, "best": self.best, "curve": self.curve,
-            "matches": self.matches, "rng": self.rng, "torch_rng": self.torch_rng,
-        }
-
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunState:
-        return cls(**{k: data[k] for k in (
-            "iteration", "best", "curve", "matches", "rng", "torch_rng")})
+    def from_json(cls, data: dict[str, Any]) -> IterationState:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
 
 def _student_dir(run: Path, iteration: int) -> Path:
     return run / "iterations" / f"{iteration:04d}" / "student"
-
-
-def _checkpoint_dir(run: Path, iteration: int) -> Path:
-    return run / "checkpoints" / f"{iteration:04d}"
 
 
 def self_play(
@@ -284,19 +285,6 @@ def _settings(config: IterateConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-def _check_resumable(config: IterateConfig) -> None:
-    """Refuse, before anything is touched, to resume a run made with other settings."""
-    stage = staging_path(config.out)
-    saved = stage / CONFIG_FILE
-    if not saved.is_file():
-        return
-    try:
-        before = json.loads(saved.read_text())
-    except (OSError, ValueError):
-        return  # an unreadable config was never committed: the stage starts over
-    refuse_other_settings(config.out, before, _settings(config), f"remove {stage}")
-
-
 def _start_student(config: IterateConfig, game: Game, run: Path) -> StudentNet:
     """A fresh student, or one distilled from the start teacher (kept in ``run/start``)."""
     if config.start == "none":
@@ -337,19 +325,23 @@ def iterate(
     config: IterateConfig,
     progress: Progress | None = None,
     stop: Callable[[], bool] | None = None,
+    *,
+    resume: bool = True,
 ) -> dict[str, Any]:
     """Run expert iteration as ``config`` says; resume a killed run with the same settings.
 
     ``stop`` is polled after each iteration's commit; when it returns true the run stops
-    there (raising :class:`KeyboardInterrupt`), its staging directory kept
-    for the same command to resume.
+    there (raising :class:`arena.runstate.RunInterrupted`), its staging directory kept
+    for the same command to resume. Without ``resume``, what a killed run left is
+    removed and the run starts over.
 
     Returns:
         The report (also written as ``report.json`` in ``config.out``).
 
     Raises:
         TlmError: a game without a fast engine, a bad spec, an occupied output, or an
-            unfinished run in ``config.out`` made with other settings.
+            unfinished run in ``config.out`` made with other settings
+            (:class:`arena.runstate.ResumeRefusedError`, which keeps it).
     """
     g = get_game(config.game)
     if not g.has_engine:
@@ -361,7 +353,7 @@ def iterate(
     if config.start != "none":
         make_agent(config.start, g)
     positions = load_positions(config.positions, g) if config.positions is not None else None
-    _check_resumable(config)
+    settings = _settings(config)
     engine = g.make_engine()
     fit_config = FitConfig(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
@@ -370,11 +362,18 @@ def iterate(
     )
 
     with staged_directory(config.out, resume=True) as run:
-        write_json_atomic(run / CONFIG_FILE, _settings(config))
         from torch.utils.tensorboard import SummaryWriter
 
         start_time = time.perf_counter()
-        state = _read_state(run)
+        found = load_checkpoint(run) if resume else None
+        if found is None:
+            # The settings are fixed from the start: a start distillation killed
+            # half-way resumes only with them.
+            empty_directory(run)
+            save_checkpoint(run, {"settings": settings, "iteration": None})
+        else:
+            refuse_other_settings(config.out, found[1].get("settings"), settings)
+        state = _read_state(found)
         if state is None:
             net = _start_student(config, g, run)
             optimizer = make_optimizer(net, fit_config)
@@ -382,26 +381,31 @@ def iterate(
                 int(np.random.SeedSequence([config.seed, 0]).generate_state(1)[0]))
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
             metrics, records = measure_student(g, net, panel, config, positions, 0)
-            state = RunState(0, 0, [], [], dict(rng.bit_generator.state),
-                             torch_generator_state(generator))
+            state = IterationState(0, 0, [], [], dict(rng.bit_generator.state),
+                                   torch_generator_state(generator))
             row = {"iteration": 0, "positions": 0, "accepted": 1, "gate_score": float("nan"),
                    **metrics}
             replay: list[Positions] = []
             state.matches = [_record_json(r) for r in records]
             state.curve.append(_with_elo(row, state))
-            _commit(run, state, net, optimizer, replay, g)
+            _commit(run, state, settings, net, optimizer, replay, g)
             if progress is not None:
                 progress(state.curve[-1])
         else:
+            assert found is not None
+            checkpoint = found[0]
             net = load_net(_student_dir(run, state.iteration), g)
             optimizer = make_optimizer(net, fit_config)
-            load_optimizer(optimizer, _checkpoint_dir(run, state.iteration))
+            load_optimizer(optimizer, checkpoint)
             generator = torch.Generator()
-            set_torch_generator_state(generator, state.torch_rng)
-            rng = np.random.default_rng()
-            rng.bit_generator.state = state.rng
-            replay = _load_replay(_checkpoint_dir(run, state.iteration) / "replay", g) \
-                if (_checkpoint_dir(run, state.iteration) / "replay").is_dir() else []
+            try:
+                set_torch_generator_state(generator, state.torch_rng)
+                rng = np.random.default_rng()
+                rng.bit_generator.state = state.rng
+            except (TlmError, TypeError, ValueError, KeyError) as e:
+                raise TlmError(f"damaged checkpoint {checkpoint}: generators {e}") from None
+            replay = (_load_replay(checkpoint / REPLAY, g)
+                      if (checkpoint / REPLAY).is_dir() else [])
         _remove_uncommitted(run, state.iteration)
         best = load_net(_student_dir(run, state.best), g)
 
@@ -436,7 +440,7 @@ def iterate(
                 if key != "iteration" and isinstance(value, int | float):
                     writer.add_scalar(key, value, k)
             writer.flush()
-            _commit(run, state, net, optimizer, replay, g)
+            _commit(run, state, settings, net, optimizer, replay, g)
             if accepted:
                 best = load_net(_student_dir(run, k), g)
             if progress is not None:
@@ -446,8 +450,8 @@ def iterate(
                 break
             if stop is not None and stop() and k < config.iterations:
                 writer.close()
-                raise KeyboardInterrupt(f"stopped after iteration {k}; run the same command "
-                                        "again to resume")
+                raise RunInterrupted(f"stopped after iteration {k}; run the same command "
+                                     "again to resume")
         writer.close()
 
         final_net = load_net(_student_dir(run, state.best), g)
@@ -457,63 +461,61 @@ def iterate(
                 "method": "expert-iteration", "start": config.start, "iteration": which,
                 "seed": config.seed,
             })
-        _write_curve(run, state.curve)
+        write_curve(run, state.curve, PANELS)
         report = _report(config, state, final_net, time.perf_counter() - start_time)
         write_json_atomic(run / "report.json", report)
-        shutil.rmtree(run / "checkpoints", ignore_errors=True)
+        clear_checkpoint(run)
     return report
 
 
-def _with_elo(row: dict[str, Any], state: RunState) -> dict[str, Any]:
+def _with_elo(row: dict[str, Any], state: IterationState) -> dict[str, Any]:
     ratings = elo_ratings([_record_from_json(m) for m in state.matches], anchor="random")
     me = ratings.get(iteration_name(row["iteration"]))
     return {**row, "elo": me.elo if me is not None else float("nan")}
 
 
-def _read_state(run: Path) -> RunState | None:
-    path = run / STATE_FILE
-    if not path.is_file():
+def _read_state(found: tuple[Path, dict[str, Any]] | None) -> IterationState | None:
+    """The state of the last committed iteration in a loaded checkpoint (``None``: none
+    committed yet)."""
+    if found is None or found[1].get("iteration") is None:
         return None
     try:
-        return RunState.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise TlmError(f"cannot resume from {path}: {e}") from None
+        return IterationState.from_json(found[1])
+    except (KeyError, TypeError) as e:
+        raise TlmError(f"damaged checkpoint {found[0]}: {e!r}") from None
 
 
 def _remove_uncommitted(run: Path, iteration: int) -> None:
-    """Remove what a killed iteration wrote after the last commit."""
-    for parent, keep in ((run / "iterations", lambda k: k <= iteration),
-                         (run / "checkpoints", lambda k: k == iteration)):
-        if not parent.is_dir():
-            continue
+    """Remove the students of iterations a killed run wrote after its last commit."""
+    parent = run / "iterations"
+    if parent.is_dir():
         for child in parent.iterdir():
-            if not (child.name.isdigit() and keep(int(child.name))):
+            if not (child.name.isdigit() and int(child.name) <= iteration):
                 shutil.rmtree(child, ignore_errors=True)
 
 
 def _commit(
-    run: Path, state: RunState, net: StudentNet, optimizer: torch.optim.Optimizer,
-    replay: list[Positions], game: Game,
+    run: Path, state: IterationState, settings: dict[str, Any], net: StudentNet,
+    optimizer: torch.optim.Optimizer, replay: list[Positions], game: Game,
 ) -> None:
-    """Write iteration ``state.iteration``'s files, then ``state.json``: the commit."""
+    """Write iteration ``state.iteration``'s student, then the checkpoint: the commit."""
     k = state.iteration
     save_student(net, _student_dir(run, k), provenance={
         "method": "expert-iteration", "iteration": k, "seed": net.seed,
     })
-    ckpt = _checkpoint_dir(run, k)
-    if ckpt.exists():
-        shutil.rmtree(ckpt)
-    ckpt.mkdir(parents=True)
-    save_optimizer(optimizer, ckpt)
-    if replay:
-        (ckpt / "replay").mkdir()
-        _save_replay(replay, ckpt / "replay", game)
-    write_json_atomic(run / STATE_FILE, state.to_json())
+
+    def write(directory: Path) -> None:
+        save_optimizer(optimizer, directory)
+        if replay:
+            (directory / REPLAY).mkdir()
+            _save_replay(replay, directory / REPLAY, game)
+
+    save_checkpoint(run, {"settings": settings, **dataclasses.asdict(state)}, write)
     _remove_uncommitted(run, k)
 
 
 def _report(
-    config: IterateConfig, state: RunState, net: StudentNet, wall_s: float
+    config: IterateConfig, state: IterationState, net: StudentNet, wall_s: float
 ) -> dict[str, Any]:
     ratings = elo_ratings([_record_from_json(m) for m in state.matches], anchor="random")
     return {
@@ -537,43 +539,11 @@ def _report(
     }
 
 
-_CURVE_KEYS = ("score_vs_", "optimal_accuracy", "optimal_rate", "blunder_rate", "gate_score")
-
-
-def _write_curve(out: Path, curve: list[dict[str, Any]]) -> None:
-    keys: list[str] = []
-    for row in curve:
-        keys += [k for k in row if k not in keys]
-    with open(out / "curve.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(curve)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = [r["iteration"] for r in curve]
-    fig, (ax, ax_elo) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in keys:
-        if key.startswith(_CURVE_KEYS):
-            ax.plot(x, [r.get(key, float("nan")) for r in curve], marker="o", label=key)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("score / rate (raw student, no search)")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7)
-    ax_elo.plot(x, [r["elo"] for r in curve], marker="o", color="black", label="Elo (random = 0)")
-    if "exhaustive_losses" in keys:
-        ax2 = ax_elo.twinx()
-        ax2.plot(x, [r["exhaustive_losses"] for r in curve], color="red", ls="--",
-                 label="exhaustive losses")
-        ax2.set_ylabel("lost lines against every reply")
-        ax2.legend(loc="upper right", fontsize=7)
-    ax_elo.set_xlabel("iteration")
-    ax_elo.set_ylabel("Elo")
-    ax_elo.grid(alpha=0.3)
-    ax_elo.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "curve.png", dpi=100)
-    plt.close(fig)
+PANELS = (
+    Panel(x="iteration", xlabel="iteration", ylabel="score / rate (raw student, no search)",
+          keys=("score_vs_", "optimal_accuracy", "optimal_rate", "blunder_rate", "gate_score")),
+    Panel(x="iteration", xlabel="iteration", ylabel="Elo (random = 0)", keys=("elo",),
+          ylim=None, twin="exhaustive_losses", twin_label="lost lines against every reply",
+          legend="upper left"),
+)
+"""The figures of an expert-iteration run's ``curve.png``."""

@@ -69,10 +69,49 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """The preset ``tlm distill`` starts from, by game."""
 
+ADAPTIVE: dict[str, Any] = {
+    "method": "adaptive",
+    "student": "mlp:128x2",
+    "budget_games": 500,
+    "games_per_round": 25,
+    "steps_per_round": 150,
+    "beta0": 0.0,
+    "label_budget": 20_000,
+    "eval_opponents": [],
+    "holdout_games": 0,
+    "stop_when_perfect": True,
+}
+"""The adaptive teacher (``--method adaptive``) on any game: a fresh 128x2 MLP, 25
+games a round and 150 gradient steps, at most 500 games or 20,000 labels; no teacher
+moves in the student's games (beta 0); measured by its probe alone (no opponents, no
+held-out games); on tic-tac-toe it stops at perfect play. It names no teacher."""
 
-def preset_for(game: str) -> dict[str, Any]:
-    """The preset of ``game`` (empty for a game without one)."""
-    return dict(PRESETS.get(get_game(game).name, {}))
+METHOD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "adaptive": {
+        "": ADAPTIVE,
+        "connect_four": {**ADAPTIVE, "positions": SOLVED_POSITIONS},
+    },
+}
+"""The preset of a method with settings of its own, by game (``""``: any other game)."""
+
+
+def preset_for(game: str, method: str | None = None) -> dict[str, Any]:
+    """The preset of ``game`` (empty for a game without one), or of ``method`` on it.
+
+    A method other than the game preset's takes the game and its teacher from the game
+    preset, and the method's own preset (:data:`METHOD_PRESETS`, which names no
+    teacher) if it has one.
+    """
+    name = get_game(game).name
+    base = dict(PRESETS.get(name, {}))
+    if method is None or not base and method not in METHOD_PRESETS:
+        return base
+    if method in METHOD_PRESETS:
+        by_game = METHOD_PRESETS[method]
+        return {"game": name, **by_game.get(name, by_game[""])}
+    if method != base["method"]:
+        return {k: base[k] for k in ("game", "teacher")}
+    return base
 
 
 def config_with_preset(config_file: Path | None = None, **flags: Any) -> DistillConfig:
@@ -83,10 +122,9 @@ def config_with_preset(config_file: Path | None = None, **flags: Any) -> Distill
     game = flags.get("game") or data.get("game")
     if game is None:
         raise TlmError("no game given (--game or `game:` in the config file)")
-    base = preset_for(str(game))
-    if base and (flags.get("method") or data.get("method")) not in (None, base["method"]):
-        # Another method: only the preset's game and teacher carry over.
-        base = {k: base[k] for k in ("game", "teacher")}
+    base = preset_for(str(game), flags.get("method") or data.get("method"))
+    if not (flags.get("teacher") or data.get("teacher") or base.get("teacher")):
+        raise TlmError("no teacher given (--teacher or `teacher:` in the config file)")
     if config_file is not None:
         return load_config(config_file, **{**base, **data, **flags})
     return make_config(**{**base, **flags})
@@ -106,6 +144,9 @@ def default_help(field: str) -> str:
     for game, preset in PRESETS.items():
         if field in preset and preset[field] != default:
             parts.append(f"{game}: {_show(preset[field])}")
+    for method, by_game in METHOD_PRESETS.items():
+        if field != "method" and field in by_game[""] and by_game[""][field] != default:
+            parts.append(f"{method}: {_show(by_game[''][field])}")
     return "; ".join(parts) if parts else ""
 
 
@@ -115,5 +156,5 @@ def _show(value: Any) -> str:
     if isinstance(value, dict):
         return ",".join(f"{k}={v:g}" for k, v in value.items())
     if isinstance(value, list):
-        return ",".join(str(v) for v in value)
+        return ",".join(str(v) for v in value) or "none"
     return str(value)

@@ -1,27 +1,31 @@
-"""Distillation runs: a teacher's games (offline) or games from a mix of players
-labelled by the teacher (DAgger), fitted into a freshly initialized student, measured
-as it learns.
+"""Distillation runs: one round loop over teaching strategies that turns a teacher into
+a freshly initialized student, measured as it learns.
 
-Each round plays ``games_per_round`` games (see :mod:`distill.collect`: the mix of
-players, random openings, exploration), has the teacher label every position reached
-that the aggregate lacks, takes ``steps_per_round`` gradient steps on batches sampled
-from the aggregate (recent positions weighted up), and measures the student on what it
-never trained on: scores against fixed opponents, a solved-positions file (optimal-move
-and blunder rates) and, on tic-tac-toe, exact strength over every line of play; plus
-top-1 agreement with the teacher on held-out teacher games. Each row of the curve says
+Each round, the run's strategy (:mod:`distill.strategies`: offline, DAgger, the
+adaptive teacher and its arms) plays ``games_per_round`` games (or takes them from a
+dataset) and has the teacher label the positions it picks into the run's
+:class:`distill.store.PositionStore`; then the student takes ``steps_per_round``
+gradient steps on batches sampled from the whole store (recent positions weighted up;
+:func:`distill.train.fit_steps`) and is measured on what it never trained on (scores
+against fixed opponents, a solved-positions file, exact strength on tic-tac-toe, top-1
+agreement with the teacher on held-out teacher games); the round is checkpointed
+(:mod:`distill.checkpoint`) and the stopping rules are read: the budget of games,
+perfect play, a target of the probe, a budget of labels. Each row of the curve says
 where the round's time went (playing, labelling, fitting, evaluating). Given a runner
-(:func:`arena.make_runner`), each round's games are played on its Ray workers, with the
-same games as in this process; labelling, fitting and measuring stay here.
+(:func:`arena.make_runner`), the games are played on its Ray workers, with the same
+games as in this process; labelling, fitting and measuring stay here.
 
-After every round the run checkpoints into its staging directory
-(:mod:`distill.resume`); the same command run again after a kill goes on from there.
-The output directory (student checkpoint, curve CSV and PNG, TensorBoard scalars,
-JSON report) appears only when the run is complete.
+The same command run again after a kill goes on from the last checkpoint; ``stop``
+(a :class:`arena.runstate.StopHandler`) ends a run after a round, resumable. The output
+directory (student checkpoint, curve CSV and PNG, TensorBoard scalars, JSON report)
+appears only when the run is complete. ``--method kickstart`` (PPO with a distillation
+term, :mod:`distill.kickstart`) trains in its own loop: its student learns from its
+own returns in SB3's rollouts, not from a store of labelled positions.
 """
 
 from __future__ import annotations
 
-import csv
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,17 +47,19 @@ from arena import (
 )
 from arena.positions import PositionSet, evaluate_positions, load_positions
 from arena.runners import Runner
-from arena.runstate import check_output_dir, staged_directory
-from distill.collect import Openings, PositionStore, add_positions, collect_round
-from distill.config import DistillConfig
-from distill.resume import (
+from arena.runstate import (
     RunInterrupted,
-    RunState,
-    check_resumable,
-    clear_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
+    check_output_dir,
+    clear_checkpoint,
+    empty_directory,
+    staged_directory,
 )
+from distill.checkpoint import RoundState, load_round, run_settings, save_round
+from distill.collect import STUDENT, TEACHER
+from distill.config import DistillConfig
+from distill.curves import Panel, write_curve, write_scalars
+from distill.store import PositionStore
+from distill.strategies import Strategy, Teaching, make_probe, strategy_for
 from distill.train import FitConfig, fit_steps, make_optimizer, sample_weights
 from students import StudentAgent, build_student, param_count, save_student
 from teachers.datasets import Positions, load_dataset
@@ -63,6 +69,13 @@ Progress = Callable[[dict[str, Any]], None]
 
 TIMES = ("play_s", "label_s", "fit_s", "eval_s")
 """Where a round's time goes: playing games, labelling positions, fitting, measuring."""
+
+STUDENT_PANEL = Panel(
+    x="teacher_games", xlabel="teacher-labelled games", ylabel="score / accuracy",
+    keys=("score_vs_", "agreement", "optimal_accuracy", "solved_optimal", "solved_blunders"),
+    twin="exhaustive_losses", twin_label="exhaustive losses vs perfect",
+)
+"""The student's measures against the games it was taught with."""
 
 
 def measure(
@@ -129,16 +142,21 @@ def distill(
         resume: go on from the checkpoint a killed or stopped run with the same
             settings left in the staging directory (else start over).
         stop: polled after each round's checkpoint; when it returns true the run
-            stops with :class:`distill.resume.RunInterrupted`, its staging directory
+            stops with :class:`arena.runstate.RunInterrupted`, its staging directory
             kept for the next run to resume.
         runner: where each round's games are played (:func:`arena.make_runner`;
             default: this process). The same seed gives the same run with any runner
             and any number of workers, so a run may resume on another runner. The
-            teacher labels, the student fits and is measured here; ``kickstart`` and
-            offline runs from a dataset play no round games, so they ignore it.
+            teacher labels, the student fits and is measured here; ``kickstart``,
+            offline runs from a dataset and the ``uncertain`` arm play here.
 
     Returns:
         The report (also written as ``report.json``).
+
+    Raises:
+        TlmError: a bad setting (before anything is written), or a damaged checkpoint.
+        arena.runstate.ResumeRefusedError: the checkpoint kept for ``config.out`` was
+            taken with other settings (it is left as it was).
     """
     if config.method == "kickstart":
         from distill.kickstart import distill_kickstart_run
@@ -158,7 +176,11 @@ def distill(
         raise TlmError("--dataset is for the offline method only")
     source = load_dataset(config.dataset, g) if config.dataset is not None else None
     solved = load_positions(config.positions, g) if config.positions is not None else None
-    mix_agents = {s: make_agent(s, g) for s in config.mix if s not in ("student", "teacher")}
+    probe = (make_probe(g, solved, config.seed)
+             if config.method == "adaptive" or config.target is not None else None)
+    strategy = strategy_for(config, g, source)
+    agents = {s: make_agent(s, g) for s in sorted(strategy.specs())
+              if s not in (STUDENT, TEACHER)}
 
     holdout_seed = int(np.random.SeedSequence(config.seed).generate_state(1)[0])
     net = build_student(config.student, g, seed=config.seed)
@@ -178,64 +200,58 @@ def distill(
             config.holdout_games, seed=holdout_seed, game_offset=-config.holdout_games,
         )
     n_rounds = -(-config.budget_games // config.games_per_round)
-    settings = config.model_dump(mode="json")
-    source_games = np.unique(source.game_id) if source is not None else None
+    settings = run_settings(config)
 
     with staged_directory(config.out, resume=True) as stage:
-        if resume:
-            check_resumable(stage, settings)
-        loaded = load_checkpoint(stage, net, optimizer, g.name, settings) if resume else None
+        loaded = load_round(stage, settings, net, optimizer, g.name) if resume else None
         if loaded is None:
-            clear_checkpoints(stage)
-            state, store = RunState(), PositionStore(g)
+            empty_directory(stage)  # a run started over, or what an older version left
+            state, store = RoundState(), PositionStore(g)
         else:
             state, store = loaded
+            try:
+                strategy.restore(state.strategy)
+            except (KeyError, TypeError, ValueError) as e:
+                raise TlmError(f"damaged checkpoint in {stage}: strategy state {e!r}") from None
+        t = Teaching(game=g, teacher=teacher, student=student,
+                     sampler=StudentAgent(net, greedy=False), store=store, runner=runner,
+                     agents=agents, probe=probe)
+        if loaded is None:
+            strategy.start(t)
         for rnd in range(state.next_round, n_rounds):
             if state.done:
                 break
             start = time.perf_counter()
             games_seed, fit_seed = _round_seeds(config.seed, rnd)
             n = min(config.games_per_round, config.budget_games - state.games)
-            beta = config.beta0 * config.beta_decay**rnd if config.method == "dagger" else 1.0
-            times = dict.fromkeys(TIMES, 0.0)
-            if source is not None and source_games is not None:
-                ids = source_games[state.games : state.games + n]
-                if len(ids) == 0:
-                    state.done = True
-                    break
-                chunk = source.select(np.isin(source.game_id, ids))
-                n = len(ids)
-                reached, labelled = add_positions(store, chunk.obs, chunk.mask, chunk.probs,
-                                                  chunk.value, chunk.outcome, rnd)
-            else:
-                offline = config.method == "offline"
-                done = collect_round(
-                    g, teacher, student, {"teacher": 1.0} if offline else config.mix, n,
-                    games_seed, store, rnd, beta=0.0 if offline else beta,
-                    epsilon=config.epsilon, openings=Openings(low, high),
-                    temperature=config.temperature, self_play_teacher=offline,
-                    agents=mix_agents, runner=runner,
-                )
-                reached, labelled = done.reached, done.labelled
-                times["play_s"], times["label_s"] = done.play_s, done.label_s
-            t = time.perf_counter()
-            weights = sample_weights(store.last_round, rnd, config.recent_share)
-            losses = fit_steps(net, g, store.as_positions(), weights, config.steps_per_round,
-                               fit_config, optimizer,
-                               torch.Generator().manual_seed(fit_seed))
-            times["fit_s"] = time.perf_counter() - t
-            t = time.perf_counter()
+            got = strategy.collect(t, rnd, n, games_seed)
+            if got is None:  # a dataset with no game left
+                state.done = True
+                break
+            times = {"play_s": got.play_s, "label_s": got.label_s}
+            clock = time.perf_counter()
+            losses = {"policy_loss": math.nan, "value_loss": math.nan}
+            if len(store):
+                weights = sample_weights(store.last_round, rnd, config.recent_share)
+                losses = fit_steps(net, g, store.as_positions(), weights,
+                                   config.steps_per_round, fit_config, optimizer,
+                                   torch.Generator().manual_seed(fit_seed))
+            times["fit_s"] = time.perf_counter() - clock
+            clock = time.perf_counter()
             metrics = measure(config, student, opponents, held_out, solved)
-            times["eval_s"] = time.perf_counter() - t
-            state.games += n
+            times["eval_s"] = time.perf_counter() - clock
+            judged = strategy.judge(t, got, metrics)
+            state.games += got.games
+            state.labels += got.labelled
             state.wall_s += time.perf_counter() - start
             row = {
                 "round": rnd,
                 "teacher_games": state.games,
                 "positions": len(store),
-                "reached": reached,
-                "labelled": labelled,
-                "beta": beta,
+                "reached": got.reached,
+                "labelled": got.labelled,
+                **got.info,
+                **judged,
                 **losses,
                 **metrics,
                 **times,
@@ -243,37 +259,42 @@ def distill(
             }
             state.curve.append(row)
             state.next_round = rnd + 1
-            state.done = bool(config.stop_when_perfect and row.get("exhaustive_losses") == 0)
-            save_checkpoint(stage, state, net, optimizer, store, settings,
-                            {"round_seeds": "numpy SeedSequence([seed, round])",
-                             "holdout_seed": holdout_seed, "next_round": state.next_round})
+            _stopping_rules(config, state, row, probe.key if probe is not None else None)
+            state.strategy = strategy.state()
+            save_round(stage, state, settings, net, optimizer, store, teacher.name)
             if progress is not None:
                 progress(row)
             if stop is not None and stop() and state.next_round < n_rounds and not state.done:
-                raise RunInterrupted(state.next_round)
-        report = _finish(stage, config, g.name, net, state, store, held_out)
+                raise RunInterrupted(f"stopped after round {state.next_round}; run the same "
+                                     "command again to resume")
+        report = _finish(stage, config, g.name, net, state, store, held_out, strategy)
     return report
 
 
+def _stopping_rules(config: DistillConfig, state: RoundState, row: dict[str, Any],
+                    probe: str | None) -> None:
+    """Record the round that met the run's goal, and whether the run is done."""
+    goal = bool(config.stop_when_perfect and row.get("exhaustive_losses") == 0) or (
+        config.target is not None and probe is not None and row[probe] >= config.target)
+    if goal and state.reached is None:
+        state.reached = {"round": row["round"], "teacher_games": state.games,
+                         "labels": state.labels}
+    state.done = goal or (config.label_budget is not None
+                          and state.labels >= config.label_budget)
+
+
 def _finish(
-    stage: Path, config: DistillConfig, game: str, net: torch.nn.Module, state: RunState,
-    store: PositionStore, held_out: Positions,
+    stage: Path, config: DistillConfig, game: str, net: torch.nn.Module, state: RoundState,
+    store: PositionStore, held_out: Positions, strategy: Strategy,
 ) -> dict[str, Any]:
     """Write the student, curve, TensorBoard scalars and report into ``stage``."""
-    from torch.utils.tensorboard import SummaryWriter
-
     curve = state.curve
-    writer = SummaryWriter(log_dir=str(stage / "tensorboard"))
-    for row in curve:
-        for key, value in row.items():
-            if key not in ("round", "teacher_games"):
-                writer.add_scalar(key, value, row["teacher_games"])
-    writer.close()
+    write_scalars(stage / "tensorboard", curve, "teacher_games", skip=("round",))
     save_student(net, stage / "student", provenance={  # type: ignore[arg-type]
         "method": config.method, "teacher": config.teacher, "teacher_games": state.games,
         "seed": config.seed,
     })
-    _write_curve(stage, curve)
+    write_curve(stage, curve, [STUDENT_PANEL, *strategy.panels()])
     report = {
         "game": game,
         "teacher": config.teacher,
@@ -282,6 +303,7 @@ def _finish(
         "method": config.method,
         "seed": config.seed,
         "teacher_games": state.games,
+        "labels_spent": state.labels,
         "positions": len(store),
         "positions_reached": int(store.count.sum()),
         "held_out_positions": len(held_out),
@@ -291,42 +313,10 @@ def _finish(
         "perfect_at_games": next(
             (r["teacher_games"] for r in curve if r.get("exhaustive_losses") == 0), None
         ),
+        "reached": state.reached,
+        **strategy.summary(curve),
         "config": config.model_dump(mode="json"),
     }
     write_json_atomic(stage / "report.json", report)
-    clear_checkpoints(stage)
+    clear_checkpoint(stage)
     return report
-
-
-def _write_curve(out: Path, curve: list[dict[str, Any]]) -> None:
-    if not curve:
-        return
-    with open(out / "curve.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(curve[0]))
-        w.writeheader()
-        w.writerows(curve)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = [r["teacher_games"] for r in curve]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in curve[0]:
-        if key.startswith("score_vs_") or key in ("agreement", "optimal_accuracy",
-                                                  "solved_optimal", "solved_blunders"):
-            ax.plot(x, [r[key] for r in curve], marker="o", label=key)
-    ax.set_xlabel("teacher-labelled games")
-    ax.set_ylabel("score / accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    if "exhaustive_losses" in curve[0]:
-        ax2 = ax.twinx()
-        ax2.plot(x, [r["exhaustive_losses"] for r in curve], color="black", ls="--",
-                 label="exhaustive losses")
-        ax2.set_ylabel("exhaustive losses vs perfect")
-        ax2.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "curve.png", dpi=100)
-    plt.close(fig)

@@ -25,7 +25,6 @@ from scripts.cli_common import (
     float_option,
     int_option,
     positive,
-    print_plain,
     progress_bar,
     resume_hint,
     seed_option,
@@ -110,9 +109,9 @@ def distill_cmd(
     out: Annotated[Path | None, typer.Option(help="New output directory.")] = None,
     dataset: Annotated[Path | None, typer.Option(help="offline: a generated dataset.")] = None,
     mix: Annotated[str | None, typer.Option(help=_distill_help(
-        "dagger: who plays the labelled games, SPEC=SHARE,...: student (against itself), "
-        "teacher, or an agent spec playing the student; the teacher labels every "
-        "position reached.", "mix"))] = None,
+        "dagger (adaptive: its dagger and openings arms): who plays the labelled games, "
+        "SPEC=SHARE,...: student (against itself), teacher, or an agent spec playing the "
+        "student; the teacher labels every position reached.", "mix"))] = None,
     opening_plies: Annotated[int | None, int_option(
         help=_distill_help("Random opening plies of labelled games (the fewest).",
                            "opening_plies"), lo=0, hi=MAX_PLIES)] = None,
@@ -126,10 +125,11 @@ def distill_cmd(
         help=_distill_help("Teacher move temperature in the games it plays.", "temperature"),
         lo=0, hi=MAX_TEMPERATURE)] = None,
     beta0: Annotated[float | None, float_option(
-        help=_distill_help("dagger: share of the student's moves the teacher plays in "
-                           "round 0.", "beta0"), lo=0, hi=1)] = None,
+        help=_distill_help("dagger and adaptive: share of the student's moves the teacher "
+                           "plays in round 0.", "beta0"), lo=0, hi=1)] = None,
     beta_decay: Annotated[float | None, float_option(
-        help=_distill_help("dagger: beta decay a round.", "beta_decay"), lo=0, hi=1)] = None,
+        help=_distill_help("dagger and adaptive: beta decay a round.", "beta_decay"),
+        lo=0, hi=1)] = None,
     steps_per_round: Annotated[int | None, int_option(
         help=_distill_help("Gradient steps a round, on batches sampled from all positions "
                            "so far.", "steps_per_round"), hi=MAX_STEPS)] = None,
@@ -160,6 +160,16 @@ def distill_cmd(
     stop_when_perfect: Annotated[bool | None, typer.Option(
         "--stop-when-perfect", help=_distill_help("Stop at zero exhaustive losses.",
                                                   "stop_when_perfect"))] = None,
+    target: Annotated[float | None, float_option(
+        help=_distill_help("Stop once the probe (tictactoe: optimal-move accuracy; else the "
+                           "optimal-move rate on --positions) reaches this.", "target"),
+        lo=0, hi=1)] = None,
+    label_budget: Annotated[int | None, int_option(
+        help=_distill_help("Stop once the teacher has labelled this many positions.",
+                           "label_budget"), hi=MAX_DATASET_GAMES)] = None,
+    arms: Annotated[str | None, typer.Option(help=_distill_help(
+        "adaptive: comma-separated strategies the bandit picks from (teacher, dagger, "
+        "panel, openingsK, uncertain); one runs that strategy alone.", "arms"))] = None,
     config: Annotated[Path | None, typer.Option(
         help="YAML config: over the game's preset; flags override it.")] = None,
     resume: Annotated[bool, typer.Option(
@@ -167,11 +177,11 @@ def distill_cmd(
         "run with the same settings (default), or start over.")] = True,
     workers: Annotated[int | None, int_option(
         "--workers", help="Play each round's games on a local Ray with this many worker "
-        "processes (dagger and offline; the teacher labels here; kickstart and adaptive "
-        "ignore it).", hi=MAX_WORKERS)] = None,
+        "processes (the teacher labels here; kickstart, a dataset and adaptive's "
+        "uncertain arm play here).", hi=MAX_WORKERS)] = None,
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="Play each round's games on the Ray cluster at this address "
-        "(auto, host:port, ray://host:10001); kickstart and adaptive ignore it.")] = None,
+        "(auto, host:port, ray://host:10001); as --workers.")] = None,
 ) -> None:
     """Distill a teacher into a freshly initialized student and measure it as it learns.
 
@@ -183,16 +193,12 @@ def distill_cmd(
     Example: tlm distill --game tictactoe --teacher perfect --out runs/ttt-dagger
     (the preset: a fresh mlp:128x2 that loses no line of tic-tac-toe within 500 games)
     """
+    from arena.runstate import StopHandler
     from distill import distill
     from distill.collect import parse_mix
     from distill.presets import config_with_preset
-    from distill.resume import stop_after_round
 
     runner = arena.make_runner(workers, ray_address)  # checks the values; started below
-    if method == "adaptive":
-        _distill_adaptive(game, teacher, student, seed, out, games_per_round,
-                          steps_per_round, budget_games, positions, resume)
-        return
     fields = {
         "game": game, "teacher": teacher, "student": student, "method": method,
         "budget_games": budget_games, "games_per_round": games_per_round, "seed": seed,
@@ -203,10 +209,10 @@ def distill_cmd(
         "steps_per_round": steps_per_round, "batch_size": batch_size,
         "recent_share": recent_share, "eval_opening_plies": eval_opening_plies,
         "positions": positions, "kickstart_steps": kickstart_steps, "panel": panel,
+        "target": target, "label_budget": label_budget,
         "mix": None if mix is None else parse_mix(mix),
-        "eval_opponents": None if eval_opponents is None else [
-            s.strip() for s in eval_opponents.split(",") if s.strip()
-        ],
+        "eval_opponents": None if eval_opponents is None else _names(eval_opponents),
+        "arms": None if arms is None else _names(arms),
     }
     cfg = config_with_preset(config, **fields)
     if cfg.method == "kickstart":
@@ -218,12 +224,18 @@ def distill_cmd(
         def show(row: dict[str, Any]) -> None:
             bar.update(task, completed=int(row.get("teacher_games", row.get("steps", 0))))
             parts = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in row.items() if k not in ("round", "beta", "wall_s")]
+                     for k, v in row.items()
+                     if k not in ("beta", "wall_s") and not k.startswith("p_")]
             bar.console.print("  " + "  ".join(parts))
 
-        with stop_after_round(bar.console.print) as stop:
+        with StopHandler(bar.console.print) as stop:
             report = distill(cfg, progress=show, resume=resume, stop=stop, runner=runner)
     print_distill_report(report, cfg.out)
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list of names."""
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def print_distill_report(report: dict[str, object], out: Path) -> None:
@@ -248,6 +260,15 @@ def print_distill_report(report: dict[str, object], out: Path) -> None:
                           else str(value))
     if report.get("perfect_at_games") is not None:
         table.add_row("perfect play reached at", f"{report['perfect_at_games']} games")
+    reached = report.get("reached")
+    if isinstance(reached, dict):
+        table.add_row("goal reached with", f"{reached['labels']} labels, "
+                      f"{reached['teacher_games']} games")
+    if "labels_spent" in report:
+        table.add_row("labels spent", str(report["labels_spent"]))
+    choices = report.get("choices")
+    if isinstance(choices, dict):
+        table.add_row("strategies chosen", ", ".join(f"{k} {v}" for k, v in choices.items()))
     table.add_row("wall time", f"{report['wall_s']:.1f} s")
     spent = report.get("time")
     if isinstance(spent, dict):
@@ -259,45 +280,6 @@ def print_distill_report(report: dict[str, object], out: Path) -> None:
                       f"{out / 'curve.png'}   tensorboard: {out / 'tensorboard'}")
     else:
         console.print(f"student: sb3:{out / 'main' / 'model.zip'}   report: {out / 'report.json'}")
-
-
-def _distill_adaptive(
-    game: str | None, teacher: str | None, student: str | None, seed: int | None,
-    out: Path | None, games_per_round: int | None, steps_per_round: int | None,
-    budget_games: int | None, positions: Path | None, resume: bool = True,
-) -> None:
-    """``tlm distill --method adaptive``: an EXP3 teacher picks a strategy every round
-    (checkpointed every round, resumed by the same command, stopped by Ctrl-C)."""
-    from arena.positions import load_positions
-    from distill.curricula import ADAPTIVE, teach_run
-    from distill.presets import SOLVED_POSITIONS
-    from distill.resume import stop_after_round
-
-    if game is None or teacher is None or out is None:
-        raise TlmError("--method adaptive needs --game, --teacher and --out")
-    g = arena.get_game(game)
-    if positions is None and g.name == "connect_four":
-        positions = Path(SOLVED_POSITIONS)
-    per_round = games_per_round or 25
-
-    def show(row: dict[str, Any]) -> None:
-        print_plain(f"  round={row['round']}  strategy={row['strategy']}  labels={row['labels']}  "
-              f"probe={row['probe']:.3f}")
-
-    with stop_after_round(print_plain) as stop:
-        report = teach_run(
-            out, g, teacher, student or "mlp:128x2", ADAPTIVE, resume=resume, seed=seed or 0,
-            games_per_round=per_round, steps_per_round=steps_per_round or 150,
-            max_rounds=max(1, (budget_games or 500) // per_round),
-            positions=None if positions is None else load_positions(positions, g),
-            stop=stop, progress=show,
-        )
-    reached = (f"target reached with {report['labels']} labels" if report["reached"]
-               else f"target not reached ({report['labels_spent']} labels spent)")
-    console.print(f"adaptive teacher: {report['rounds']} rounds, {reached}; strategies "
-                  f"chosen: {report['choices']}; probe {report['final_probe']:.3f}")
-    console.print(f"student: {out / 'student'}   curve: {out / 'curve.csv'}, "
-                  f"{out / 'curve.png'}   report: {out / 'report.json'}")
 
 
 def iterate_cmd(
@@ -331,6 +313,9 @@ def iterate_cmd(
                                        "shipped with tlm (optimal/blunder rates).")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config; flags override it.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume/--fresh", help="Go on from the last finished iteration of a killed or "
+        "stopped run with the same settings (default), or start over.")] = True,
 ) -> None:
     """Expert iteration: MCTS guided by the student teaches the student, iteration after iteration.
 
@@ -341,16 +326,16 @@ def iterate_cmd(
     Example: tlm iterate --game tictactoe --student mlp:64x2 --start none --iterations 12
     --out runs/ttt-exit
     """
+    from arena.runstate import StopHandler
     from distill.iterate import iterate
     from distill.iterate_config import iterate_config_with_preset
-    from distill.resume import stop_after_round
 
     fields = {
         "game": game, "student": student, "start": start, "iterations": iterations,
         "out": out, "seed": seed, "simulations": simulations,
         "games_per_iteration": games_per_iteration, "gate_threshold": gate_threshold,
         "eval_games": eval_games, "positions": positions,
-        "panel": None if panel is None else [s.strip() for s in panel.split(",") if s.strip()],
+        "panel": None if panel is None else _names(panel),
     }
     cfg = iterate_config_with_preset(config, **fields)
     with progress_bar(cfg.iterations, "iterate") as bar:
@@ -365,8 +350,8 @@ def iterate_cmd(
                          "optimal_rate", "blunder_rate")]
             bar.console.print("  " + "  ".join(parts))
 
-        with stop_after_round(bar.console.print) as stop, resume_hint(cfg.out):
-            report = iterate(cfg, progress=show, stop=stop)
+        with StopHandler(bar.console.print, "this iteration") as stop, resume_hint(cfg.out):
+            report = iterate(cfg, progress=show, stop=stop, resume=resume)
     final = report["final"]
     console.print(f"{report['iterations']} iterations, {report['self_play_games']} self-play "
                   f"games in {report['wall_s']:.0f} s; best student: iteration "

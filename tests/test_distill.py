@@ -144,7 +144,8 @@ def test_mix_labels_every_position_reached_once(tmp_path: Path) -> None:
     import numpy as np
 
     from arena import get_game
-    from distill.collect import Openings, PositionStore, collect_round, split_games
+    from distill.collect import Openings, collect_round, split_games
+    from distill.store import PositionStore
     from students import StudentAgent
 
     g = get_game("tictactoe")

@@ -4,6 +4,7 @@ Ctrl-C), rerun, it ends with exactly the student of an uninterrupted run."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -16,10 +17,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from arena.runstate import staging_path
+from arena.runstate import ResumeRefusedError, staging_path
 from distill import make_config
-from distill.collect import PositionStore
-from distill.resume import RunState, load_checkpoint, save_checkpoint
+from distill.checkpoint import RoundState, load_round, run_settings, save_round
+from distill.store import PositionStore
 from distill.train import FitConfig, make_optimizer
 from students import build_student
 
@@ -51,9 +52,21 @@ def tlm(out: Path) -> subprocess.Popen[str]:
 
 
 def checkpointed(out: Path) -> int:
-    """The latest round checkpointed in the staging directory of ``out`` (0: none)."""
-    return max((int(p.name.split("-")[1]) for p in staging_path(out).glob("round-*")),
-               default=0)
+    """The latest round checkpointed in the staging directory of ``out`` (0: none).
+
+    Read where :func:`arena.runstate.save_checkpoint` keeps it, or where a swap in
+    progress has put it aside for a moment."""
+    stage = staging_path(out)
+    for _ in range(100):
+        for where in ("checkpoint", ".checkpoint.old"):
+            try:
+                return int(json.loads((stage / where / "state.json").read_text())["next_round"])
+            except (OSError, ValueError):
+                continue
+        if not (stage / ".checkpoint.new").exists():
+            return 0
+        time.sleep(0.001)
+    return 0
 
 
 def wait_for_new_checkpoint(
@@ -120,7 +133,7 @@ def test_killed_and_interrupted_runs_end_with_the_uninterrupted_student(tmp_path
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert not staging_path(out).exists()
-    assert not list(out.glob("round-*"))
+    assert not list(out.glob("round-*")) and not (out / "checkpoint").exists()
     a, b = weights(reference), weights(out)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -137,7 +150,7 @@ def curve(out: Path) -> list[dict[str, str]]:
 def test_checkpoint_round_trip_and_settings_guard(tmp_path: Path) -> None:
     cfg = make_config(game="tictactoe", teacher="perfect", student="mlp:16x1",
                       out=tmp_path / "o")
-    settings = cfg.model_dump(mode="json")
+    settings = run_settings(cfg)
     net = build_student("mlp:16x1", "tictactoe", seed=0)
     opt = make_optimizer(net, FitConfig())
     # One step so that the optimizer has state worth saving.
@@ -151,12 +164,13 @@ def test_checkpoint_round_trip_and_settings_guard(tmp_path: Path) -> None:
     rows = store.add(keys, obs, np.ones((2, 9), np.int8), np.full((2, 9), 1 / 9),
                      np.array([0.5, np.nan]), rnd=0)
     store.visit(np.concatenate([rows, rows[:1]]), np.array([1.0, -1.0, 0.0]), rnd=0)
-    state = RunState(next_round=1, games=20, curve=[{"round": 0}], wall_s=1.5)
-    save_checkpoint(tmp_path, state, net, opt, store, settings, {})
+    state = RoundState(next_round=1, games=20, labels=2, curve=[{"round": 0}], wall_s=1.5,
+                       strategy={"next_game": 20})
+    save_round(tmp_path, state, settings, net, opt, store, "perfect")
 
     net2 = build_student("mlp:16x1", "tictactoe", seed=1)
     opt2 = make_optimizer(net2, FitConfig())
-    loaded = load_checkpoint(tmp_path, net2, opt2, "tictactoe", settings)
+    loaded = load_round(tmp_path, settings, net2, opt2, "tictactoe")
     assert loaded is not None
     state2, store2 = loaded
     assert state2 == state
@@ -168,16 +182,17 @@ def test_checkpoint_round_trip_and_settings_guard(tmp_path: Path) -> None:
     assert store2.outcome.tolist() == [0.5, -1.0]
     assert np.isnan(store2.value[1]) and store2.lookup(keys).tolist() == [0, 1]
     other = {**settings, "seed": 1}
-    assert load_checkpoint(tmp_path, net2, opt2, "tictactoe", other) is None
+    with pytest.raises(ResumeRefusedError, match=r"other settings \(seed\)"):
+        load_round(tmp_path, other, net2, opt2, "tictactoe")
 
 
 @pytest.mark.parametrize("bad", ["garbage", ""])
 def test_damaged_checkpoint_is_one_clear_error(tmp_path: Path, bad: str) -> None:
     from arena import TlmError
 
-    ckpt = tmp_path / "round-00001"
+    ckpt = tmp_path / "checkpoint"
     ckpt.mkdir()
     (ckpt / "state.json").write_text(bad)
     net = build_student("mlp:16x1", "tictactoe", seed=0)
     with pytest.raises(TlmError, match="damaged checkpoint"):
-        load_checkpoint(tmp_path, net, make_optimizer(net, FitConfig()), "tictactoe", {})
+        load_round(tmp_path, {}, net, make_optimizer(net, FitConfig()), "tictactoe")

@@ -44,7 +44,7 @@ from arena import (
 )
 from arena.runners import MAX_SHARD_FAILURES, agent_payload, build_agent
 from distill import config_with_preset, distill
-from distill.collect import EpsilonAgent, MixtureAgent, TemperatureAgent
+from distill.players import EpsilonAgent, MixtureAgent, TemperatureAgent
 from scripts.cli import main
 from teachers import Exploration, TeacherLabeller, collect_positions, generate_dataset
 from teachers.datasets import load_dataset

@@ -8,7 +8,7 @@ import pytest
 
 from arena import RowGenerator, get_game, make_agent, play_matches, rows_rng, uniform_legal
 from arena.matches import MatchResult
-from distill.collect import EpsilonAgent, MixtureAgent, TemperatureAgent
+from distill.players import EpsilonAgent, MixtureAgent, TemperatureAgent
 from students import StudentAgent, build_student
 from teachers import Exploration, TeacherLabeller, collect_positions, generate_dataset
 from teachers.datasets import load_dataset
