@@ -74,6 +74,21 @@ def best_moves(result: SearchResult) -> np.ndarray:
     return result.policy(0.0).argmax(axis=1)
 
 
+def immediate_wins(engine: Engine, state: State) -> set[int]:
+    legal = np.flatnonzero(engine.legal_mask(state)[0])
+    _, rewards, done = engine.step(engine.take(state, np.zeros(len(legal), dtype=int)), legal)
+    mover = int(engine.to_play(state)[0])
+    return set(legal[done & (rewards[:, mover] > 0)].tolist())
+
+
+def only_safe_move(engine: Engine, state: State) -> int | None:
+    legal = np.flatnonzero(engine.legal_mask(state)[0])
+    after, _, _ = engine.step(engine.take(state, np.zeros(len(legal), dtype=int)), legal)
+    safe = [a for i, a in enumerate(legal)
+            if not immediate_wins(engine, engine.take(after, np.array([i])))]
+    return int(safe[0]) if len(safe) == 1 else None
+
+
 # ---------------------------------------------------------------- kernels
 
 
@@ -149,6 +164,32 @@ def test_canonical_forms_are_invariant_under_the_symmetries(game: str) -> None:
     assert len({k for k, _ in all_keys}) == len({p for _, p in all_keys})
 
 
+@pytest.mark.parametrize("game", GAMES)
+def test_immediate_outcomes_are_what_the_rules_say(game: str) -> None:
+    engine, gid = engine_of(game), kernels.game_id(game)
+    found = {1.0: 0, -1.0: 0}
+    for state in random_positions(game, 40, seed=14):
+        state = engine.take(state, np.flatnonzero(~engine.done(state)))
+        mover, occupied = kernels.from_engine_state(gid, engine, state)
+        n = len(mover)
+        outcome, plies = np.zeros(n), np.zeros(n, np.int64)
+        kernels.immediate_outcome_batch(gid, mover, occupied, outcome, plies)
+        for i in range(n):
+            one = engine.take(state, np.array([i]))
+            wins = immediate_wins(engine, one)
+            assert (outcome[i] == 1.0) == bool(wins)
+            if outcome[i] == -1.0:  # every move lets the opponent win at once
+                legal = np.flatnonzero(engine.legal_mask(one)[0])
+                after, _, done = engine.step(engine.take(one, np.zeros(len(legal), int)), legal)
+                assert not done.any()
+                assert all(immediate_wins(engine, engine.take(after, np.array([k])))
+                           for k in range(len(legal)))
+                assert plies[i] == 2
+            if outcome[i]:
+                found[float(outcome[i])] += 1
+    assert found[1.0] > 10 and found[-1.0] > 3
+
+
 # ---------------------------------------------------------------- search invariants
 
 
@@ -194,21 +235,6 @@ def test_a_lost_position_is_proven_lost() -> None:
                            np.random.default_rng(0))
     assert result.solved[result.legal].all() and result.value[0] == -1.0
     assert (result.plies[result.legal] == 2).all()
-
-
-def immediate_wins(engine: Engine, state: State) -> set[int]:
-    legal = np.flatnonzero(engine.legal_mask(state)[0])
-    _, rewards, done = engine.step(engine.take(state, np.zeros(len(legal), dtype=int)), legal)
-    mover = int(engine.to_play(state)[0])
-    return set(legal[done & (rewards[:, mover] > 0)].tolist())
-
-
-def only_safe_move(engine: Engine, state: State) -> int | None:
-    legal = np.flatnonzero(engine.legal_mask(state)[0])
-    after, _, _ = engine.step(engine.take(state, np.zeros(len(legal), dtype=int)), legal)
-    safe = [a for i, a in enumerate(legal)
-            if not immediate_wins(engine, engine.take(after, np.array([i])))]
-    return int(safe[0]) if len(safe) == 1 else None
 
 
 @pytest.mark.slow

@@ -10,6 +10,8 @@ and branch on it, so one compiled search serves both games:
 
 - :func:`legal_bits`, :func:`play`: the rules (legal moves as a bit per action, a
   move's new position, whether it won, whether the board is full);
+- :func:`immediate_outcome`: what the rules alone prove about a live position (the
+  mover wins at once, or cannot stop the opponent from winning at once);
 - :func:`write_observation`: the PettingZoo observation planes of the mover, exactly
   what the engine's ``observe`` gives;
 - :func:`position_key`, :func:`canonical`: a 64-bit key that identifies a position
@@ -29,7 +31,7 @@ from numba import njit
 from arena.core import State, TlmError
 from arena.players.c4_search import BOARD as C4_BOARD
 from arena.players.c4_search import BOTTOM as C4_BOTTOM
-from arena.players.c4_search import has_four
+from arena.players.c4_search import has_four, winning_cells
 from arena.symmetry import symmetries
 
 CONNECT_FOUR = 0
@@ -111,6 +113,48 @@ def play(game: int, mover: int, occupied: int, action: int) -> tuple[int, int, b
     mine = mover | stone
     new_occupied = occupied | stone
     return occupied ^ mover, new_occupied, _ttt_won(mine, _TTT_LINES), new_occupied == _TTT_FULL
+
+
+@njit(cache=True, inline="always")
+def _ttt_threats(stones: int, empty: int, lines: np.ndarray) -> int:
+    """Empty cells where one more mark of ``stones`` completes a line."""
+    cells = 0
+    for line in lines:
+        gap = line & empty
+        if gap != 0 and gap & (gap - 1) == 0 and stones & line == line ^ gap:
+            cells |= gap
+    return cells
+
+
+@njit(cache=True, inline="always")
+def immediate_outcome(game: int, mover: int, occupied: int) -> tuple[float, int]:
+    """``(outcome, plies)`` that the rules prove for the mover of a live position.
+
+    ``(1, 1)``: the mover has a winning move; ``(-1, 2)``: it has none and the opponent
+    wins next whatever it plays (two threats it cannot both block, or, in connect four,
+    every playable cell lies under an opponent's winning cell); ``(0, 0)``: neither.
+    """
+    theirs = occupied ^ mover
+    if game == CONNECT_FOUR:
+        playable = (occupied + C4_BOTTOM) & C4_BOARD
+        if winning_cells(mover, occupied) & playable:
+            return 1.0, 1
+        threats = winning_cells(theirs, occupied)
+        forced = playable & threats
+        if forced:
+            if forced & (forced - 1):
+                return -1.0, 2
+            playable = forced
+        if playable & ~(threats >> 1) == 0:
+            return -1.0, 2
+        return 0.0, 0
+    empty = _TTT_FULL & ~occupied
+    if _ttt_threats(mover, empty, _TTT_LINES):
+        return 1.0, 1
+    threats = _ttt_threats(theirs, empty, _TTT_LINES)
+    if threats & (threats - 1):
+        return -1.0, 2
+    return 0.0, 0
 
 
 @njit(cache=True, inline="always")
@@ -208,6 +252,14 @@ def play_batch(
     for i in range(mover.shape[0]):
         m, o, w, f = play(game, mover[i], occupied[i], actions[i])
         out_mover[i], out_occupied[i], won[i], full[i] = m, o, w, f
+
+
+@njit(cache=True)
+def immediate_outcome_batch(game: int, mover: np.ndarray, occupied: np.ndarray,
+                            outcome: np.ndarray, plies: np.ndarray) -> None:
+    """:func:`immediate_outcome` of every position into ``outcome[B]`` and ``plies[B]``."""
+    for i in range(mover.shape[0]):
+        outcome[i], plies[i] = immediate_outcome(game, mover[i], occupied[i])
 
 
 @njit(cache=True)

@@ -41,7 +41,7 @@ from arena.streams import Random
 from teachers.mcts import cache as cache_kernels
 from teachers.mcts import kernels
 from teachers.mcts.cache import EvaluationCache
-from teachers.mcts.inference import LeafFn, padded_rows
+from teachers.mcts.inference import PAD_ROWS, LeafFn, padded_rows
 from teachers.mcts.search import SearchResult
 
 MAX_SIMULATIONS = 100_000
@@ -55,7 +55,7 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 
 # Counters of _step (``stats``), added up over a search.
-_EVALUATED, _CACHE_HITS, _REPEATS, _TERMINAL, _SOLVED_VISITS = range(5)
+_EVALUATED, _CACHE_HITS, _REPEATS, _TERMINAL, _SOLVED_VISITS, _PROVEN = range(6)
 
 
 def tree_bytes(n_games: int, n_simulations: int, num_actions: int) -> int:
@@ -158,7 +158,7 @@ def _propagate_solved(child: np.ndarray, legal: np.ndarray, solved: np.ndarray,
 @njit(cache=True)
 def _step(
     game: int, n_sims: int, c_puct: float, noise_fraction: float, use_cache: bool,
-    use_symmetry: bool,
+    use_symmetry: bool, prove: bool,
     child: np.ndarray, prior: np.ndarray, visits: np.ndarray, wsum: np.ndarray,
     mover: np.ndarray, occupied: np.ndarray, legal: np.ndarray, solved: np.ndarray,
     outcome: np.ndarray, plies: np.ndarray,
@@ -272,8 +272,21 @@ def _step(
                 _propagate_solved(child, legal, solved, outcome, plies, path_node, b, depth)
                 done[b] += 1
                 continue
-            # A live leaf: from the cache, from a row already asked for, or a new row.
             m, o = mover[b, node], occupied[b, node]
+            if prove and node > 0:
+                # A leaf whose outcome the rules prove is valued exactly, like a terminal.
+                proven, proven_plies = kernels.immediate_outcome(game, m, o)
+                if proven != 0.0:
+                    stats[_PROVEN] += 1
+                    solved[b, node] = True
+                    outcome[b, node] = proven
+                    plies[b, node] = proven_plies
+                    _backup(visits, wsum, path_node, path_act, b, depth, proven)
+                    _propagate_solved(child, legal, solved, outcome, plies, path_node, b,
+                                      depth)
+                    done[b] += 1
+                    continue
+            # A live leaf: from the cache, from a row already asked for, or a new row.
             if use_symmetry:
                 key, sym = kernels.canonical(game, m, o, images)
             else:
@@ -331,11 +344,12 @@ class SearchStats:
         searches: calls of :meth:`PUCT.search`.
         simulations: simulations run, over all roots.
         evaluated: positions sent to the network.
-        padded: rows the network computed (batches padded to a multiple of 8).
+        padded: rows the network computed (batches padded to a multiple of 8 for torch).
         cache_hits: leaves whose evaluation came from the cache.
         repeats: leaves that another tree had asked for in the same step.
         terminal: leaves where the game had ended (valued exactly).
         solved_visits: simulations that ended at a proven node.
+        proven: leaves valued exactly by the rules without the network (``prove``).
         network_calls: forward passes.
     """
 
@@ -347,6 +361,7 @@ class SearchStats:
     repeats: int = 0
     terminal: int = 0
     solved_visits: int = 0
+    proven: int = 0
     network_calls: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -361,7 +376,9 @@ class PUCT:
         game: ``connect_four`` or ``tictactoe`` (or their :class:`Game`).
         network: ``fn(obs[K, ...], mask[K, A]) -> (logits[K, A], value[K])``, float32,
             values in [-1, 1] for the player to move
-            (:class:`~teachers.mcts.inference.NetworkInference`).
+            (:class:`~teachers.mcts.inference.NetworkInference`); its batches are
+            padded to a multiple of its ``pad_rows`` (default
+            :data:`~teachers.mcts.inference.PAD_ROWS`).
         n_simulations: simulations per root, the root's expansion included (1 to
             :data:`MAX_SIMULATIONS`).
         c_puct: exploration constant of ``Q + c P sqrt(N) / (1 + n)``.
@@ -372,6 +389,10 @@ class PUCT:
             of a step's leaves).
         symmetry: evaluate positions in their canonical orientation, so symmetric
             images share an evaluation (and a cache entry).
+        prove: value exactly, without the network, the leaves whose outcome the rules
+            prove at once (:func:`~teachers.mcts.kernels.immediate_outcome`: the mover
+            wins at once, or cannot stop the opponent from winning at once), as
+            terminal leaves are.
 
     Attributes:
         stats: counters added up over every search (:class:`SearchStats`).
@@ -388,6 +409,7 @@ class PUCT:
         dirichlet_fraction: float = 0.25,
         cache: EvaluationCache | None = None,
         symmetry: bool = True,
+        prove: bool = True,
     ) -> None:
         g = get_game(game)
         self.game_id = kernels.game_id(g.name)
@@ -406,12 +428,14 @@ class PUCT:
             raise TlmError(f"the cache holds {cache.num_actions} actions a position, "
                            f"{g.name} has {self.num_actions}")
         self.network = network
+        self.pad_rows = int(getattr(network, "pad_rows", PAD_ROWS))
         self.n_simulations = n_simulations
         self.c_puct = float(c_puct)
         self.dirichlet_alpha = dirichlet_alpha
         self.dirichlet_fraction = float(dirichlet_fraction)
         self.cache = cache
         self.symmetry = symmetry
+        self.prove = prove
         self.stats = SearchStats()
 
     def search(self, engine: Engine, root: State, rng: Random) -> SearchResult:
@@ -476,7 +500,7 @@ class PUCT:
         pend_depth = np.zeros(n_roots, dtype=np.int64)
         pend_slot = np.zeros(n_roots, dtype=np.int64)
         pend_sym = np.zeros(n_roots, dtype=np.int64)
-        rows = padded_rows(n_roots)
+        rows = padded_rows(n_roots, self.pad_rows)
         obs_buf = np.zeros((rows, *kernels.OBS_SHAPES[game]), dtype=np.int8)
         mask_buf = np.zeros((rows, n_actions), dtype=np.int8)
         slot_keys = np.zeros(rows, dtype=np.int64)
@@ -491,7 +515,7 @@ class PUCT:
                             np.zeros(1, np.float32))
         images = kernels.TTT_IMAGES
         action_map = kernels.ACTION_MAPS[game]
-        counters = np.zeros(5, dtype=np.int64)
+        counters = np.zeros(6, dtype=np.int64)
         prev_logits = np.zeros((0, n_actions), dtype=np.float32)
         prev_values = np.zeros(0, dtype=np.float32)
         n_prev = 0
@@ -499,16 +523,16 @@ class PUCT:
         while True:
             n_rows = _step(
                 game, sims, self.c_puct, self.dirichlet_fraction if use_noise else 0.0,
-                self.cache is not None,
-                self.symmetry, child, prior, visits, wsum, mover, occupied, legal, solved,
-                outcome, plies, size, done, rng_state, root_value, path_node, path_act,
+                self.cache is not None, self.symmetry, self.prove, child, prior, visits, wsum,
+                mover, occupied, legal, solved, outcome, plies, size, done, rng_state,
+                root_value, path_node, path_act,
                 pend_node, pend_depth, pend_slot, pend_sym, noise, n_prev, prev_logits,
                 prev_values, slot_keys, obs_buf, mask_buf, repeat_keys, repeat_slots,
                 *cache_arrays, images, action_map, counters,
             )
             if n_rows == 0:
                 break
-            k = padded_rows(n_rows)
+            k = padded_rows(n_rows, self.pad_rows)
             logits, values = self.network(obs_buf[:k], mask_buf[:k])
             prev_logits = np.ascontiguousarray(logits, dtype=np.float32)
             prev_values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
@@ -524,6 +548,7 @@ class PUCT:
         st.repeats += int(counters[_REPEATS])
         st.terminal += int(counters[_TERMINAL])
         st.solved_visits += int(counters[_SOLVED_VISITS])
+        st.proven += int(counters[_PROVEN])
         st.network_calls += calls
         st.padded += padded
         return _result(child, prior, visits, wsum, legal, solved, outcome, plies, root_value)
