@@ -17,6 +17,8 @@ Rows, each adding one thing to the row above:
 - ``+ numba tree``: :class:`teachers.mcts.puct.PUCT`, no cache, no symmetry;
 - ``+ cache``: transpositions and repeats within a step evaluated once;
 - ``+ symmetry``: mirror images share an evaluation;
+- ``+ proven leaves``: leaves whose mover wins at once, or cannot stop a win at once, are
+  valued by the rules, without the network (this changes the tree: see move quality);
 - ``+ channels-last``, ``+ bf16``: inference modes (bf16 only on CPUs with native bf16);
   ``ONNX Runtime fp32`` in place of channels-last, if ``onnxruntime`` is installed;
 - ``+ next moves``: ``--plies`` consecutive moves of a match (the search plays its most
@@ -87,9 +89,10 @@ def searches(agent: PolicyAgent, sims: int) -> dict[str, Callable[[], Search]]:
     def old(fn: NetworkEvaluator) -> Callable[[], Search]:
         return lambda: (lambda root, rng: MCTS(fn, sims).search(engine, root, rng))
 
-    def new(inference: LeafFn, cache: bool, symmetry: bool) -> Callable[[], Search]:
+    def new(inference: LeafFn, cache: bool, symmetry: bool, prove: bool = True
+            ) -> Callable[[], Search]:
         def make() -> Search:
-            search = PUCT(GAME, inference, sims, symmetry=symmetry,
+            search = PUCT(GAME, inference, sims, symmetry=symmetry, prove=prove,
                           cache=EvaluationCache(CACHE_ENTRIES, 7) if cache else None)
             run: Any = lambda root, rng: search.search(engine, root, rng)  # noqa: E731
             run.puct = search
@@ -99,9 +102,10 @@ def searches(agent: PolicyAgent, sims: int) -> dict[str, Callable[[], Search]]:
     rows = {
         "today (two passes)": old(NetworkEvaluator.from_agent(agent)),
         "one forward pass": old(NetworkEvaluator(agent.policy_and_value)),  # type: ignore[attr-defined]
-        "+ numba tree": new(fp32, False, False),
-        "+ cache": new(fp32, True, False),
-        "+ symmetry": new(fp32, True, True),
+        "+ numba tree": new(fp32, False, False, False),
+        "+ cache": new(fp32, True, False, False),
+        "+ symmetry": new(fp32, True, True, False),
+        "+ proven leaves": new(fp32, True, True),
         "+ channels-last": new(cl, True, True),
     }
     onnx = onnx_inference(net)
@@ -230,7 +234,10 @@ def quality(agent: PolicyAgent, sims: int, limit: int, log: Console) -> dict[str
     net = agent.net  # type: ignore[attr-defined]
     agents: dict[str, Any] = {
         "today": MCTSAgent(GAME, MCTS(NetworkEvaluator.from_agent(agent), sims), greedy=True),
-        "fast (fp32, cache, symmetry)": PUCTAgent(GAME, PUCT(
+        "fast, no proven leaves (fp32)": PUCTAgent(GAME, PUCT(
+            GAME, NetworkInference(net, channels_last=True), sims, prove=False,
+            cache=EvaluationCache(CACHE_ENTRIES, 7))),
+        "fast (fp32)": PUCTAgent(GAME, PUCT(
             GAME, NetworkInference(net, channels_last=True), sims,
             cache=EvaluationCache(CACHE_ENTRIES, 7))),
     }
@@ -323,7 +330,7 @@ def show(summary: dict[str, Any]) -> None:
         table = Table(title=f"{n} trees x {summary['sims']} simulations, {summary['student']} "
                             f"({summary['threads']} torch thread(s))")
         for col in ("search", "sims/cpu-s", "x today", "sims/wall-s", "network rows/sim",
-                    "cache hits/sim"):
+                    "cache hits/sim", "proven/sim"):
             table.add_column(col, justify="left" if col == "search" else "right")
         for name, e in rows.items():
             st = e["stats"]
@@ -333,6 +340,7 @@ def show(summary: dict[str, Any]) -> None:
                 f"{e['sims_per_wall_s']:,.0f}",
                 f"{st['evaluated'] / sims:.3f}" if st else ("2" if "two" in name else "1"),
                 f"{st['cache_hits'] / sims:.3f}" if st else "-",
+                f"{st.get('proven', 0) / sims:.3f}" if st else "-",
             )
         match = summary["match"].get(n)
         if match:
@@ -345,7 +353,8 @@ def show(summary: dict[str, Any]) -> None:
                               f"{e['sims_per_cpu_s'] / mbase:.2f}",
                               f"{e['sims_per_wall_s']:,.0f}",
                               f"{st['evaluated'] / st['simulations']:.3f}" if st else "2",
-                              f"{st['cache_hits'] / st['simulations']:.3f}" if st else "-")
+                              f"{st['cache_hits'] / st['simulations']:.3f}" if st else "-",
+                              f"{st.get('proven', 0) / st['simulations']:.3f}" if st else "-")
         console.print(table)
     rates = summary["network_positions_per_cpu_s"]
     console.print("network alone, batch 1,024: " + ", ".join(
