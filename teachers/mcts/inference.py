@@ -9,10 +9,11 @@ Runtime in fp32 (the optional ``onnx`` extra: ``onnxruntime`` and ``onnx``).
 :class:`AgentInference` serves any policy agent with a value (two calls, its
 probabilities taken back to logits).
 
-Batches are padded to a multiple of :data:`PAD_ROWS` rows: the CPU kernels of small
-fully connected layers pick their algorithm by batch size, and padding makes a
-position's outputs the same bits whatever batch it comes in, so a search gives the
-same tree whether a position was evaluated now or taken from the cache.
+The search pads its batches to a multiple of a leaf function's ``pad_rows``
+(:func:`padded_rows`): torch's CPU kernels of small fully connected layers pick their
+algorithm by batch size, and padding to :data:`PAD_ROWS` makes a position's outputs the
+same bits whatever batch it comes in, so a search gives the same tree whether a
+position was evaluated now or taken from the cache. ONNX Runtime needs no padding.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ LeafFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """``fn(obs[K, ...] int8, mask[K, A] int8) -> (logits[K, A] float32, value[K] float32)``."""
 
 
-def padded_rows(n: int) -> int:
-    """``n`` rounded up to a multiple of :data:`PAD_ROWS`."""
-    return -(-n // PAD_ROWS) * PAD_ROWS
+def padded_rows(n: int, pad: int = PAD_ROWS) -> int:
+    """``n`` rounded up to a multiple of ``pad``."""
+    return -(-n // pad) * pad
 
 
 def bf16_native() -> bool:
@@ -64,6 +65,8 @@ class NetworkInference:
     Without ``channels_last`` it wraps ``net`` itself, so an agent built on a network
     in training evaluates its current weights (clear the search's cache after a step).
     """
+
+    pad_rows = PAD_ROWS
 
     def __init__(self, net: torch.nn.Module, *, precision: str = "fp32",
                  channels_last: bool = False) -> None:
@@ -105,6 +108,8 @@ class OnnxInference:
     Raises:
         TlmError: ``onnxruntime`` or ``onnx`` is not installed.
     """
+
+    pad_rows = 1
 
     def __init__(self, net: torch.nn.Module) -> None:
         try:
