@@ -87,7 +87,7 @@ class PositionStore:
     @staticmethod
     def keys(obs: np.ndarray) -> list[bytes]:
         """One key per observation row: its bytes."""
-        flat = np.ascontiguousarray(obs).reshape(len(obs), -1)
+        flat = np.ascontiguousarray(obs).reshape(len(obs), int(np.prod(obs.shape[1:])))
         return [row.tobytes() for row in flat]
 
     def lookup(self, keys: list[bytes]) -> np.ndarray:

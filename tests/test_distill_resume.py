@@ -196,3 +196,29 @@ def test_damaged_checkpoint_is_one_clear_error(tmp_path: Path, bad: str) -> None
     net = build_student("mlp:16x1", "tictactoe", seed=0)
     with pytest.raises(TlmError, match="damaged checkpoint"):
         load_round(tmp_path, {}, net, make_optimizer(net, FitConfig()), "tictactoe")
+
+
+def test_store_is_positions_with_visits_and_saves_as_a_dataset(tmp_path: Path) -> None:
+    from teachers.datasets import Positions, load_dataset
+
+    store = PositionStore("tictactoe")
+    obs = np.zeros((3, 3, 3, 2), dtype=np.int8)
+    obs[1, 0, 0, 0] = 1  # obs[2] repeats obs[0]: one position, two visits
+    reached, added = store.add_labelled(obs, np.ones((3, 9), np.int8), np.full((3, 9), 1 / 9),
+                                        np.array([0.5, np.nan, 0.5]), np.array([1.0, 0.0, -1.0]),
+                                        rnd=3, ply=np.array([0, 1, 0]), seat=np.array([0, 1, 0]))
+    assert (reached, added) == (3, 2)
+    rows = store.as_positions()
+    assert isinstance(rows, Positions) and len(rows) == len(store) == 2
+    assert rows.outcome.tolist() == [0.0, 0.0] and store.count.tolist() == [2, 1]
+    assert rows.ply.tolist() == [0, 1] and rows.seat.tolist() == [0, 1]
+    assert rows.game_id.tolist() == [-1, -1] and rows.action.tolist() == [-1, -1]
+    store.save(tmp_path / "store", "perfect")
+    saved = load_dataset(tmp_path / "store" / "positions", "tictactoe")
+    assert np.array_equal(saved.obs, store.obs) and np.array_equal(saved.probs, store.probs)
+    back = PositionStore.load(tmp_path / "store", "tictactoe")
+    assert back.count.tolist() == [2, 1] and back.first_round.tolist() == [3, 3]
+    assert back.lookup(back.keys(obs)).tolist() == [0, 1, 0]
+    empty = PositionStore("tictactoe")
+    empty.save(tmp_path / "empty", "perfect")
+    assert len(PositionStore.load(tmp_path / "empty", "tictactoe")) == 0
