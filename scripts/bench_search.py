@@ -234,6 +234,9 @@ def quality(agent: PolicyAgent, sims: int, limit: int, log: Console) -> dict[str
     net = agent.net  # type: ignore[attr-defined]
     agents: dict[str, Any] = {
         "today": MCTSAgent(GAME, MCTS(NetworkEvaluator.from_agent(agent), sims), greedy=True),
+        "fast, no symmetry, no proven leaves (fp32)": PUCTAgent(GAME, PUCT(
+            GAME, NetworkInference(net, channels_last=True), sims, prove=False,
+            symmetry=False, cache=EvaluationCache(CACHE_ENTRIES, 7))),
         "fast, no proven leaves (fp32)": PUCTAgent(GAME, PUCT(
             GAME, NetworkInference(net, channels_last=True), sims, prove=False,
             cache=EvaluationCache(CACHE_ENTRIES, 7))),
@@ -324,7 +327,7 @@ def main() -> None:
 
 
 def show(summary: dict[str, Any]) -> None:
-    console = Console()
+    console = Console(width=150)
     for n, rows in summary["speed"].items():
         base = rows["today (two passes)"]["sims_per_cpu_s"]
         table = Table(title=f"{n} trees x {summary['sims']} simulations, {summary['student']} "
