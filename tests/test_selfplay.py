@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
 from arena.agents import RandomAgent
 from arena.core import TlmError
@@ -105,6 +106,27 @@ def test_interrupted_twice_and_resumed_equals_a_run_never_stopped(tmp_path: Path
     assert len(rows) == len(plain_rows) and rows[0] == plain_rows[0]
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "main", "progress.csv", "snapshots", "summary.json"]
+
+
+class StopAt(BaseCallback):
+    """Ends training once the model has ``step`` learner moves."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def _on_step(self) -> bool:
+        return self.num_timesteps < self.step
+
+
+def test_a_callback_that_ends_training_ends_the_run(tmp_path: Path) -> None:
+    # 512 is the last move of the second round: the round is whole, yet the run ends.
+    run = train_selfplay("tictactoe", STEPS, tmp_path / "run", 0, callbacks=[StopAt(512)],
+                         **SMALL)
+    assert run.summary["steps"] == 512 and run.model.num_timesteps == 512
+    run = train_selfplay("tictactoe", STEPS, tmp_path / "early", 0, callbacks=[StopAt(300)],
+                         **SMALL)
+    assert run.summary["steps"] == 300
 
 
 def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:

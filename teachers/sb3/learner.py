@@ -106,6 +106,17 @@ def make_vec_env(game: str | Game, n_envs: int, opponent: OpponentSource | None 
     return VecMonitor(DummyVecEnv([build for _ in range(n_envs)]))
 
 
+class _Callbacks(CallbackList):
+    """SB3 callbacks run together, remembering whether one of them ended training."""
+
+    stopped = False
+
+    def _on_step(self) -> bool:
+        go = super()._on_step()
+        self.stopped = self.stopped or not go
+        return go
+
+
 class SB3Learner:
     """MaskablePPO (sb3-contrib) trained against opponents picked from outside.
 
@@ -218,9 +229,10 @@ class SB3Learner:
         with using_torch_threads(self.torch_threads):
             self.model.set_random_seed(int(self._rng.integers(2**31 - 1)))
             self.model._last_obs = None  # start from new games
+            callbacks = _Callbacks([scores, *self.callbacks])
             self.model.learn(total_timesteps=steps, reset_num_timesteps=False,
-                             callback=CallbackList([scores, *self.callbacks]))
-        self.stopped_early = self.total_steps - before < steps
+                             callback=callbacks)
+        self.stopped_early = callbacks.stopped
         self.games += scores.games
         extra = {
             key.split("/", 1)[1]: float(value)
