@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arena.core import PolicyAgent, State, TlmError
+from arena.core import Agent, PolicyAgent, State, TlmError, sample_from
 from arena.players.tictactoe import (
     FULL,
     LINE_MASKS,
@@ -120,6 +120,120 @@ def best_response(opponent: PolicyAgent) -> BestResponse:
     return BestResponse(opponent.name, moves, value, scores)
 
 
+@dataclass(frozen=True)
+class CautiousResponse:
+    """The best response of a player who risks nothing until the opponent errs.
+
+    Until the opponent has made an *error* (a move that lowers its own game-theoretic
+    value, which the perfect player never makes), the cautious player keeps to the
+    optimal moves, so it cannot lose to anyone who has not yet erred, the perfect
+    player included; among those moves it takes the ones with the best expected score
+    against the opponent. After the first error it plays the best response. Against
+    an opponent that errs, it exploits; against one that has not erred yet, it is as
+    safe as the perfect player.
+
+    Attributes:
+        opponent: the opponent's name.
+        response: the best response, played once the opponent has erred.
+        moves: ``{key: bitmask}`` of the cautious best moves in every position where
+            the responder moves and the opponent has not erred (either seat).
+        value: ``{key: expected score}`` there.
+        scores: ``(seat 0, seat 1)``: the expected score of a game begun before the
+            opponent's first error.
+        errs: ``(seat 0, seat 1)``: the probability that the opponent errs in such a
+            game.
+    """
+
+    opponent: str
+    response: BestResponse
+    moves: dict[int, int]
+    value: dict[int, float]
+    scores: tuple[float, float]
+    errs: tuple[float, float]
+
+    def series_scores(self, k: int) -> np.ndarray:
+        """``[k]``: the exact expected score at each game index of a series of ``k``
+        games (seats alternating, the responder's memory of an error kept for the
+        series), averaged over series that start in either seat."""
+        out = np.zeros(k)
+        for start in (0, 1):
+            unerred = 1.0
+            for j in range(k):
+                seat = (start + j) % 2
+                out[j] += 0.5 * ((1.0 - unerred) * self.response.scores[seat]
+                                 + unerred * self.scores[seat])
+                unerred *= 1.0 - self.errs[seat]
+        return out
+
+
+def cautious_response(opponent: PolicyAgent) -> CautiousResponse:
+    """The exact :class:`CautiousResponse` to ``opponent`` on tic-tac-toe.
+
+    Expectimax as in :func:`best_response`, over positions in which the opponent has
+    not erred: the responder maximises over the optimal moves only (every move is
+    searched, so that the table covers positions its own exploration reaches), and an
+    opponent's error hands the game to the best response from there.
+    """
+    response = best_response(opponent)
+    theirs_policy = policy_table(opponent)
+    optimal = solved().optimal
+    moves: dict[int, int] = {}
+    value: dict[int, float] = {}
+    memo: dict[tuple[int, int, bool], tuple[float, float]] = {}
+
+    def expect(us: int, them: int, our_move: bool) -> tuple[float, float]:
+        """(expected score, probability the opponent errs) from here, no error so far."""
+        state = (us, them, our_move)
+        known = memo.get(state)
+        if known is not None:
+            return known
+        empty = FULL & ~(us | them)
+        if not empty:
+            out = (0.5, 0.0)
+        elif our_move:
+            key = us | them << N_SQUARES
+            safe = int(optimal[key])
+            best, best_moves, errs = -1.0, 0, 0.0
+            for a in range(N_SQUARES):
+                if empty >> a & 1:
+                    child = us | 1 << a
+                    s, e = (1.0, 0.0) if _won(child) else expect(child, them, False)
+                    if not safe >> a & 1:
+                        continue
+                    if s > best + _TIE:
+                        best, best_moves, errs = s, 1 << a, e
+                    elif s > best - _TIE:
+                        best_moves |= 1 << a
+                        errs += e
+            moves[key], value[key] = best_moves, best
+            out = (best, errs / best_moves.bit_count())
+        else:
+            key = them | us << N_SQUARES
+            probs, good = theirs_policy[key], int(optimal[key])
+            score = errs = 0.0
+            for a in range(N_SQUARES):
+                p = probs[a]
+                if p <= 0:
+                    continue
+                child = them | 1 << a
+                if _won(child):
+                    continue
+                if good >> a & 1:
+                    s, e = expect(us, child, True)
+                    score, errs = score + p * s, errs + p * e
+                else:
+                    after = us | child << N_SQUARES
+                    s = response.value[after] if FULL & ~(us | child) else 0.5
+                    score, errs = score + p * s, errs + p
+            out = (score, errs)
+        memo[state] = out
+        return out
+
+    first, second = expect(0, 0, True), expect(0, 0, False)
+    return CautiousResponse(opponent.name, response, moves, value,
+                            (first[0], second[0]), (first[1], second[1]))
+
+
 def expected_score(player: PolicyAgent, opponent: PolicyAgent, seat: int) -> float:
     """The exact expected score of ``player`` (its policy, sampled) against
     ``opponent`` in ``seat`` (0 moves first)."""
@@ -182,3 +296,92 @@ class BestResponseTeacher(PolicyAgent):
 
     def value(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
         return 2.0 * self._value[board_keys(obs)] - 1.0
+
+
+def _move_table(moves: dict[int, int], fallback: np.ndarray) -> np.ndarray:
+    """``[2**18]`` int16 bitmasks: ``moves`` where given, ``fallback`` elsewhere."""
+    table = fallback.astype(np.int16, copy=True)
+    keys = np.fromiter(moves.keys(), dtype=np.int64, count=len(moves))
+    table[keys] = np.fromiter(moves.values(), dtype=np.int16, count=len(moves))
+    return table
+
+
+def opponent_errors(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """``[B]`` bool: whether each move of ``actions`` lowers its mover's game-theoretic
+    value in the position ``obs`` (the mover's view): an error, which the perfect
+    player never makes."""
+    good = solved().optimal[board_keys(obs)].astype(np.int64)
+    return (good >> np.asarray(actions, dtype=np.int64)) & 1 == 0
+
+
+class SeriesTeacher(Agent):
+    """Plays (and labels) the response to one known opponent over a series of games:
+    the best response, or with ``cautious`` the :class:`CautiousResponse` (the best
+    optimal move until the opponent errs in the series, the best response after).
+
+    Its memory is ``[erred, their stones at its last decision]`` per series: it sees
+    the opponent's moves as a student does, by comparing its positions, so it knows
+    when the opponent first errs. It plays uniformly among the moves it labels.
+
+    Attributes:
+        response: the best response.
+        cautious: the cautious response, or ``None``.
+        best: ``[2**18]`` int16: the best response's moves (bitmask) in every position
+            (the perfect player's where the opponent never lets the game go).
+        safe: the same for the cautious response before an error, or ``None``.
+    """
+
+    game = "tictactoe"
+    recurrent = True
+
+    def __init__(self, opponent: PolicyAgent, cautious: bool = True) -> None:
+        table = solved()
+        if cautious:
+            self.cautious: CautiousResponse | None = cautious_response(opponent)
+            self.response = self.cautious.response
+            self.safe: np.ndarray | None = _move_table(self.cautious.moves, table.optimal)
+        else:
+            self.cautious, self.response, self.safe = None, best_response(opponent), None
+        self.best = _move_table(self.response.moves, table.optimal)
+        self.name = f"{'cautious' if cautious else 'best'}-response:{opponent.name}"
+
+    def oracle(self, k: int) -> np.ndarray:
+        """``[k]``: its exact expected score at each game index of series of ``k``
+        games (seats alternating; averaged over series starting in either seat)."""
+        if self.cautious is None:
+            return np.full(k, self.response.score)
+        return self.cautious.series_scores(k)
+
+    def labels(self, keys: np.ndarray, erred: np.ndarray) -> np.ndarray:
+        """``[B]`` int16 bitmasks of its moves in the positions ``keys`` (it to move),
+        given whether the opponent has erred in the series so far."""
+        if self.safe is None:
+            return self.best[keys]
+        return np.where(erred, self.best[keys], self.safe[keys])
+
+    def initial_memory(self, n: int) -> np.ndarray:
+        return np.zeros((n, 2), dtype=np.float32)
+
+    def act_with_memory(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                        memory: np.ndarray, state: State | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        keys = board_keys(obs)
+        mine, theirs = keys & FULL, keys >> N_SQUARES
+        before = memory[:, 1].astype(np.int64)
+        moved = theirs & ~before
+        # Their move was made in the position of their stones before it and ours now.
+        square = np.where(moved > 0, np.log2(np.maximum(moved, 1)).astype(np.int64), 0)
+        was = before | mine << N_SQUARES
+        erred = memory[:, 0] > 0
+        erred |= (moved > 0) & ((solved().optimal[was].astype(np.int64) >> square) & 1 == 0)
+        bits = self.labels(keys, erred)
+        best = ((bits[:, None].astype(np.int64) >> np.arange(N_SQUARES)) & 1).astype(float)
+        best *= np.asarray(mask) != 0
+        actions = sample_from(best / np.maximum(best.sum(axis=1, keepdims=True), 1.0), rng)
+        new = np.stack([erred.astype(np.float32), theirs.astype(np.float32)], axis=1)
+        return actions, new
+
+    def end_game(self, memory: np.ndarray, result: np.ndarray) -> np.ndarray:
+        new = memory.copy()
+        new[:, 1] = 0.0
+        return new

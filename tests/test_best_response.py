@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from arena import TlmError, evaluate, get_game, make_agent
+from arena import TlmError, evaluate, get_game, make_agent, play_matches
 from arena.players.tictactoe import (
     FULL,
     LINE_MASKS,
@@ -18,8 +18,11 @@ from arena.players.tictactoe import (
 )
 from teachers.best_response import (
     BestResponseTeacher,
+    SeriesTeacher,
     best_response,
+    cautious_response,
     expected_score,
+    opponent_errors,
     policy_table,
 )
 
@@ -156,3 +159,53 @@ def test_the_best_response_teacher_scores_what_expectimax_says() -> None:
     obs, mask = all_positions()
     probs = teacher.policy(obs, mask)
     assert np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_the_cautious_response_risks_nothing_until_the_opponent_errs() -> None:
+    table = solved()
+    for spec in ("prefer:left,p=0.5", "heuristic", "perfect"):
+        opponent = make_agent(spec, GAME)
+        c = cautious_response(opponent)
+        # Before an error it keeps to the optimal moves, so nobody can beat it...
+        for key, bits in c.moves.items():
+            assert bits and bits & ~int(table.optimal[key]) == 0
+        for seat in (0, 1):
+            assert expected_score(make_agent("perfect", GAME), opponent, seat) - 1e-12 \
+                <= c.scores[seat] <= c.response.scores[seat] + 1e-12
+    # ... the perfect player never errs, and it is safe there; the one-side player always
+    # errs when it moves second, and from the next game on it gets the best response.
+    perfect = cautious_response(make_agent("perfect", GAME))
+    assert perfect.scores == pytest.approx((0.5, 0.5)) and perfect.errs == (0.0, 0.0)
+    left = cautious_response(make_agent("prefer:left", GAME))
+    assert left.errs[0] == pytest.approx(1.0)
+    curve = left.series_scores(4)
+    assert curve[0] < left.response.score
+    assert curve[1:] == pytest.approx([left.response.score] * 3)
+
+
+def test_opponent_errors_are_the_moves_that_lower_the_value() -> None:
+    obs, mask = all_positions()
+    optimal = optimal_moves_mask(obs)
+    rng = np.random.default_rng(0)
+    actions = np.array([rng.choice(np.flatnonzero(m)) for m in mask])
+    assert (opponent_errors(obs, actions) == (optimal[np.arange(len(obs)), actions] == 0)).all()
+
+
+@pytest.mark.parametrize("cautious", [True, False])
+def test_the_series_teacher_scores_its_exact_curve_in_played_series(cautious: bool) -> None:
+    opponent = make_agent("prefer:top,p=0.5", GAME)
+    teacher = SeriesTeacher(opponent, cautious=cautious)
+    k, n_series = 4, 3000
+    result = play_matches(GAME, teacher, opponent, n_series * k, seed=5, series=k)
+    scores = ((result.outcome + 1) / 2).reshape(n_series, k)
+    exact = teacher.oracle(k)
+    se = scores.std(axis=0) / np.sqrt(n_series)
+    assert np.all(np.abs(scores.mean(axis=0) - exact) < 4 * se + 1e-9)
+    if cautious:
+        assert exact[0] < exact[-1] - 0.05  # it learns, in the series, that it may risk
+        # The memory of an error is kept across the games of a series only.
+        memory = teacher.initial_memory(1)
+        memory[0, 0] = 1.0
+        assert teacher.end_game(memory, np.array([1.0]))[0, 0] == 1.0
+    else:
+        assert np.allclose(exact, teacher.response.score)
