@@ -284,6 +284,7 @@ def test_same_seed_same_tree_whatever_the_batch_and_cache(game: str) -> None:
 
     def rows(idx: np.ndarray, **kw: bool) -> SearchResult:
         search = PUCT(game, NetworkInference(tiny_net(game)), 80, dirichlet_alpha=0.5,
+                      symmetry=True,
                       cache=EvaluationCache(1 << 12, engine.num_actions)
                       if kw.get("cached", True) else None)
         return search.search(engine, engine.take(root, idx), RowGenerator(9, idx))
@@ -317,10 +318,10 @@ def test_the_cache_returns_what_the_network_says(game: str) -> None:
     # A cached search is the search without the cache, tree for tree (fp32).
     roots = random_positions(game, 10, seed=11)[3]
     shared = EvaluationCache(1 << 12, engine.num_actions)
-    for repeat in range(2):
-        with_cache = PUCT(game, NetworkInference(net), 60, cache=shared).search(
-            engine, roots, np.random.default_rng(repeat))
-        without = PUCT(game, NetworkInference(net), 60, cache=None).search(
+    for repeat, symmetry in ((0, False), (1, False), (2, True)):
+        with_cache = PUCT(game, NetworkInference(net), 60, cache=shared,
+                          symmetry=symmetry).search(engine, roots, np.random.default_rng(repeat))
+        without = PUCT(game, NetworkInference(net), 60, cache=None, symmetry=symmetry).search(
             engine, roots, np.random.default_rng(repeat))
         assert np.array_equal(with_cache.visits, without.visits)
         assert np.array_equal(with_cache.q, without.q)
@@ -330,7 +331,7 @@ def test_symmetric_positions_share_one_evaluation() -> None:
     engine = engine_of("connect_four")
     root = positions(engine, [[0, 1], [6, 5]])  # mirror images
     search = PUCT("connect_four", NetworkInference(tiny_net("connect_four")), 40,
-                  cache=EvaluationCache(1 << 12, 7))
+                  cache=EvaluationCache(1 << 12, 7), symmetry=True)
     result = search.search(engine, root, np.random.default_rng(0))
     assert search.stats.repeats + search.stats.cache_hits >= 39
     assert np.array_equal(result.prior[0], result.prior[1][::-1])
@@ -399,10 +400,12 @@ def test_spec_builds_the_search(tmp_path: Path) -> None:
     assert agent.puct.n_simulations == 50 and agent.puct.c_puct == 2.0
     assert agent.temperature == 0.5 and agent.puct.dirichlet_alpha == 0.3
     assert agent.puct.cache is not None and agent.puct.cache.entries == 1024
-    assert not agent.puct.symmetry
+    assert not agent.puct.symmetry and agent.puct.prove
     assert 16 <= (agent.max_batch or 0) <= 1024
     no_cache = make_puct_agent(f"{tmp_path / 'c4'},cache=0", get_game("connect_four"))
     assert no_cache.puct.cache is None and no_cache.puct.n_simulations == 400
+    assert not no_cache.puct.symmetry
+    assert make_puct_agent(f"{tmp_path / 'c4'},sym=1", get_game("connect_four")).puct.symmetry
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ PUCT_USAGE = (
     "(PATH = a student checkpoint with a value head; N = simulations a move, default "
     "400; C = c_puct, default 1.5; T = move temperature, 0 plays the most visited move "
     "(default); ALPHA = root Dirichlet noise, default none; ENTRIES = evaluation cache "
-    "size, 0 for none; sym = share evaluations between symmetric positions, default 1; "
+    "size, 0 for none; sym = share evaluations between symmetric positions, default 0; "
     "bf16 = bfloat16 inference, default 0; onnx = fp32 inference on ONNX Runtime, default 0)"
 )
 DEFAULT_SIMULATIONS = 400
@@ -154,7 +154,7 @@ def make_puct_agent(arg: str | None, game: Game) -> PUCTAgent:
         raise TlmError(f"missing student path in agent spec ({PUCT_USAGE})")
     path, *options = [part.strip() for part in arg.split(",")]
     sims, c_puct, temperature, alpha = DEFAULT_SIMULATIONS, 1.5, 0.0, None
-    entries, flags = DEFAULT_ENTRIES, {"sym": True, "bf16": False, "onnx": False}
+    entries, flags = DEFAULT_ENTRIES, {"sym": False, "bf16": False, "onnx": False}
     for option in options:
         key, sep, text = option.partition("=")
         if not sep:
