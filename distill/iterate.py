@@ -1,9 +1,11 @@
 """Expert iteration: a search guided by the student is the student's teacher.
 
-Each iteration, batched MCTS (:class:`teachers.mcts.MCTS`) whose priors and leaf values
-come from the best student so far plays games against itself (Dirichlet noise at the
-root, moves sampled from the visit counts for the first plies); the student learns the
-search's visit-count distributions and the games' outcomes (or the search's values)
+Each iteration, the fast batched PUCT (:class:`teachers.mcts.puct.PUCT`) whose priors
+and leaf values come from the best student so far plays games against itself
+(Dirichlet noise at the root, moves sampled from the visit counts for the first plies,
+playout-cap randomization), as matches sharded on a runner
+(:func:`self_play`); the student learns the search's visit-count distributions and the
+games' outcomes (or the search's values)
 over a window of the latest iterations' positions; the improved student guides the
 next search, which is stronger for it. The student starts blank, or from a short
 distillation of a teacher (``start``, through :func:`distill.run.distill`).
@@ -42,19 +44,17 @@ import torch
 
 from arena import (
     Agent,
-    Engine,
     Game,
     TlmError,
     evaluate,
     exact_strength,
     get_game,
     make_agent,
-    masked_argmax,
-    sample_from,
     write_json_atomic,
 )
 from arena.positions import PositionSet, evaluate_positions, load_positions
 from arena.ratings import MatchRecord, elo_ratings
+from arena.runners import Runner
 from arena.runstate import (
     RunInterrupted,
     clear_checkpoint,
@@ -75,7 +75,9 @@ from students.training_state import (
     torch_generator_state,
 )
 from teachers.datasets import DatasetWriter, Positions, load_dataset
-from teachers.mcts import MCTS, NetworkEvaluator
+from teachers.generate import collect_positions
+from teachers.mcts.inference import bf16_native
+from teachers.mcts.labeller import SearchLabeller, SelfPlaySettings
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -117,86 +119,42 @@ def _student_dir(run: Path, iteration: int) -> Path:
 
 
 def self_play(
-    engine: Engine,
-    mcts: MCTS,
-    n_games: int,
-    temperature_plies: int,
-    value_target: str,
-    rng: np.random.Generator,
-    game_offset: int = 0,
+    game: Game,
+    guide: StudentNet,
+    config: IterateConfig,
+    iteration: int,
+    runner: Runner | None = None,
 ) -> Positions:
-    """``n_games`` games of the search against itself, every position labelled by it.
+    """``config.games_per_iteration`` games of the search guided by ``guide`` against
+    itself, every fully searched position labelled by it.
 
-    All games advance together: one batched search per ply over the games still running.
-    For the first ``temperature_plies`` plies the move is drawn from the visit counts,
-    later the most visited move (a proven win first) is played.
-
-    Args:
-        engine: the game's engine.
-        mcts: the search (its evaluator holds the network).
-        n_games: games to play.
-        temperature_plies: plies played by sampling.
-        value_target: ``outcome`` (value left NaN, so the fit learns the outcome),
-            ``search`` (the root value) or ``mix`` (their mean).
-        rng: every random draw (noise, sampling, tie-breaks).
-        game_offset: added to the game ids.
-
-    Returns:
-        The positions, in order of ply; ``probs`` are the root visit distributions.
+    The games are matches of :class:`teachers.mcts.labeller.SearchLabeller` (the fast
+    batched PUCT, root noise, moves sampled from the visits for the first
+    ``temperature_plies`` plies, playout-cap randomization), collected like any
+    teacher's games (:func:`teachers.collect_positions`), so they are sharded on
+    ``runner`` with the same result. ``probs`` are the root visit distributions; the
+    value target follows ``config.value_target`` (the outcome, the root value or their
+    mean). Positions searched fast (no policy label) are dropped.
     """
-    state = engine.reset(n_games, seed=int(rng.integers(2**31)))
-    ids = np.arange(n_games)
-    returns = np.zeros((n_games, 2), dtype=np.float64)
-    parts: list[dict[str, np.ndarray]] = []
-    ply = 0
-    while ids.size:
-        result = mcts.search(engine, state, rng)
-        obs, mask = engine.observe(state)
-        seat = np.asarray(engine.to_play(state)).astype(np.int8)
-        target = result.policy(1.0)
-        if ply < temperature_plies:
-            actions = sample_from(target, rng)
-        else:
-            actions = masked_argmax(result.policy(0.0), mask)
-        parts.append({
-            "obs": np.array(obs), "mask": np.array(mask, dtype=np.int8),
-            "probs": target.astype(np.float32), "search": result.value.astype(np.float32),
-            "action": actions.astype(np.int32), "game_id": ids.copy(),
-            "ply": np.full(ids.size, ply, dtype=np.int32), "seat": seat,
-        })
-        state, rewards, done = engine.step(state, actions)
-        returns[ids] += rewards
-        if done.any():
-            keep = np.flatnonzero(~done)
-            state = engine.take(state, keep)
-            ids = ids[keep]
-        ply += 1
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    games, seats = cat["game_id"], cat["seat"].astype(np.int64)
-    outcome = returns[games, seats].astype(np.float32)
-    search = cat["search"]
-    if value_target == "outcome":
-        value = np.full(len(games), np.nan, dtype=np.float32)
-    elif value_target == "search":
-        value = search
-    else:
-        value = (0.5 * (outcome + search)).astype(np.float32)
-    order = np.lexsort((cat["ply"], games))
-    return Positions(
-        obs=cat["obs"], mask=cat["mask"], probs=cat["probs"], value=value, outcome=outcome,
-        action=cat["action"], game_id=(games + game_offset).astype(np.int64),
-        ply=cat["ply"], seat=cat["seat"],
-    ).select(order)
-
-
-def make_search(net: StudentNet, config: IterateConfig) -> MCTS:
-    """The teacher: PUCT guided by ``net``'s policy and value, with root noise."""
-    agent = StudentAgent(net, greedy=True)
-    return MCTS(
-        NetworkEvaluator(agent.policy_and_value), config.simulations, c_puct=config.c_puct,
-        rule="puct", dirichlet_alpha=config.dirichlet_alpha,
-        dirichlet_fraction=config.dirichlet_fraction,
+    settings = SelfPlaySettings(
+        sims=config.simulations,
+        fast_sims=min(config.fast_simulations or config.simulations, config.simulations),
+        full_share=config.full_search_share, c_puct=config.c_puct,
+        dirichlet_alpha=config.dirichlet_alpha, dirichlet_fraction=config.dirichlet_fraction,
+        temperature=1.0, temperature_plies=config.temperature_plies,
     )
+    bf16 = bf16_native() if config.bf16 == "auto" else bool(config.bf16)
+    labeller = SearchLabeller(game, StudentAgent(guide, greedy=True), settings, bf16=bf16)
+    seed = int(np.random.SeedSequence([config.seed, iteration, 3]).generate_state(1)[0])
+    data = collect_positions(game, labeller, config.games_per_iteration, seed,
+                             game_offset=iteration * GAME_STRIDE, runner=runner)
+    data = data.select(data.probs.sum(axis=1) > 0)
+    search = data.value
+    if config.value_target == "outcome":
+        data.value = np.full(len(data), np.nan, dtype=np.float32)
+    elif config.value_target == "mix":
+        data.value = (0.5 * (data.outcome + search)).astype(np.float32)
+    return data
 
 
 def _record(key: str, iteration: int, a: str, b: str, seed: int, rows: list[Any]) -> MatchRecord:
@@ -285,8 +243,10 @@ def _settings(config: IterateConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-def _start_student(config: IterateConfig, game: Game, run: Path) -> StudentNet:
-    """A fresh student, or one distilled from the start teacher (kept in ``run/start``)."""
+def _start_student(config: IterateConfig, game: Game, run: Path,
+                   runner: Runner | None) -> StudentNet:
+    """A fresh student, or one distilled from the start teacher (kept in ``run/start``):
+    the game's ``tlm distill`` preset for ``start = preset``."""
     if config.start == "none":
         return build_student(config.student, game, seed=config.seed)
     start_dir = run / "start"
@@ -295,12 +255,17 @@ def _start_student(config: IterateConfig, game: Game, run: Path) -> StudentNet:
         from distill.run import distill
 
         # distill() resumes a start distillation killed half-way from its own checkpoint.
-        distill(config_with_preset(
-            game=game.name, teacher=config.start, student=config.student,
-            method=config.start_method, budget_games=config.start_games,
-            games_per_round=config.start_games_per_round, seed=config.seed, out=start_dir,
-            holdout_games=0,
-        ))
+        if config.start == "preset":
+            start = config_with_preset(game=game.name, student=config.student,
+                                       seed=config.seed, out=start_dir)
+        else:
+            start = config_with_preset(
+                game=game.name, teacher=config.start, student=config.student,
+                method=config.start_method, budget_games=config.start_games,
+                games_per_round=config.start_games_per_round, seed=config.seed,
+                out=start_dir, holdout_games=0,
+            )
+        distill(start, runner=runner)
     return load_net(start_dir / "student", game)
 
 
@@ -327,6 +292,7 @@ def iterate(
     stop: Callable[[], bool] | None = None,
     *,
     resume: bool = True,
+    runner: Runner | None = None,
 ) -> dict[str, Any]:
     """Run expert iteration as ``config`` says; resume a killed run with the same settings.
 
@@ -350,11 +316,15 @@ def iterate(
     build_student(config.student, g, seed=config.seed)  # a bad spec fails before any work
     panel_specs = config.panel if config.panel is not None else DEFAULT_PANELS.get(g.name, [])
     panel = [make_agent(s, g) for s in panel_specs]
-    if config.start != "none":
+    if config.start == "preset":
+        from distill.presets import preset_for
+
+        if not preset_for(g.name).get("teacher"):
+            raise TlmError(f"{g.name} has no distillation preset to start from")
+    elif config.start != "none":
         make_agent(config.start, g)
     positions = load_positions(config.positions, g) if config.positions is not None else None
     settings = _settings(config)
-    engine = g.make_engine()
     fit_config = FitConfig(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
         weight_decay=config.weight_decay, loss="kl", value_weight=config.value_weight,
@@ -375,7 +345,7 @@ def iterate(
             refuse_other_settings(config.out, found[1].get("settings"), settings)
         state = _read_state(found)
         if state is None:
-            net = _start_student(config, g, run)
+            net = _start_student(config, g, run, runner)
             optimizer = make_optimizer(net, fit_config)
             generator = torch.Generator().manual_seed(
                 int(np.random.SeedSequence([config.seed, 0]).generate_state(1)[0]))
@@ -412,9 +382,7 @@ def iterate(
         writer = SummaryWriter(log_dir=str(run / "tensorboard"))
         for k in range(state.iteration + 1, config.iterations + 1):
             t0 = time.perf_counter()
-            data = self_play(engine, make_search(best, config), config.games_per_iteration,
-                             config.temperature_plies, config.value_target, rng,
-                             game_offset=k * GAME_STRIDE)
+            data = self_play(g, best, config, k, runner)
             replay = [*replay, data][-config.replay_iterations:]
             window = _window(replay, g)
             t1 = time.perf_counter()

@@ -26,8 +26,9 @@ class IterateConfig(BaseModel):
     game: str = Field(description="Game name from the registry (it needs a fast engine).")
     student: str = Field("mlp:64x2", description="Student architecture spec.")
     start: str = Field(
-        "none", description="`none` (a blank student) or a teacher spec distilled into the "
-        "fresh student before the first iteration (alphabeta:4, perfect, ...).")
+        "none", description="`none` (a blank student), `preset` (the game's `tlm distill` "
+        "preset: teacher, student and recipe) or a teacher spec distilled into the fresh "
+        "student before the first iteration (alphabeta:4, perfect, ...).")
     iterations: int = Field(10, gt=0, description="Expert-iteration steps after the start.")
     out: Path = Field(description="Output directory (new or empty; a killed run resumes).")
     seed: int = Field(0, ge=0, lt=2**63, description="Seeds the student, games and training.")
@@ -36,7 +37,17 @@ class IterateConfig(BaseModel):
         "seconds of this process's run (the output is then complete with fewer iterations).")
 
     # The search that is the teacher.
-    simulations: int = Field(48, gt=0, description="MCTS simulations per move.")
+    simulations: int = Field(48, gt=0, le=100_000,
+                             description="Simulations of a full search (a labelled move).")
+    fast_simulations: int | None = Field(
+        None, gt=0, description="Simulations of a fast search (playout-cap randomization: "
+        "an unlabelled move); default: every move is a full search.")
+    full_search_share: float = Field(
+        1.0, gt=0, le=1, description="Probability that a move gets a full search.")
+    bf16: bool | Literal["auto"] = Field(
+        False, description="Run the network in bfloat16 in the self-play search: true, "
+        "false, or auto (wherever the CPU computes bfloat16 natively; the search's moves "
+        "agree with float32 on 99%+ of positions: scripts/bench_search.py).")
     c_puct: float = Field(1.5, ge=0, description="PUCT exploration constant.")
     dirichlet_alpha: float = Field(
         0.5, gt=0, description="Concentration of the Dirichlet noise at the search root.")
@@ -95,28 +106,37 @@ DEFAULT_PANELS: dict[str, list[str]] = {
 
 CONNECT_FOUR: dict[str, Any] = {
     "game": "connect_four",
-    "student": "res:32x4",
-    "simulations": 64,
+    "student": "res:64x3",
+    "start": "preset",
+    "iterations": 40,
+    "time_limit_s": 3 * 3600.0,
+    "simulations": 200,
+    "fast_simulations": 50,
+    "full_search_share": 0.5,
+    "bf16": "auto",
     "c_puct": 1.5,
     "dirichlet_alpha": 1.0,
-    "games_per_iteration": 128,
-    "temperature_plies": 8,
+    "dirichlet_fraction": 0.25,
+    "games_per_iteration": 256,
+    "temperature_plies": 10,
     "value_target": "mix",
-    "replay_iterations": 3,
-    "epochs": 2,
+    "replay_iterations": 4,
+    "epochs": 1,
     "batch_size": 256,
-    "lr": 1e-3,
-    "gate_games": 100,
+    "lr": 5e-4,
+    "value_weight": 1.0,
+    "gate_threshold": 0.55,
+    "gate_games": 200,
     "gate_opening_plies": 4,
     "eval_games": 100,
     "eval_opening_plies": 4,
-    "start_games": 400,
-    "start_games_per_round": 200,
     "positions": SOLVED_POSITIONS,
 }
-"""Connect-four settings of ``tlm iterate`` and ``scripts/bench_iterate.py``: a small
-residual network, 64 simulations, 128 games an iteration; measured on the solved
-positions."""
+"""Connect-four settings of ``tlm iterate`` and ``scripts/bench_iterate.py``: the game's
+distillation preset (``res:64x3`` taught by ``alphabeta:8``) as the start, then its own
+search (200 simulations on half the moves, 50 on the others) plays 256 games an
+iteration, a window of 4 iterations, a small learning rate to refine the distilled
+student; stops after 3 hours of run time."""
 
 PRESETS: dict[str, dict[str, Any]] = {"connect_four": CONNECT_FOUR}
 """The preset ``tlm iterate`` starts from, by game (tic-tac-toe: the defaults)."""

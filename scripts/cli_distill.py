@@ -316,6 +316,8 @@ def iterate_cmd(
     resume: Annotated[bool, typer.Option(
         "--resume/--fresh", help="Go on from the last finished iteration of a killed or "
         "stopped run with the same settings (default), or start over.")] = True,
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Expert iteration: MCTS guided by the student teaches the student, iteration after iteration.
 
@@ -350,8 +352,9 @@ def iterate_cmd(
                          "optimal_rate", "blunder_rate")]
             bar.console.print("  " + "  ".join(parts))
 
-        with StopHandler(bar.console.print, "this iteration") as stop, resume_hint(cfg.out):
-            report = iterate(cfg, progress=show, stop=stop, resume=resume)
+        with StopHandler(bar.console.print, "this iteration") as stop, resume_hint(cfg.out), \
+                arena.make_runner(workers, ray_address) as runner:
+            report = iterate(cfg, progress=show, stop=stop, resume=resume, runner=runner)
     final = report["final"]
     console.print(f"{report['iterations']} iterations, {report['self_play_games']} self-play "
                   f"games in {report['wall_s']:.0f} s; best student: iteration "

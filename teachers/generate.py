@@ -170,13 +170,22 @@ def _labeller_from_payload(data: dict[str, Any], game: Game) -> TeacherLabeller:
 register_payload(TeacherLabeller, _labeller_payload, _labeller_from_payload)
 
 
+def is_labeller(agent: Agent) -> bool:
+    """Whether ``agent`` labels its own decisions: after each ``act``, its ``labels``
+    hold ``(probs, value)`` for those rows, and its ``exploration`` says how its games
+    open (:class:`TeacherLabeller`, or a search that plays and labels its own moves,
+    :class:`teachers.mcts.labeller.SearchLabeller`)."""
+    return hasattr(agent, "labels") and isinstance(getattr(agent, "exploration", None),
+                                                   Exploration)
+
+
 @dataclass
 class _Collection:
     """What a worker needs to collect positions: the game and both labellers."""
 
     game: Game
-    labeller: TeacherLabeller
-    opponent: TeacherLabeller
+    labeller: Agent
+    opponent: Agent
 
 
 def _collection_payload(c: _Collection) -> tuple[str, AgentPayload, AgentPayload | None]:
@@ -190,8 +199,8 @@ def _collection_setup(payload: tuple[str, AgentPayload, AgentPayload | None]) ->
     g = get_game(name)
     labeller = build_agent(pa, g)
     opponent = labeller if pb is None else build_agent(pb, g)
-    if not isinstance(labeller, TeacherLabeller) or not isinstance(opponent, TeacherLabeller):
-        raise TlmError("collecting positions needs teacher labellers on both sides")
+    if not is_labeller(labeller) or not is_labeller(opponent):
+        raise TlmError("collecting positions needs labelling agents on both sides")
     return _Collection(g, labeller, opponent)
 
 
@@ -201,7 +210,7 @@ def _collect_shard(c: _Collection, shard: Shard) -> Positions:
     parts: list[dict[str, np.ndarray]] = []
 
     def observe(d: Decision) -> None:
-        labels = labellers[d.player].labels
+        labels = labellers[d.player].labels  # type: ignore[attr-defined]
         assert labels is not None and d.obs is not None
         probs, value = labels
         parts.append({
@@ -212,7 +221,7 @@ def _collect_shard(c: _Collection, shard: Shard) -> Positions:
 
     result = play_matches(
         c.game, c.labeller, c.opponent, shard.n_games, seed=shard.seed, observer=observe,
-        first_seat=shard.first_seat, opening_plies=c.labeller.exploration.opening_plies,
+        first_seat=shard.first_seat, opening_plies=c.labeller.exploration.opening_plies,  # type: ignore[attr-defined]
         shard_games=shard.n_games, first_game=shard.first_game,
     )
     if not parts:
@@ -232,11 +241,11 @@ def _collect_shard(c: _Collection, shard: Shard) -> Positions:
 
 def collect_positions(
     game: str | Game,
-    labeller: TeacherLabeller,
+    labeller: Agent,
     n_games: int,
     seed: int | np.random.SeedSequence,
     game_offset: int = 0,
-    opponent: TeacherLabeller | None = None,
+    opponent: Agent | None = None,
     *,
     runner: Runner | None = None,
     shard_games: int | None = None,
