@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)
-	for b in arena teacher search distill scale league learners teaching iterate; do \
+	for b in arena teacher search distill recipes scale league learners teaching iterate; do \
 		$(BIN)/python scripts/bench_$$b.py || exit 1; done
 
 docs: $(STAMP)

@@ -33,7 +33,8 @@ def demo_cmd(
     _demo_league(_fresh_dir(out.with_name(f"{out.name}-league")), seed)
     console.print(
         "\ntlm demo: the exact tic-tac-toe solver (`perfect`) teaches a freshly initialized "
-        "MLP by DAgger: the student plays, the teacher labels every position it reaches."
+        "MLP by DAgger: the student plays itself and a random player from random openings, "
+        "the teacher labels every position reached, until the student loses no line."
     )
     cfg = make_config(**{**TICTACTOE_DAGGER, "seed": seed, "out": out})
     with progress_bar(cfg.budget_games, "dagger") as bar:

@@ -191,7 +191,8 @@ def distill_cmd(
     --workers / --ray-address play each round's games on Ray, with the same results.
 
     Example: tlm distill --game tictactoe --teacher perfect --out runs/ttt-dagger
-    (the preset: a fresh mlp:128x2 that loses no line of tic-tac-toe within 500 games)
+    (the preset: a fresh mlp:128x2 taught until it loses no line of tic-tac-toe, within
+    2000 games)
     """
     from arena.runstate import StopHandler
     from distill import distill
@@ -325,7 +326,7 @@ def iterate_cmd(
     override it. Every iteration is checkpointed: the same command resumes a killed
     run; Ctrl-C stops after the current iteration.
 
-    Example: tlm iterate --game tictactoe --student mlp:64x2 --start none --iterations 12
+    Example: tlm iterate --game tictactoe --student mlp:64x2 --start none --iterations 16
     --out runs/ttt-exit
     """
     from arena.runstate import StopHandler

@@ -194,7 +194,11 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     code, out, _ = run(["demo", "--out", str(tmp_path / "demo")], capsys)
     assert code == 0
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
-    assert report["perfect_at_games"] is not None and report["perfect_at_games"] <= 500
+    # Perfect play within the preset's budget (every seed gets there with room to spare:
+    # scripts/bench_recipes.py); the round it happens at is not part of the contract.
+    assert report["final"]["exhaustive_losses"] == 0
+    assert report["perfect_at_games"] == report["teacher_games"] <= report["config"][
+        "budget_games"]
     assert "final evaluation of" in out
     assert "0 lost lines against every reply" in out
 

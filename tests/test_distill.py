@@ -129,15 +129,20 @@ def test_cli_distill_with_yaml_config(tmp_path: Path, capsys: pytest.CaptureFixt
 
 @pytest.mark.slow
 def test_help_example_reaches_perfect_tictactoe(tmp_path: Path) -> None:
-    # `tlm distill --help`'s example: the tic-tac-toe preset, no other flag.
+    # `tlm distill --help`'s example: the tic-tac-toe preset, no other flag. Every seed
+    # reaches perfect play well inside the budget (scripts/bench_recipes.py), but when it
+    # does is the seed's and the CPU's business, so only that it does is asserted.
+    from distill.presets import TICTACTOE_DAGGER
+
     out = tmp_path / "ttt-dagger"
     assert main(["distill", "--game", "tictactoe", "--teacher", "perfect", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["student"] == "mlp:128x2"
-    assert report["perfect_at_games"] is not None
-    assert report["perfect_at_games"] <= 500
-    assert report["final"]["exhaustive_losses"] == 0
-    assert report["final"]["score_vs_random"] > 0.9
+    assert report["student"] == TICTACTOE_DAGGER["student"]
+    assert report["final"]["exhaustive_losses"] == 0  # no lost line against any reply
+    # The run stopped at its first perfect round, within the budget.
+    assert report["perfect_at_games"] == report["teacher_games"] <= TICTACTOE_DAGGER[
+        "budget_games"]
+    assert report["final"]["losses_vs_random"] == 0 == report["final"]["losses_vs_heuristic"]
 
 
 def test_mix_labels_every_position_reached_once(tmp_path: Path) -> None:

@@ -187,11 +187,17 @@ def test_bad_flags_exit_2(
 
 @pytest.mark.slow
 def test_tictactoe_from_blank_reaches_perfect_play(tmp_path: Path) -> None:
+    # The README's command, with the tic-tac-toe preset. Every seed plays perfectly well
+    # before its last iteration (scripts/bench_recipes.py); at which iteration depends on
+    # the seed and the CPU, so only the end is asserted.
+    from distill.iterate_config import iterate_config_with_preset
+
     out = tmp_path / "run"
-    report = iterate(make_iterate_config(
-        game="tictactoe", student="mlp:64x2", start="none", iterations=12, seed=0, out=out,
+    report = iterate(iterate_config_with_preset(
+        game="tictactoe", student="mlp:64x2", start="none", iterations=16, seed=0, out=out,
     ))
     assert report["start_row"]["exhaustive_losses"] > 100  # the blank student is weak
+    assert report["perfect_at_iteration"] is not None
     latest = load_student(out / "latest", greedy=True)
     exact = exact_strength("tictactoe", latest)
     assert exact is not None
