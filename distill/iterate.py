@@ -380,7 +380,9 @@ def iterate(
         best = load_net(_student_dir(run, state.best), g)
 
         writer = SummaryWriter(log_dir=str(run / "tensorboard"))
-        for k in range(state.iteration + 1, config.iterations + 1):
+        done = (config.stop_when_perfect and state.iteration > 0
+                and state.curve[-1].get("exhaustive_losses") == 0)
+        for k in range(state.iteration + 1, config.iterations + 1 if not done else 0):
             t0 = time.perf_counter()
             data = self_play(g, best, config, k, runner)
             replay = [*replay, data][-config.replay_iterations:]
@@ -415,6 +417,8 @@ def iterate(
                 progress(state.curve[-1])
             if (config.time_limit_s is not None
                     and time.perf_counter() - start_time > config.time_limit_s):
+                break
+            if config.stop_when_perfect and row.get("exhaustive_losses") == 0:
                 break
             if stop is not None and stop() and k < config.iterations:
                 writer.close()

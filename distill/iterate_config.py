@@ -36,6 +36,9 @@ class IterateConfig(BaseModel):
     time_limit_s: float | None = Field(
         None, gt=0, description="Stop after the first iteration that ends past this many "
         "seconds of this process's run (the output is then complete with fewer iterations).")
+    stop_when_perfect: bool = Field(
+        False, description="Stop after the first iteration whose student loses no line "
+        "against any reply (tic-tac-toe's exact measure).")
 
     # The search that is the teacher.
     simulations: int = Field(48, gt=0, le=100_000,
@@ -142,12 +145,16 @@ student; stops after 3 hours of run time."""
 TICTACTOE: dict[str, Any] = {
     "game": "tictactoe",
     "gate_threshold": 0.0,
+    "stop_when_perfect": True,
 }
 """Tic-tac-toe settings of ``tlm iterate``: the defaults, but the newest student always
-guides the search. Good tic-tac-toe players draw each other, so a student better than the
-guide scores about 0.5 against it, and a gate asking for 0.55 kept a guide with a dozen
-lost lines for up to eight iterations, until the search it guided had taught past it.
-``scripts/bench_recipes.py`` measures the README's command on many seeds."""
+guides the search, and the run stops at its first perfect student. Good tic-tac-toe
+players draw each other, so a student better than the guide scores about 0.5 against it,
+and a gate asking for 0.55 kept a guide with a dozen lost lines for up to eight
+iterations, until the search it guided had taught past it; and a perfect student trained
+on for more iterations can lose a line again (2 lost lines at iteration 16 after perfect
+play at iteration 5, one seed of twenty). ``scripts/bench_recipes.py`` measures the
+README's command on many seeds."""
 
 PRESETS: dict[str, dict[str, Any]] = {"tictactoe": TICTACTOE, "connect_four": CONNECT_FOUR}
 """The preset ``tlm iterate`` starts from, by game."""
