@@ -19,10 +19,14 @@ class DistillConfig(BaseModel):
     game: str = Field(description="Game name from the registry.")
     teacher: str = Field(description="Teacher agent spec (perfect, alphabeta:4, mcts:200, ...).")
     student: str = Field("mlp:64x2", description="Student architecture spec.")
-    method: Literal["offline", "dagger", "adaptive", "kickstart"] = Field(
+    method: Literal["offline", "dagger", "adaptive", "learned", "kickstart", "incontext"] = Field(
         "dagger", description="offline: teacher games; dagger: the student plays, the "
         "teacher labels; adaptive: a bandit picks a teaching strategy every round; "
-        "kickstart: PPO with a distillation term.")
+        "learned: a teaching policy trained across students shares every round's games "
+        "among the strategies (distill.learned); "
+        "kickstart: PPO with a distillation term; incontext: a recurrent student learns "
+        "to exploit whom it plays over series of games, taught by the exact best "
+        "response (distill.incontext).")
     budget_games: int = Field(500, gt=0, description="Teacher-labelled games at most.")
     games_per_round: int = Field(50, gt=0, description="Games between evaluations.")
     seed: int = Field(0, ge=0, le=2**63 - 1,
@@ -88,10 +92,18 @@ class DistillConfig(BaseModel):
         "arm runs that strategy alone.")
     gamma: float = Field(
         0.2, gt=0, le=1, description="adaptive: the bandit's exploration share.")
+    teaching_policy: Path | None = Field(
+        None, description="learned: the teaching policy (its .json or .safetensors file, "
+        "or the directory `tlm teaching-policy train` wrote); default: the one shipped "
+        "for the game.")
+    transfer_policy: bool = Field(
+        False, description="learned: use a teaching policy trained on other games (its "
+        "openingsK strategy played with this game's standard K).")
     kickstart_steps: int = Field(
         20000, gt=0, description="kickstart: PPO environment steps.")
     kickstart_weight: float = Field(
         1.0, ge=0, description="kickstart: initial weight of the distillation term.")
+    series: int = Field(10, ge=2, le=100, description="incontext: games per series.")
 
     @field_validator("mix")
     @classmethod

@@ -463,6 +463,8 @@ def distill_kickstart_run(
             "seed": config.seed,
             "steps": final["steps"],
             "training_games": summary["games"],
+            # PPO learns from every rollout; no round checks a target, so none is met.
+            "labels_to_target": None,
             "wall_s": final["wall_s"],
             "final": final,
             "model": "main/model.zip",

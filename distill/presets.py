@@ -100,11 +100,61 @@ games a round and 150 gradient steps, at most 500 games or 20,000 labels; no tea
 moves in the student's games (beta 0); measured by its probe alone (no opponents, no
 held-out games); on tic-tac-toe it stops at perfect play. It names no teacher."""
 
+INCONTEXT: dict[str, Any] = {
+    "method": "incontext",
+    "teacher": "best-response",
+    "student": "gru:128",
+    "series": 10,
+    "budget_games": 192_000,
+    "games_per_round": 4800,
+    "steps_per_round": 100,
+    "lr": 1e-3,
+    "epsilon": 0.1,
+    "eval_games": 1000,
+    "eval_opponents": [],
+    "holdout_games": 0,
+}
+"""In-context distillation (``--method incontext``, tic-tac-toe): a fresh ``gru:128``
+plays series of 10 games against each of the 30 training members of the
+``tictactoe-styles`` population (:mod:`distill.population`), 16 series each a round
+(4,800 games), with 10% random moves; the cautious best response labels every decision;
+100 steps of Adam a round on batches of 64 whole series from the 8,192 latest; 40
+rounds; measured on the 12 held-out one-side players (100 series each a round, 1,000 at
+the end) beside a feedforward control and the same student with its memory reset."""
+
+LEARNED: dict[str, Any] = {
+    **ADAPTIVE,
+    "method": "learned",
+    "budget_games": 750,
+    "label_budget": 5000,
+}
+"""The learned teacher (``--method learned``) on tic-tac-toe, with the settings its
+shipped teaching policy was trained under (the ``labels`` and ``round`` features are
+shares of the run's budgets): the adaptive preset's student and rounds, at most 30
+rounds (750 games) or 5,000 labels."""
+
+LEARNED_CONNECT_FOUR: dict[str, Any] = {
+    **LEARNED,
+    "student": "res:32x4",
+    "games_per_round": 100,
+    "steps_per_round": 300,
+    "budget_games": 60 * 100,
+    "label_budget": 200_000,
+    "stop_when_perfect": False,
+    "target": 0.80,
+    "positions": SOLVED_POSITIONS,
+}
+"""The learned teacher on connect four: a fresh ``res:32x4`` until its optimal-move rate
+on the solved positions reaches 0.80, 100 games and 300 steps a round, at most 60
+rounds or 200,000 labels (``scripts/bench_teaching.py``'s connect-four settings)."""
+
 METHOD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "adaptive": {
         "": ADAPTIVE,
         "connect_four": {**ADAPTIVE, "positions": SOLVED_POSITIONS},
     },
+    "learned": {"": LEARNED, "connect_four": LEARNED_CONNECT_FOUR},
+    "incontext": {"": INCONTEXT},
 }
 """The preset of a method with settings of its own, by game (``""``: any other game)."""
 

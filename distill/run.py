@@ -20,7 +20,10 @@ The same command run again after a kill goes on from the last checkpoint; ``stop
 directory (student checkpoint, curve CSV and PNG, TensorBoard scalars, JSON report)
 appears only when the run is complete. ``--method kickstart`` (PPO with a distillation
 term, :mod:`distill.kickstart`) trains in its own loop: its student learns from its
-own returns in SB3's rollouts, not from a store of labelled positions.
+own returns in SB3's rollouts, not from a store of labelled positions. ``--method
+incontext`` (:mod:`distill.incontext`) has its own loop too: a recurrent student plays
+series of games against a population of opponents, labelled by the exact best response
+to each.
 """
 
 from __future__ import annotations
@@ -162,6 +165,10 @@ def distill(
         from distill.kickstart import distill_kickstart_run
 
         return distill_kickstart_run(config, progress)
+    if config.method == "incontext":
+        from distill.incontext import distill_incontext_run
+
+        return distill_incontext_run(config, progress, resume=resume, stop=stop)
     g = get_game(config.game)
     check_output_dir(config.out)
     teacher = make_agent(config.teacher, g)
@@ -177,7 +184,8 @@ def distill(
     source = load_dataset(config.dataset, g) if config.dataset is not None else None
     solved = load_positions(config.positions, g) if config.positions is not None else None
     probe = (make_probe(g, solved, config.seed)
-             if config.method == "adaptive" or config.target is not None else None)
+             if config.method in ("adaptive", "learned") or config.target is not None
+             else None)
     strategy = strategy_for(config, g, source)
     agents = {s: make_agent(s, g) for s in sorted(strategy.specs())
               if s not in (STUDENT, TEACHER)}
@@ -314,6 +322,7 @@ def _finish(
             (r["teacher_games"] for r in curve if r.get("exhaustive_losses") == 0), None
         ),
         "reached": state.reached,
+        "labels_to_target": state.reached["labels"] if state.reached is not None else None,
         **strategy.summary(curve),
         "config": config.model_dump(mode="json"),
     }

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from arena import Agent, Decision, Game, PolicyAgent, TlmError, play_matches
-from arena.players.tictactoe import optimal_move_accuracy
+from arena.players.tictactoe import all_positions, optimal_move_accuracy
 from arena.positions import PositionSet, evaluate_positions
 from arena.runners import Runner
 from distill.collect import STUDENT, Collected, Openings, collect_round
@@ -56,11 +56,14 @@ from teachers.datasets import Positions
 
 @dataclass(frozen=True)
 class Probe:
-    """The fixed measure the adaptive teacher (and a ``target``) reads: the name of the
-    measure in a round's row, and how to take it of a student (before round 0)."""
+    """The fixed measure the adaptive and learned teachers (and a ``target``) read: the
+    name of the measure in a round's row, how to take it of a student (before round 0),
+    and the positions it is taken on (observations and legal moves)."""
 
     key: str
     of: Callable[[StudentAgent], float]
+    obs: np.ndarray | None = None
+    mask: np.ndarray | None = None
 
 
 def make_probe(game: Game, positions: PositionSet | None, seed: int) -> Probe:
@@ -72,13 +75,15 @@ def make_probe(game: Game, positions: PositionSet | None, seed: int) -> Probe:
         TlmError: another game without positions.
     """
     if game.name == "tictactoe":
-        return Probe("optimal_accuracy", optimal_move_accuracy)
+        obs, mask = all_positions()
+        return Probe("optimal_accuracy", optimal_move_accuracy, obs, mask)
     if positions is None:
         raise TlmError(f"the probe of the adaptive teacher and of a target on {game.name} "
                        "needs solver-labelled positions (--positions)")
     solved = positions
     return Probe("solved_optimal", lambda student: float(evaluate_positions(
-        student, solved, np.random.default_rng(seed))["optimal"]["rate"]))
+        student, solved, np.random.default_rng(seed))["optimal"]["rate"]),
+        solved.obs, solved.mask)
 
 
 @dataclass
@@ -435,7 +440,8 @@ class Adaptive(Strategy):
 
 def strategy_for(config: DistillConfig, game: Game, dataset: Positions | None = None
                  ) -> Strategy:
-    """The strategy of ``config.method`` (``offline``, ``dagger`` or ``adaptive``).
+    """The strategy of ``config.method`` (``offline``, ``dagger``, ``adaptive`` or
+    ``learned``: :func:`distill.learned.learned_strategy`).
 
     Raises:
         TlmError: an unknown arm, or a method that is not a strategy of the round loop.
@@ -454,4 +460,8 @@ def strategy_for(config: DistillConfig, game: Game, dataset: Positions | None = 
         names = config.arms if config.arms is not None else standard_arms(game)
         settings = arm_settings(config)
         return Adaptive([make_arm(n, **settings) for n in names], config.gamma, config.seed)
+    if config.method == "learned":
+        from distill.learned import learned_strategy
+
+        return learned_strategy(config, game)
     raise TlmError(f"method {config.method!r} is not a strategy of the round loop")

@@ -1,8 +1,9 @@
 """The ``tlm`` command line: thin wiring from flags to the library, and tables out.
 
 One module per command group (``cli_eval``: games, eval, play; ``cli_distill``:
-generate, distill, iterate; ``cli_teach``; ``cli_league``; ``cli_demo``), each adding its
-commands to :data:`app`; this module runs them (:func:`main`)."""
+generate, distill, iterate; ``cli_teach``; ``cli_teaching_policy``; ``cli_league``;
+``cli_demo``), each adding its commands to :data:`app`; this module runs them
+(:func:`main`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from arena import TlmError
-from scripts import cli_demo, cli_distill, cli_eval, cli_teach
+from scripts import cli_demo, cli_distill, cli_eval, cli_teach, cli_teaching_policy
 from scripts.cli_common import command_output
 from scripts.cli_league import league_app
 
@@ -29,7 +30,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(league_app, name="league")
-for _module in (cli_eval, cli_distill, cli_teach, cli_demo):
+for _module in (cli_eval, cli_distill, cli_teach, cli_teaching_policy, cli_demo):
     _module.register(app)
 
 

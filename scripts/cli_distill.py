@@ -97,8 +97,12 @@ def distill_cmd(
     student: Annotated[str | None, typer.Option(
         help=_distill_help("Student spec (mlp:64x2, cnn:32x3, res:64x3).", "student"))] = None,
     method: Annotated[str | None, typer.Option(
-        help=_distill_help("offline, dagger, kickstart or adaptive (a bandit picks a "
-                           "teaching strategy every round).", "method"))] = None,
+        help=_distill_help("offline, dagger, kickstart, adaptive (a bandit picks a "
+                           "teaching strategy every round), learned (a teaching policy "
+                           "trained across students picks the mixture of strategies every "
+                           "round) or incontext (a recurrent "
+                           "student learns to exploit whom it plays over series of "
+                           "games).", "method"))] = None,
     budget_games: Annotated[int | None, int_option(
         help=_distill_help("Teacher-labelled games at most.", "budget_games"),
         hi=MAX_DATASET_GAMES)] = None,
@@ -157,6 +161,9 @@ def distill_cmd(
                                       "and one Elo).", "panel"))] = None,
     kickstart_steps: Annotated[int | None, int_option(
         help=_distill_help("kickstart: PPO steps.", "kickstart_steps"), hi=MAX_STEPS)] = None,
+    series: Annotated[int | None, int_option(
+        help=_distill_help("incontext: games per series.", "series"), lo=2,
+        hi=100)] = None,
     stop_when_perfect: Annotated[bool | None, typer.Option(
         "--stop-when-perfect", help=_distill_help("Stop at zero exhaustive losses.",
                                                   "stop_when_perfect"))] = None,
@@ -170,6 +177,12 @@ def distill_cmd(
     arms: Annotated[str | None, typer.Option(help=_distill_help(
         "adaptive: comma-separated strategies the bandit picks from (teacher, dagger, "
         "panel, openingsK, uncertain); one runs that strategy alone.", "arms"))] = None,
+    teaching_policy: Annotated[Path | None, typer.Option(help=_distill_help(
+        "learned: the teaching policy (tlm teaching-policy train's OUT, or its .json); "
+        "default: the one shipped for the game.", "teaching_policy"))] = None,
+    transfer_policy: Annotated[bool | None, typer.Option(
+        "--transfer-policy", help="learned: use a teaching policy trained on other "
+        "games.")] = None,
     config: Annotated[Path | None, typer.Option(
         help="YAML config: over the game's preset; flags override it.")] = None,
     resume: Annotated[bool, typer.Option(
@@ -210,12 +223,19 @@ def distill_cmd(
         "steps_per_round": steps_per_round, "batch_size": batch_size,
         "recent_share": recent_share, "eval_opening_plies": eval_opening_plies,
         "positions": positions, "kickstart_steps": kickstart_steps, "panel": panel,
-        "target": target, "label_budget": label_budget,
+        "target": target, "label_budget": label_budget, "series": series,
+        "teaching_policy": teaching_policy, "transfer_policy": transfer_policy,
         "mix": None if mix is None else parse_mix(mix),
         "eval_opponents": None if eval_opponents is None else _names(eval_opponents),
         "arms": None if arms is None else _names(arms),
     }
     cfg = config_with_preset(config, **fields)
+    if cfg.method == "incontext":
+        if workers is not None or ray_address is not None:
+            raise TlmError("--method incontext plays its series in this process: no "
+                           "--workers or --ray-address")
+        _distill_incontext(cfg, resume)
+        return
     if cfg.method == "kickstart":
         runner = arena.LocalRunner()
     total = cfg.budget_games if cfg.method != "kickstart" else cfg.kickstart_steps
@@ -232,6 +252,57 @@ def distill_cmd(
         with StopHandler(bar.console.print) as stop:
             report = distill(cfg, progress=show, resume=resume, stop=stop, runner=runner)
     print_distill_report(report, cfg.out)
+
+
+def _distill_incontext(cfg: Any, resume: bool) -> None:
+    """``--method incontext``: the run with a progress bar and one line a round."""
+    from arena.runstate import StopHandler
+    from distill.incontext import check_incontext, distill_incontext_run, incontext_config
+
+    check_incontext(incontext_config(cfg))
+    k = cfg.series
+    with progress_bar(cfg.budget_games, "incontext") as bar:
+        task = bar.add_task("distill", total=cfg.budget_games)
+
+        def show(row: dict[str, Any]) -> None:
+            if "round" not in row:
+                bar.console.print("  final measures on the held-out families")
+                return
+            bar.update(task, completed=int(row["games"]))
+            bar.console.print(
+                f"  round {row['round']}: loss {row['loss_student']:.3f}  held-out score, "
+                f"game 1 {row['student_g1']:.3f}, game {k} {row[f'student_g{k}']:.3f}  "
+                f"(memory reset {row[f'reset_g{k}']:.3f}, feedforward control "
+                f"{row.get(f'control_g{k}', float('nan')):.3f})")
+
+        with StopHandler(bar.console.print) as stop:
+            report = distill_incontext_run(cfg, progress=show, resume=resume, stop=stop)
+    print_incontext_report(report, cfg.out)
+
+
+def print_incontext_report(report: dict[str, Any], out: Path) -> None:
+    """The score by game index on the held-out families and the run's figures."""
+    from distill.incontext_measures import figure_rows, score_rows
+
+    final = report["final"]
+    table = Table(title=f"{report['method']}: {report['student']} "
+                        f"({report['student_params']} parameters) on {report['game']}, "
+                        "score by game of the series against the held-out families")
+    table.add_column("player")
+    for j in range(final["k"]):
+        table.add_column(str(j + 1), justify="right")
+    for name, scores in score_rows(final):
+        table.add_row(name, *(f"{s:.3f}" for s in scores))
+    console.print(table)
+    figures = Table(show_header=False)
+    figures.add_column("measure")
+    figures.add_column("value", justify="right")
+    for measure, value in figure_rows(report):
+        figures.add_row(measure, value)
+    console.print(figures)
+    console.print(f"student: {out / 'student'}   control: {out / 'control'}   "
+                  f"curve: {out / 'curve.csv'}, {out / 'curve.png'}   report: "
+                  f"{out / 'report.json'}")
 
 
 def _names(text: str) -> list[str]:

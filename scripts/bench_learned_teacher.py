@@ -1,0 +1,237 @@
+"""Labels a teacher spends to reach a target with a learned teaching policy, beside every
+fixed strategy, the best static mixture of strategies found in hindsight, the uniform
+mixture and today's per-run EXP3 bandit, on paired students the policy never trained
+with: median, range, reached, paired ratios to the best fixed strategy with bootstrap
+95% intervals, wall time.
+
+Tic-tac-toe (default): ``perfect`` teaches fresh students of held-out architectures
+(the shipped policy trained on ``mlp:WIDTHx2`` students; here ``cnn``, ``res`` and MLPs
+of other widths and depths), 25 games and 150 gradient steps a round, at most 30
+rounds or 5,000 labels, until the student loses no line against any reply. Connect
+four (``--game connect_four``): the tic-tac-toe policy without retraining
+(``--transfer-policy``) teaches the connect-four preset's student (``res:32x4``) until
+its optimal-move rate on the solved positions reaches 0.80.
+
+Every run is ``tlm distill``: ``--method adaptive --arms NAME`` for a fixed strategy,
+``--method adaptive`` for EXP3, ``--method learned`` for the policy and (with a policy
+that ignores the state) for the static mixtures. Pair ``k`` is the same student
+(architecture and seed) in every arm. The best static mixture is picked in hindsight
+among mixtures of the best fixed strategies, the uniform one and the learned policy's
+mean mixture, by its median on the first ``--hindsight`` pairs, then run on all.
+
+Runs are cached in ``--cache`` (one JSON file each): a rerun reuses them.
+
+Usage: python scripts/bench_learned_teacher.py --seeds 5 --cache runs/bench_learned
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arena import get_game
+from distill import distill
+from distill.presets import SOLVED_POSITIONS, config_with_preset
+from distill.strategies import standard_arms
+from distill.teaching_policy import TeachingPolicy, load_policy, shipped_policy
+
+EXP3 = "exp3"
+UNIFORM = "uniform"
+LEARNED = "learned"
+STATIC = "best static"
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "tictactoe": {"teacher": "perfect", "stop_when_perfect": True, "games_per_round": 25,
+                  "steps_per_round": 150, "budget_games": 30 * 25, "label_budget": 5000},
+    "connect_four": {"teacher": "alphabeta:4", "target": 0.80, "stop_when_perfect": False,
+                     "games_per_round": 100, "steps_per_round": 300,
+                     "budget_games": 60 * 100, "label_budget": 200_000,
+                     "positions": SOLVED_POSITIONS},
+}
+
+HELD_OUT = {
+    "tictactoe": ["cnn:16x2", "res:16x1", "mlp:256x1", "cnn:8x3", "res:8x2", "mlp:64x3"],
+    "connect_four": ["res:32x4"],
+}
+"""Student architectures of the benchmark: none of them trained the shipped policy."""
+
+
+def run_key(arm: str, student: str, seed: int) -> str:
+    return f"{arm.replace(' ', '_')}--{student.replace(':', '_')}--{seed}"
+
+
+def teach(game: str, arm: str, student: str, seed: int, scratch: Path,
+          policies: dict[str, Path], transfer: bool) -> dict[str, Any]:
+    """One run: what it cost (labels to the target, rounds, wall time) and its mixture."""
+    out = scratch / run_key(arm, student, seed)
+    fields: dict[str, Any] = {"game": game, "student": student, "seed": seed, "out": out,
+                              **SETTINGS[game]}
+    if arm == EXP3:
+        fields["method"] = "adaptive"
+    elif arm in policies:
+        fields.update(method="learned", teaching_policy=policies[arm],
+                      transfer_policy=transfer)
+    else:
+        fields.update(method="adaptive", arms=[arm])
+    start = time.perf_counter()
+    report = distill(config_with_preset(**fields))
+    return {"labels": report["labels_to_target"], "spent": report["labels_spent"],
+            "rounds": int(report["final"].get("round", -1)) + 1,
+            "wall_s": time.perf_counter() - start, "shares": report.get("shares"),
+            "choices": report.get("choices")}
+
+
+def as_cost(labels: list[int | None]) -> np.ndarray:
+    """Labels to the target, a run that never met it as infinitely many."""
+    return np.array([np.inf if x is None else x for x in labels], dtype=float)
+
+
+def ratio_interval(a: np.ndarray, b: np.ndarray, rng: np.random.Generator,
+                   n_boot: int = 10_000) -> tuple[float, float, float]:
+    """``median(a) / median(b)`` and its paired bootstrap 95% interval (pairs resampled
+    together)."""
+    def ratio(x: np.ndarray, y: np.ndarray) -> float:
+        mx, my = np.median(x), np.median(y)
+        if np.isinf(mx) and np.isinf(my):
+            return float("nan")
+        return float(mx / my) if my > 0 else float("inf")
+
+    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+    boots = np.array([ratio(a[i], b[i]) for i in idx])
+    boots = boots[~np.isnan(boots)]
+    lo, hi = np.percentile(boots, [2.5, 97.5]) if len(boots) else (np.nan, np.nan)
+    return ratio(a, b), float(lo), float(hi)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--game", default="tictactoe", choices=sorted(SETTINGS))
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per architecture")
+    parser.add_argument("--students", default=None, help="comma-separated architectures "
+                        "(default: the held-out ones)")
+    parser.add_argument("--policy", type=Path, default=None,
+                        help="teaching policy (default: the one shipped for tic-tac-toe)")
+    parser.add_argument("--hindsight", type=int, default=10,
+                        help="pairs the static mixtures are picked on")
+    parser.add_argument("--only", default=None, help="comma-separated arms to run now "
+                        "(the table is printed once every arm is cached)")
+    parser.add_argument("--cache", type=Path, default=None, help="run cache directory")
+    args = parser.parse_args()
+
+    game = get_game(args.game).name
+    transfer = game != "tictactoe"
+    policy_path = args.policy or shipped_policy("tictactoe")
+    assert policy_path is not None, "no teaching policy ships for tic-tac-toe"
+    learned = load_policy(policy_path)
+    fixed = standard_arms(get_game(game))
+    students = (args.students.split(",") if args.students else HELD_OUT[game])
+    pairs = [(s, seed) for seed, s in itertools.product(range(args.seeds), students)]
+    cache = args.cache or Path(tempfile.mkdtemp(prefix="bench_learned."))
+    cache.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="bench_learned_runs."))
+    policies: dict[str, Path] = {LEARNED: Path(policy_path)}
+    uniform = TeachingPolicy.constant({a: 1.0 for a in learned.strategies}, learned.games)
+    uniform.save(cache / "uniform")
+    policies[UNIFORM] = cache / "uniform.json"
+    only = set(args.only.split(",")) if args.only else None
+    print(f"{game}: {SETTINGS[game]['teacher']} teaches {', '.join(students)}, seeds "
+          f"0-{args.seeds - 1} ({len(pairs)} paired students); policy {policy_path} "
+          f"(trained on {', '.join(learned.info.get('students', ['?']))})", flush=True)
+
+    def results(arm: str, on: list[tuple[str, int]]) -> list[dict[str, Any]] | None:
+        out = []
+        for student, seed in on:
+            path = cache / f"{run_key(arm, student, seed)}.json"
+            if not path.exists():
+                if only is not None and arm not in only:
+                    return None
+                r = teach(game, arm, student, seed, scratch, policies, transfer)
+                path.write_text(json.dumps(r))
+                print(f"  {arm} {student} seed {seed}: {r['labels']} labels, "
+                      f"{r['rounds']} rounds, {r['wall_s']:.0f} s", flush=True)
+            out.append(json.loads(path.read_text()))
+        return out
+
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for arm in [*fixed, UNIFORM, EXP3, LEARNED]:
+        got = results(arm, pairs)
+        if got is not None:
+            runs[arm] = got
+    if any(a not in runs for a in fixed) or LEARNED not in runs:
+        print("not every arm is cached yet: run again without --only (or with the others)")
+        return
+
+    # The static mixtures, picked in hindsight on the first pairs.
+    medians = {a: float(np.median(as_cost([r["labels"] for r in runs[a]]))) for a in fixed}
+    top = sorted(fixed, key=lambda a: medians[a])[:3]
+    mean_mix = {a: float(np.mean([r["shares"][a] for r in runs[LEARNED]]))
+                for a in learned.strategies}
+    candidates = {f"{x}+{y}": {x: 1.0, y: 1.0} for x, y in itertools.combinations(top, 2)}
+    candidates["+".join(top)] = dict.fromkeys(top, 1.0)
+    candidates["learned mean"] = mean_mix
+    for name, shares in candidates.items():
+        TeachingPolicy.constant({a: shares.get(a, 0.0) for a in learned.strategies},
+                                learned.games).save(cache / f"static_{name}")
+        policies[f"static {name}"] = cache / f"static_{name}.json"
+    head = pairs[:args.hindsight]
+    picked: dict[str, float] = {}
+    for name in candidates:
+        got = results(f"static {name}", head)
+        if got is None:
+            print("the static mixtures are not cached yet: run again")
+            return
+        picked[f"static {name}"] = float(np.median(as_cost([r["labels"] for r in got])))
+    if UNIFORM in runs:
+        picked[UNIFORM] = float(np.median(as_cost([r["labels"] for r in runs[UNIFORM][
+            :args.hindsight]])))
+    best_static = min(picked, key=lambda a: picked[a])
+    got = results(best_static, pairs)
+    if got is None:
+        print("the best static mixture is not cached on every pair yet: run again")
+        return
+    runs[STATIC] = got
+
+    best = min(fixed, key=lambda a: medians[a])
+    base = as_cost([r["labels"] for r in runs[best]])
+    rng = np.random.default_rng(0)
+    print(f"\nbest fixed strategy: {best}; best static mixture (picked on {len(head)} "
+          f"pairs among {', '.join(picked)}): {best_static}")
+    print(f"{'arm':>22}  {'reached':>7}  {'median':>7}  {'range':>11}  "
+          f"{'ratio to best fixed [95%]':>26}  {'rounds':>6}  {'wall s':>7}")
+    for arm in [*fixed, UNIFORM, STATIC, EXP3, LEARNED]:
+        if arm not in runs:
+            continue
+        cost = as_cost([r["labels"] for r in runs[arm]])
+        reached = int(np.isfinite(cost).sum())
+        fin = cost[np.isfinite(cost)]
+        span = (f"{int(fin.min())}-{int(cost.max()) if reached == len(cost) else 'inf'}"
+                if reached else "-")
+        med = np.median(cost)
+        r, lo, hi = ratio_interval(cost, base, rng)
+        print(f"{arm:>22}  {reached:>3}/{len(cost):<3}  "
+              f"{'inf' if np.isinf(med) else int(med):>7}  {span:>11}  "
+              f"{r:>8.2f} [{lo:.2f}, {hi:.2f}]       "
+              f"{np.median([x['rounds'] for x in runs[arm]]):>6.0f}  "
+              f"{np.median([x['wall_s'] for x in runs[arm]]):>7.1f}", flush=True)
+    mine = as_cost([r["labels"] for r in runs[LEARNED]])
+    lost = int((np.isfinite(base) & ~np.isfinite(mine)).sum())
+    print(f"\nlearned fails where {best} succeeds: {lost} of {len(pairs)} pairs")
+    for other in (STATIC, UNIFORM, EXP3):
+        if other in runs:
+            cost = as_cost([r["labels"] for r in runs[other]])
+            r, lo, hi = ratio_interval(mine, cost, rng)
+            print(f"learned / {other}: {r:.2f} [{lo:.2f}, {hi:.2f}]")
+    print("learned policy's mean mixture on these students: " + ", ".join(
+        f"{a} {s:.2f}" for a, s in mean_mix.items()))
+    print(f"runs cached in {cache}")
+
+
+if __name__ == "__main__":
+    main()
