@@ -25,8 +25,10 @@ the generator states. A run killed at any point (``kill -9`` included) and start
 again with the same settings resumes from the last committed iteration and ends with
 the same student as an uninterrupted run; one of other settings is refused
 (:func:`arena.runstate.refuse_other_settings`). It shares the fit
-(:func:`distill.train.fit`) and the curve writer (:mod:`distill.curves`) with
-distillation.
+(:func:`distill.train.fit`, over :mod:`students.fit`) and the curve writer
+(:mod:`distill.curves`) with distillation, and its self-play labels
+(:func:`teachers.mcts.labeller.search_labels`) with the league's search learner
+(:mod:`teachers.search`).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ from students.training_state import (
 from teachers.datasets import DatasetWriter, Positions, load_dataset
 from teachers.generate import collect_positions
 from teachers.mcts.inference import bf16_native
-from teachers.mcts.labeller import SearchLabeller, SelfPlaySettings
+from teachers.mcts.labeller import SearchLabeller, SelfPlaySettings, search_labels
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -134,7 +136,8 @@ def self_play(
     teacher's games (:func:`teachers.collect_positions`), so they are sharded on
     ``runner`` with the same result. ``probs`` are the root visit distributions; the
     value target follows ``config.value_target`` (the outcome, the root value or their
-    mean). Positions searched fast (no policy label) are dropped.
+    mean). Positions searched fast (no policy label) are dropped
+    (:func:`teachers.mcts.labeller.search_labels`).
     """
     settings = SelfPlaySettings(
         sims=config.simulations,
@@ -148,13 +151,7 @@ def self_play(
     seed = int(np.random.SeedSequence([config.seed, iteration, 3]).generate_state(1)[0])
     data = collect_positions(game, labeller, config.games_per_iteration, seed,
                              game_offset=iteration * GAME_STRIDE, runner=runner)
-    data = data.select(data.probs.sum(axis=1) > 0)
-    search = data.value
-    if config.value_target == "outcome":
-        data.value = np.full(len(data), np.nan, dtype=np.float32)
-    elif config.value_target == "mix":
-        data.value = (0.5 * (data.outcome + search)).astype(np.float32)
-    return data
+    return search_labels(data, config.value_target)
 
 
 def _record(key: str, iteration: int, a: str, b: str, seed: int, rows: list[Any]) -> MatchRecord:

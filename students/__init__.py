@@ -5,6 +5,11 @@ never from a teacher's weights. A checkpoint is a directory with ``model.safeten
 and ``config.json``; :func:`load` (an alias of :func:`load_student`) turns one into an
 agent. Importing this package makes any checkpoint directory a valid agent spec for
 :func:`arena.agents.make_agent`, hence for ``tlm eval`` and the league.
+
+How a student is fitted to labels lives here too, below every teacher:
+:mod:`students.losses` (KL to a teacher's distribution, its best move, the value's
+squared error) and :mod:`students.fit` (one gradient step, epochs over arrays), shared
+by :mod:`distill` and the search learner of :mod:`teachers.search`.
 """
 
 from pathlib import Path
@@ -23,6 +28,8 @@ from students.checkpoint import (
     read_config,
     save_student,
 )
+from students.fit import FitArrays, FitConfig, fit_arrays, gradient_step, make_optimizer
+from students.losses import best_move_cross_entropy, kl_teacher_student, value_mse
 from students.networks import (
     StudentNet,
     StudentSpec,
@@ -54,22 +61,30 @@ register_payload(StudentAgent, student_payload, student_from_payload)
 register_payload(RecurrentStudentAgent, student_payload, student_from_payload)
 
 __all__ = [
+    "FitArrays",
+    "FitConfig",
     "RecurrentStudentAgent",
     "RecurrentStudentNet",
     "StudentAgent",
     "StudentNet",
     "StudentSpec",
+    "best_move_cross_entropy",
     "build_recurrent_student",
     "build_student",
+    "fit_arrays",
+    "gradient_step",
     "is_checkpoint_dir",
+    "kl_teacher_student",
     "load",
     "load_any_student",
     "load_net",
     "load_recurrent_net",
     "load_student",
+    "make_optimizer",
     "masked_log_softmax",
     "param_count",
     "parse_spec",
     "read_config",
     "save_student",
+    "value_mse",
 ]

@@ -6,8 +6,10 @@ self-play training that makes them, and the generation of their games into datas
 - ``mcts:N`` (:mod:`teachers.mcts`): batched UCT over the engines;
 - :mod:`teachers.learner`: the learner protocol every training backend follows;
   :mod:`teachers.selfplay`: the one self-play loop over it (``tlm teach``);
-- one package per backend: :mod:`teachers.sb3` (MaskablePPO; ``sb3:PATH``) and
-  :mod:`teachers.rllib` (RLlib PPO; ``rllib:DIR``);
+- one package per backend: :mod:`teachers.sb3` (MaskablePPO; ``sb3:PATH``),
+  :mod:`teachers.rllib` (RLlib PPO; ``rllib:DIR``) and :mod:`teachers.search`
+  (expert iteration: a student taught by its own search; student checkpoints or
+  ``puct:PATH``);
 - :mod:`teachers.league`: self-play leagues (config, loop, store, matchmaking,
   report; ``league:DIR/NAME``);
 - :mod:`teachers.generate` and :mod:`teachers.datasets`: labelled games as Parquet.
@@ -45,6 +47,7 @@ from teachers.sb3 import (
     load_sb3_model,
     train_selfplay,
 )
+from teachers.search import SearchLearner, SearchSettings
 from teachers.selfplay import (
     DEFAULT_MIX,
     LearnerPlan,
@@ -70,7 +73,9 @@ __all__ = [
     "RandomRolloutEvaluator",
     "SB3Agent",
     "SB3Learner",
+    "SearchLearner",
     "SearchResult",
+    "SearchSettings",
     "SearchTrees",
     "SelfPlayConfig",
     "SnapshotPool",

@@ -181,7 +181,7 @@ def is_labeller(agent: Agent) -> bool:
 
 @dataclass
 class _Collection:
-    """What a worker needs to collect positions: the game and both labellers."""
+    """What a worker needs to collect positions: the game, the labeller and its opponent."""
 
     game: Game
     labeller: Agent
@@ -199,17 +199,20 @@ def _collection_setup(payload: tuple[str, AgentPayload, AgentPayload | None]) ->
     g = get_game(name)
     labeller = build_agent(pa, g)
     opponent = labeller if pb is None else build_agent(pb, g)
-    if not is_labeller(labeller) or not is_labeller(opponent):
-        raise TlmError("collecting positions needs labelling agents on both sides")
+    if not is_labeller(labeller):
+        raise TlmError("collecting positions needs a labelling agent")
     return _Collection(g, labeller, opponent)
 
 
 def _collect_shard(c: _Collection, shard: Shard) -> Positions:
     """The labelled positions of one shard; ``game_id`` counts from the match's start."""
     labellers = (c.labeller, c.opponent)
+    labelled = (True, is_labeller(c.opponent))
     parts: list[dict[str, np.ndarray]] = []
 
     def observe(d: Decision) -> None:
+        if not labelled[d.player]:
+            return
         labels = labellers[d.player].labels  # type: ignore[attr-defined]
         assert labels is not None and d.obs is not None
         probs, value = labels
@@ -252,7 +255,8 @@ def collect_positions(
     first_game: int = 0,
 ) -> Positions:
     """Play ``n_games`` games of ``labeller`` against ``opponent`` (default: itself);
-    every decision of both sides, labelled by their teachers.
+    every decision of both sides, labelled by their teachers, or only the labeller's
+    decisions when ``opponent`` labels nothing (any agent: a reference, a snapshot).
 
     ``game_id`` runs from ``game_offset``; ``outcome`` is the final return of the
     mover's seat. The games are games ``first_game ..`` of the match seeded by

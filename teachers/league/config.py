@@ -12,12 +12,22 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from arena.agents import make_agent
 from arena.core import Agent, TlmError
 from arena.games import get_game
 from arena.runstate import read_yaml_mapping, validation_message
+from teachers.search.settings import SearchSettings
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
 
@@ -49,8 +59,9 @@ class LearnerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=_NAME_PATTERN, description="Unique name in the league.")
-    backend: Literal["sb3", "rllib"] = Field(
-        default="sb3", description="Training backend: sb3 (MaskablePPO) or rllib (RLlib PPO).")
+    backend: Literal["sb3", "rllib", "search"] = Field(
+        default="sb3", description="Training backend: sb3 (MaskablePPO), rllib (RLlib PPO) "
+        "or search (expert iteration: the student taught by its own search).")
     role: Literal["main", "main_exploiter", "league_exploiter"] = Field(
         default="main", description="main: trains against the league; main_exploiter: against the "
         "main learners; league_exploiter: PFSP over the whole league.")
@@ -78,6 +89,9 @@ class LearnerConfig(BaseModel):
     snapshot_win_rate: float | None = Field(
         default=0.7, gt=0, le=1, description="Also snapshot when the round's training score "
         "against the current opponents reaches this (null: never by score).")
+    search: SearchSettings | None = Field(
+        default=None, description="Settings of a search learner (backend: search; its "
+        "defaults when omitted): student, simulations, fitting (teachers.search).")
 
     @field_validator("net_arch")
     @classmethod
@@ -85,6 +99,40 @@ class LearnerConfig(BaseModel):
         if any(w <= 0 for w in v):
             raise ValueError(f"layer sizes must be positive, got {v}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _search_settings(cls, data: Any) -> Any:
+        """A search learner gets the default search settings when it gives none."""
+        if isinstance(data, dict) and data.get("backend") == "search" and data.get(
+                "search") is None:
+            return {**data, "search": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _settings_of_its_backend(self) -> LearnerConfig:
+        if self.backend == "search":
+            ppo_keys = sorted(PPO_KEYS & self.model_fields_set)
+            if ppo_keys:
+                raise ValueError(f"{', '.join(ppo_keys)}: PPO settings, but a search learner "
+                                 "takes its settings under search:")
+        elif self.search is not None:
+            raise ValueError(f"search: settings of a search learner, but the backend is "
+                             f"{self.backend}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_search(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # PPO learners' configs dump as before search learners existed, so a league
+        # started then is still the same league.
+        data: dict[str, Any] = handler(self)
+        if self.search is None:
+            data.pop("search", None)
+        return data
+
+
+PPO_KEYS = frozenset({"net_arch", "n_envs", "ppo"})
+"""The learner keys only PPO backends (sb3, rllib) read."""
 
 
 class ReferenceConfig(BaseModel):
@@ -198,13 +246,16 @@ def load_config(path: str | Path) -> LeagueConfig:
 
 
 def check_config(config: LeagueConfig) -> dict[str, Agent]:
-    """Build every reference for the game and check the learners' backends exist.
+    """Build every reference for the game, check the learners' backends exist and
+    search learners' settings fit the game.
 
     Returns:
         the references' agents by name.
 
     Raises:
-        TlmError: unknown game, a reference that does not play it, a missing backend.
+        TlmError: unknown game, a reference that does not play it, a missing backend,
+            search settings that do not fit the game, or an RLlib learner beside a
+            learner that plays with its search.
     """
     game = get_game(config.game)
     agents: dict[str, Agent] = {}
@@ -217,7 +268,20 @@ def check_config(config: LeagueConfig) -> dict[str, Agent]:
             raise TlmError(f"reference {ref.name!r} plays {agent.game}, not {game.name}")
         agent.name = ref.name
         agents[ref.name] = agent
+    searching = [lc.name for lc in config.learners
+                 if lc.search is not None and lc.search.play_with_search_sims]
     for lc in config.learners:
+        if lc.search is not None:
+            try:
+                lc.search.check(game)
+            except TlmError as error:
+                raise TlmError(f"learner {lc.name!r}: {error}") from None
+        if lc.backend == "rllib" and searching:
+            # RLlib's env plays other agents from observations alone, without the
+            # engine state a search needs.
+            raise TlmError(f"learner {lc.name!r} (rllib) cannot train against "
+                           f"{searching[0]!r}, which plays with its search "
+                           "(play_with_search_sims > 0); set it to 0 or use sb3")
         module = backend_module(lc.backend)
         try:
             found = importlib.util.find_spec(module) is not None

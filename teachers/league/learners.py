@@ -2,10 +2,12 @@
 
 :func:`make_learner` turns a learner's config into a learner of its backend
 (``sb3``: :class:`teachers.sb3.learner.SB3Learner`; ``rllib``:
-:class:`teachers.rllib.learner.RLlibLearner`, imported only when a league has one), so
-the loop knows learners only through the protocol of :mod:`teachers.learner`. A
-learner config's ``ppo:`` uses SB3's names; an RLlib learner reads them through
-:data:`SB3_TO_RLLIB`, with ``n_steps * n_envs`` as its training batch.
+:class:`teachers.rllib.learner.RLlibLearner`, imported only when a league has one;
+``search``: :class:`teachers.search.learner.SearchLearner`, with the config's
+``search:`` settings), so the loop knows learners only through the protocol of
+:mod:`teachers.learner`. A learner config's ``ppo:`` uses SB3's names; an RLlib
+learner reads them through :data:`SB3_TO_RLLIB`, with ``n_steps * n_envs`` as its
+training batch.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ def make_learner(config: LearnerConfig, game: Game, directory: Path, seed: int,
         learner: Learner = module.SB3Learner(
             config.name, game, seed, net_arch=config.net_arch, n_envs=config.n_envs,
             ppo_kwargs=config.ppo.kwargs(), torch_threads=torch_threads)
+        return learner
+    if config.backend == "search":
+        learner = module.SearchLearner(config.name, game, seed, config.search,
+                                       torch_threads=torch_threads)
         return learner
     return module.RLlibLearner(config.name, game, seed,
                                rllib_settings(config, module.RLlibPPOSettings, torch_threads))

@@ -131,14 +131,18 @@ def resolve_spec(store: LeagueStore, spec: str) -> str:
     """A stored spec made independent of the working directory.
 
     :data:`LEAGUE_PLACEHOLDER` becomes the league directory, and a relative path (the
-    whole spec, or the argument of ``kind:PATH``) that exists inside the league
-    directory is made absolute there, since a league stores its own checkpoints
-    relative to itself.
+    whole spec, the argument of ``kind:PATH``, or the path of ``kind:PATH,OPTIONS`` such
+    as ``puct:PATH,sims=N``) that exists inside the league directory is made absolute
+    there, since a league stores its own checkpoints relative to itself.
     """
     spec = spec.replace(LEAGUE_PLACEHOLDER, str(store.directory))
     kind, sep, arg = spec.partition(":")
     if sep and arg and not Path(arg).is_absolute() and (store.directory / arg).exists():
         return f"{kind}:{store.directory / arg}"
+    path, comma, options = arg.partition(",")
+    if (sep and comma and path and not Path(path).is_absolute()
+            and (store.directory / path).exists()):
+        return f"{kind}:{store.directory / path},{options}"
     if not sep and not Path(spec).is_absolute() and (store.directory / spec).exists():
         return str(store.directory / spec)
     return spec

@@ -13,13 +13,18 @@ Playout-cap randomization (KataGo): each move is searched in full (``sims``) wit
 probability ``full_share`` and with ``fast_sims`` otherwise; only full searches give
 a policy label (the fast ones' probabilities are zero, and their value NaN), so the
 games are longer per second and the labels as good.
+
+:func:`search_labels` keeps the fully searched positions of such games and sets the
+value target the student learns (the game's outcome, the search's root value, or
+their mean); expert iteration (:mod:`distill.iterate`) and the search learner
+(:mod:`teachers.search`) both learn from it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,6 +32,7 @@ from arena.core import Agent, PolicyAgent, State, TlmError, masked_argmax, sampl
 from arena.games import Game, get_game
 from arena.runners import AgentPayload, agent_payload, build_agent, register_payload
 from arena.streams import rows_rng
+from teachers.datasets import Positions
 from teachers.generate import Exploration, with_temperature
 from teachers.mcts.cache import EvaluationCache
 from teachers.mcts.puct import PUCT, tree_bytes
@@ -34,6 +40,12 @@ from teachers.mcts.puct_agent import leaf_function
 
 TREE_BYTES_PER_SHARD = 256 * 2**20
 """The tree memory a shard may take (sets ``max_batch``)."""
+
+ValueTarget = Literal["outcome", "search", "mix"]
+"""What a student's value head learns from a search's games: the game's outcome, the
+search's root value, or their mean."""
+
+VALUE_TARGETS: tuple[ValueTarget, ...] = ("outcome", "search", "mix")
 
 
 @dataclass(frozen=True)
@@ -166,3 +178,28 @@ def _labeller_from_payload(data: dict[str, Any], game: Game) -> SearchLabeller:
 
 
 register_payload(SearchLabeller, _labeller_payload, _labeller_from_payload)
+
+
+def search_labels(data: Positions, value_target: ValueTarget) -> Positions:
+    """The positions of ``data`` (collected from a :class:`SearchLabeller`) that a full
+    search labelled, with the value target ``value_target``.
+
+    Positions searched fast (playout-cap randomization: no policy label) are dropped.
+    ``probs`` stay the root visit distributions; ``value`` becomes NaN for
+    ``outcome`` (the fit then learns the game's outcome,
+    :func:`students.fit.value_targets`), stays the root value for ``search``, and is
+    the mean of the two for ``mix``.
+
+    Raises:
+        TlmError: an unknown value target.
+    """
+    if value_target not in VALUE_TARGETS:
+        raise TlmError(f"unknown value target {value_target!r} "
+                       f"(known: {', '.join(VALUE_TARGETS)})")
+    data = data.select(data.probs.sum(axis=1) > 0)
+    search = data.value
+    if value_target == "outcome":
+        data.value = np.full(len(data), np.nan, dtype=np.float32)
+    elif value_target == "mix":
+        data.value = (0.5 * (data.outcome + search)).astype(np.float32)
+    return data
