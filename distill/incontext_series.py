@@ -57,22 +57,34 @@ _LABEL_PROBS = torch.from_numpy(_BIT_PROBS)
 # ------------------------------------------------------------------------- agents
 
 
-class ExploringAgent(Agent):
-    """A recurrent student that samples its policy and plays a uniformly random legal
-    move instead with probability ``epsilon``; its memory sees every position either
-    way. Each row draws from its own stream (three numbers a move)."""
+class _RecurrentWrapper(Agent):
+    """A recurrent agent that plays through ``inner``: its game, batch limit, memory
+    and end of game, under a name of its own."""
 
     recurrent = True
 
-    def __init__(self, inner: RecurrentStudentAgent, epsilon: float) -> None:
+    def __init__(self, inner: Agent, name: str) -> None:
         self.inner = inner
-        self.epsilon = epsilon
         self.game = inner.game
-        self.name = f"{inner.name},epsilon={epsilon:g}"
+        self.name = name
         self.max_batch = inner.max_batch
 
     def initial_memory(self, n: int) -> np.ndarray:
         return self.inner.initial_memory(n)
+
+    def end_game(self, memory: np.ndarray, result: np.ndarray) -> np.ndarray:
+        return self.inner.end_game(memory, result)
+
+
+class ExploringAgent(_RecurrentWrapper):
+    """A recurrent student that samples its policy and plays a uniformly random legal
+    move instead with probability ``epsilon``; its memory sees every position either
+    way. Each row draws from its own stream (three numbers a move)."""
+
+    def __init__(self, inner: RecurrentStudentAgent, epsilon: float) -> None:
+        super().__init__(inner, f"{inner.name},epsilon={epsilon:g}")
+        self.inner: RecurrentStudentAgent = inner
+        self.epsilon = epsilon
 
     def act_with_memory(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                         memory: np.ndarray, state: State | None = None
@@ -83,27 +95,16 @@ class ExploringAgent(Agent):
         random_moves = uniform_legal(np.ascontiguousarray(mask), rng)
         return np.where(explore, random_moves, chosen), new
 
-    def end_game(self, memory: np.ndarray, result: np.ndarray) -> np.ndarray:
-        return self.inner.end_game(memory, result)
 
-
-class MemoryResetAgent(Agent):
+class MemoryResetAgent(_RecurrentWrapper):
     """A recurrent agent whose memory is reset at the end of every game: it plays each
     game of a series as if it were the first (the control that shows what the memory
     across games is worth)."""
 
-    recurrent = True
-
     def __init__(self, inner: Agent) -> None:
         if not inner.recurrent:
             raise TlmError(f"agent {inner.name!r} has no memory to reset")
-        self.inner = inner
-        self.game = inner.game
-        self.name = f"{inner.name},reset"
-        self.max_batch = inner.max_batch
-
-    def initial_memory(self, n: int) -> np.ndarray:
-        return self.inner.initial_memory(n)
+        super().__init__(inner, f"{inner.name},reset")
 
     def act_with_memory(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                         memory: np.ndarray, state: State | None = None

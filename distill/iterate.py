@@ -377,9 +377,10 @@ def iterate(
         best = load_net(_student_dir(run, state.best), g)
 
         writer = SummaryWriter(log_dir=str(run / "tensorboard"))
-        done = (config.stop_when_perfect and state.iteration > 0
-                and state.curve[-1].get("exhaustive_losses") == 0)
-        for k in range(state.iteration + 1, config.iterations + 1 if not done else 0):
+        stopped = (config.stop_when_perfect and state.iteration > 0
+                   and state.curve[-1].get("exhaustive_losses") == 0)
+        last = state.iteration if stopped else config.iterations
+        for k in range(state.iteration + 1, last + 1):
             t0 = time.perf_counter()
             data = self_play(g, best, config, k, runner)
             replay = [*replay, data][-config.replay_iterations:]

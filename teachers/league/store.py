@@ -137,12 +137,11 @@ def resolve_spec(store: LeagueStore, spec: str) -> str:
     """
     spec = spec.replace(LEAGUE_PLACEHOLDER, str(store.directory))
     kind, sep, arg = spec.partition(":")
-    if sep and arg and not Path(arg).is_absolute() and (store.directory / arg).exists():
-        return f"{kind}:{store.directory / arg}"
-    path, comma, options = arg.partition(",")
-    if (sep and comma and path and not Path(path).is_absolute()
-            and (store.directory / path).exists()):
-        return f"{kind}:{store.directory / path},{options}"
+    if sep and arg:
+        path, comma, options = (
+            (arg, "", "") if (store.directory / arg).exists() else arg.partition(","))
+        if path and not Path(path).is_absolute() and (store.directory / path).exists():
+            return f"{kind}:{store.directory / path}{comma}{options}"
     if not sep and not Path(spec).is_absolute() and (store.directory / spec).exists():
         return str(store.directory / spec)
     return spec
@@ -416,18 +415,7 @@ class LeagueStore:
             raise TlmError(f"league agent {name!r} has an empty spec")
         if parent is not None and not self.has_agent(parent):
             raise TlmError(f"league agent {name!r}: unknown parent {parent!r}")
-        rel: str | None = None
-        digest: str | None = None
-        if checkpoint is not None:
-            ck = Path(checkpoint)
-            if not ck.is_absolute():
-                ck = Path.cwd() / ck
-            digest = tree_sha256(ck)
-            ck = ck.resolve()
-            try:
-                rel = ck.relative_to(self.directory).as_posix()
-            except ValueError:
-                rel = str(ck)
+        rel, digest = self._checkpoint_ref(checkpoint) if checkpoint is not None else (None, None)
         try:
             info_json = json.dumps(info or {}, sort_keys=True)
         except (TypeError, ValueError) as e:
@@ -458,21 +446,26 @@ class LeagueStore:
         rec = self.agent(name)
         if rec.role != "learner":
             raise TlmError(f"league agent {name!r} is a frozen {rec.role}; only learners move")
-        ck = Path(checkpoint)
-        if not ck.is_absolute():
-            ck = Path.cwd() / ck
-        digest = tree_sha256(ck)
-        ck = ck.resolve()
-        try:
-            rel = ck.relative_to(self.directory).as_posix()
-        except ValueError:
-            rel = str(ck)
+        rel, digest = self._checkpoint_ref(checkpoint)
         with self.transaction():
             self._conn.execute(
                 "UPDATE agents SET checkpoint = ?, sha256 = ?, spec = ? WHERE name = ?",
                 (rel, digest, spec or rec.spec, name),
             )
         return self.agent(name)
+
+    def _checkpoint_ref(self, checkpoint: str | Path) -> tuple[str, str]:
+        """How the store records a checkpoint: its path (relative to the league
+        directory when inside it) and the SHA-256 of its tree."""
+        ck = Path(checkpoint)
+        if not ck.is_absolute():
+            ck = Path.cwd() / ck
+        digest = tree_sha256(ck)
+        ck = ck.resolve()
+        try:
+            return ck.relative_to(self.directory).as_posix(), digest
+        except ValueError:
+            return str(ck), digest
 
     def has_agent(self, name: str) -> bool:
         """Whether ``name`` is a member."""
