@@ -235,9 +235,14 @@ def gate(
     return score, _record(f"{iteration}:gate", iteration, a.name, b.name, seed, rows)
 
 
+_STOP_RULES = ("iterations", "time_limit_s")
+"""Settings a resumed run may change: when to stop, not what an iteration does."""
+
+
 def _settings(config: IterateConfig) -> dict[str, Any]:
-    """The settings a resumed run must share with the run it resumes."""
-    return config.model_dump(mode="json")
+    """The settings a resumed run must share with the run it resumes (all but the
+    stop rules, so a killed run can be resumed with more iterations or more time)."""
+    return {k: v for k, v in config.model_dump(mode="json").items() if k not in _STOP_RULES}
 
 
 def _start_student(config: IterateConfig, game: Game, run: Path,
@@ -505,7 +510,7 @@ def _report(
             (r["iteration"] for r in state.curve if r.get("exhaustive_losses") == 0), None),
         "elo": {name: {"elo": r.elo, "ci95": [r.lo, r.hi], "games": r.games}
                 for name, r in ratings.items()},
-        "config": _settings(config),
+        "config": config.model_dump(mode="json"),
     }
 
 

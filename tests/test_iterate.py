@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from arena import TlmError, exact_strength
-from arena.runstate import staging_path
+from arena.runstate import RunInterrupted, staging_path
 from distill.iterate import iterate
 from distill.iterate_config import make_iterate_config
 from scripts.cli import main
@@ -61,6 +61,23 @@ def test_same_seed_same_student(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "curve.png").stat().st_size > 1000
     assert any((tmp_path / "a" / "tensorboard").iterdir())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_stopped_run_resumes_with_other_stop_rules(tmp_path: Path) -> None:
+    # When to stop (iterations, time limit) is not part of what a resumed run must
+    # share: a run stopped after iteration 1 of 3 goes on to 2 iterations with a time
+    # limit, and ends as a run of 2 iterations from the start does.
+    stopped = tmp_path / "stopped"
+    with pytest.raises(RunInterrupted):
+        iterate(make_iterate_config(**{**SMALL, "iterations": 3}, out=stopped),
+                stop=lambda: True)
+    assert committed(stopped) == 1
+    report = iterate(make_iterate_config(**{**SMALL, "iterations": 2, "time_limit_s": 3600},
+                                         out=stopped))
+    assert report["config"]["iterations"] == 2 and report["config"]["time_limit_s"] == 3600
+    iterate(make_iterate_config(**{**SMALL, "iterations": 2}, out=tmp_path / "whole"))
+    assert same_weights(stopped / "latest", tmp_path / "whole" / "latest")
+    assert curve(stopped) == curve(tmp_path / "whole")
 
 
 def _iterate_cli(out: Path, config: Path) -> subprocess.Popen[str]:
