@@ -50,14 +50,14 @@ def columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     return list(keys)
 
 
-def write_curve(directory: Path, rows: Sequence[dict[str, Any]], panels: Sequence[Panel]
-                ) -> None:
-    """``curve.csv`` (a row a round; a column a row lacks is left empty) and
-    ``curve.png`` (the panels side by side) in ``directory``; nothing without rows."""
+def write_curve(directory: Path, rows: Sequence[dict[str, Any]], panels: Sequence[Panel],
+                name: str = "curve") -> None:
+    """``NAME.csv`` (a row a round; a column a row lacks is left empty) and
+    ``NAME.png`` (the panels side by side) in ``directory``; nothing without rows."""
     if not rows:
         return
     keys = columns(rows)
-    with open(directory / "curve.csv", "w", newline="") as f:
+    with open(directory / f"{name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
@@ -87,7 +87,7 @@ def write_curve(directory: Path, rows: Sequence[dict[str, Any]], panels: Sequenc
             twin.set_ylabel(panel.twin_label)
             twin.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(directory / "curve.png", dpi=100)
+    fig.savefig(directory / f"{name}.png", dpi=100)
     plt.close(fig)
 
 
