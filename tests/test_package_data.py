@@ -43,6 +43,8 @@ def test_the_wheel_carries_the_data_the_code_reads(wheel: Path) -> None:
     assert "arena/data/connect_four_solved.csv" in names
     assert {f"arena/data/{name}.csv" for name in shipped_positions()} <= names
     assert {"arena/data/panel_connect_four.json", "arena/data/panel_tictactoe.json"} <= names
+    assert {f"teachers/data/zoo/connect_four/{name}" for name in (
+        "config.json", "model.safetensors", "provenance.json")} <= names
 
 
 WHERE = """
@@ -50,9 +52,11 @@ import json
 import arena
 from arena.positions import positions_path
 from distill.presets import config_with_preset
+from arena import make_agent
 config = config_with_preset(game="connect_four", out="unused")
+zoo = make_agent("zoo:connect_four,sims=8", "connect_four")
 print(json.dumps({"arena": arena.__file__, "preset": str(config.positions),
-                  "file": str(positions_path(config.positions))}))
+                  "file": str(positions_path(config.positions)), "zoo": zoo.name}))
 """
 
 
@@ -84,6 +88,7 @@ def test_an_installed_tlm_measures_the_connect_four_preset_on_its_shipped_positi
     assert found["preset"] == "connect_four_solved"
     assert Path(found["file"]) == site / "arena" / "data" / "connect_four_solved.csv"
     assert Path(found["file"]).is_file()
+    assert found["zoo"] == "zoo:connect_four,sims=8"  # the shipped agent, found and checked
     # The installed command: the preset's held-out measure is in the report.
     done = subprocess.run(
         [str(venv / "bin" / "tlm"), "distill", "--game", "connect_four", "--mix", "student=1",
