@@ -102,6 +102,10 @@ class Agent:
         max_batch: the most games it should be handed at once (memory or latency:
             search trees, network activations), or ``None`` for no limit; matches cut
             their shards no larger when their caller names no shard size.
+        min_shard_games: the smallest shard worth a Ray task for its games, or
+            ``None`` for :data:`arena.runners.shards.DEFAULT_SHARD_GAMES`; a costly
+            agent (a search) names a smaller one, so that its matches of a few hundred
+            games still spread over the workers.
         recurrent: an agent with memory across the games of a series; matches keep
             its memories (:meth:`initial_memory`) and call :meth:`act_with_memory` and
             :meth:`end_game` instead of :meth:`act`.
@@ -117,6 +121,7 @@ class Agent:
     needs_state: bool = False
     uses_observation: bool = True
     max_batch: int | None = None
+    min_shard_games: int | None = None
     recurrent: bool = False
 
     def act(

@@ -54,6 +54,7 @@ __all__ = [
     "Observer",
     "Pairing",
     "max_batch",
+    "min_shard_games",
     "play_match_tallies",
     "play_match_tally",
     "play_matches",
@@ -66,6 +67,13 @@ def max_batch(*agents: Agent) -> int | None:
     of them says."""
     limits = [a.max_batch for a in agents if getattr(a, "max_batch", None)]
     return min(x for x in limits if x is not None) if limits else None
+
+
+def min_shard_games(*agents: Agent) -> int | None:
+    """The smallest shard worth a Ray task for the ``agents``' games (the smallest
+    ``min_shard_games``), if any of them says."""
+    floors = [a.min_shard_games for a in agents if getattr(a, "min_shard_games", None)]
+    return min(x for x in floors if x is not None) if floors else None
 
 
 def _check_agent(agent: Agent, game: Game) -> None:
@@ -294,7 +302,8 @@ def _match_job(
     # A series plan counts series: a shard holds whole series.
     n_units = n_games // series
     if shard_games is None:
-        units = auto_shard_games(n_units, runner, max_batch(agent_a, agent_b))
+        units = auto_shard_games(n_units, runner, max_batch(agent_a, agent_b),
+                                 min_shard_games(agent_a, agent_b))
     else:
         units = max(1, shard_games // series)
     plan = ShardPlan.make(n_units, seed, units, first_seat, first_game // series)

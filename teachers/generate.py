@@ -29,6 +29,7 @@ from arena import (
     TlmError,
     get_game,
     max_batch,
+    min_shard_games,
     play_matches,
     rows_rng,
     sample_from,
@@ -120,6 +121,7 @@ class TeacherLabeller(Agent):
             raise TlmError(f"a search agent ({actor.name!r}) cannot be the acting player here")
         self.needs_state = teacher.needs_state
         self.max_batch = max_batch(teacher, *([] if actor is None else [actor]))
+        self.min_shard_games = min_shard_games(teacher, *([] if actor is None else [actor]))
         self.labels: tuple[np.ndarray, np.ndarray] | None = None
 
     def act(
@@ -267,7 +269,8 @@ def collect_positions(
     g = get_game(game)
     other = labeller if opponent is None else opponent
     if shard_games is None:
-        shard_games = auto_shard_games(n_games, runner, max_batch(labeller, other))
+        shard_games = auto_shard_games(n_games, runner, max_batch(labeller, other),
+                                       min_shard_games(labeller, other))
     # Seats alternate along the whole match: game i has the labeller in seat i % 2.
     plan = ShardPlan.make(n_games, seed, shard_games, first_seat=first_game % 2,
                           first_game=first_game)

@@ -365,6 +365,35 @@ def test_distill_rounds_on_ray_end_with_the_same_student(
     assert len(_curve(tmp_path / "local")) == 3
 
 
+def test_expert_iteration_on_ray_ends_with_the_same_student(
+    ray_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Same seed -> the same generation, whether the self-play games are played here or
+    # cut into shards over 1 or 2 workers (small shards, so that they are cut).
+    from arena.runners import auto_shard_games
+    from distill.iterate import iterate
+    from distill.iterate_config import make_iterate_config
+    from teachers.mcts.labeller import SearchLabeller
+
+    monkeypatch.setattr(SearchLabeller, "min_shard_games", 4)
+    fields = {"game": "tictactoe", "student": "mlp:16x1", "simulations": 8,
+              "games_per_iteration": 32, "gate_games": 10, "eval_games": 10,
+              "panel": ["random"], "iterations": 2, "seed": 3}
+    iterate(make_iterate_config(**fields, out=tmp_path / "local"))
+    for workers in (1, 2):
+        with RayRunner(workers) as runner:
+            assert auto_shard_games(32, runner, 1024, 4) == 4 if workers == 2 else 8
+            iterate(make_iterate_config(**fields, out=tmp_path / f"ray{workers}"),
+                    runner=runner)
+        got, local = _weights(tmp_path / f"ray{workers}"), _weights(tmp_path / "local")
+        assert all(torch.equal(got[k], local[k]) for k in local), workers
+        def measures(run: str) -> list[dict[str, str]]:
+            return [{k: v for k, v in row.items() if not k.endswith("_s")}
+                    for row in _curve(tmp_path / run)]
+
+        assert measures(f"ray{workers}") == measures("local"), workers
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -123,18 +123,20 @@ def make_runner(workers: int | None = None, ray_address: str | None = None) -> R
 
 
 def auto_shard_games(
-    n_games: int, runner: Runner | None = None, max_batch: int | None = None
+    n_games: int, runner: Runner | None = None, max_batch: int | None = None,
+    min_shard: int | None = None,
 ) -> int:
     """The shard size a match of ``n_games`` gets when its caller names none.
 
     In this process, one shard of up to :data:`LOCAL_SHARD_GAMES` games (batching is
     the speed); on Ray, about :data:`SHARDS_PER_WORKER` shards per worker, none smaller
-    than :data:`DEFAULT_SHARD_GAMES`. Never more than ``max_batch`` (the smallest
+    than ``min_shard`` (the smallest ``min_shard_games`` of the match's agents; by
+    default :data:`DEFAULT_SHARD_GAMES`). Never more than ``max_batch`` (the smallest
     ``max_batch`` of the match's agents). Results do not depend on it.
     """
     cap = min(LOCAL_SHARD_GAMES, max_batch or LOCAL_SHARD_GAMES)
     size = cap
     if isinstance(runner, RayRunner):
         per_worker = -(-n_games // (SHARDS_PER_WORKER * max(runner.workers, 1)))
-        size = min(cap, max(per_worker, DEFAULT_SHARD_GAMES))
+        size = min(cap, max(per_worker, min_shard or DEFAULT_SHARD_GAMES))
     return max(1, min(size, n_games))

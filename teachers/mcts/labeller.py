@@ -36,7 +36,7 @@ from teachers.datasets import Positions
 from teachers.generate import Exploration, with_temperature
 from teachers.mcts.cache import EvaluationCache
 from teachers.mcts.puct import PUCT, tree_bytes
-from teachers.mcts.puct_agent import leaf_function
+from teachers.mcts.puct_agent import SEARCH_SHARD_GAMES, leaf_function
 
 TREE_BYTES_PER_SHARD = 256 * 2**20
 """The tree memory a shard may take (sets ``max_batch``)."""
@@ -129,6 +129,7 @@ class SearchLabeller(Agent):
         self.fast = search(settings.fast_sims) if settings.full_share < 1.0 else None
         per_game = tree_bytes(1, settings.sims, g.num_actions)
         self.max_batch = int(np.clip(TREE_BYTES_PER_SHARD // per_game, 16, 1024))
+        self.min_shard_games = SEARCH_SHARD_GAMES
         self.labels: tuple[np.ndarray, np.ndarray] | None = None
 
     def act(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,

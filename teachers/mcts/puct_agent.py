@@ -41,6 +41,12 @@ PUCT_USAGE = (
 DEFAULT_SIMULATIONS = 400
 TREE_BYTES_PER_SHARD = 256 * 2**20
 """The tree memory a match's shard may take: sets ``max_batch`` (16 to 1,024 games)."""
+SEARCH_SHARD_GAMES = 128
+"""The smallest shard of a search's games sent to a Ray worker (``min_shard_games``): a
+game of hundreds of simulations a move is costly enough that a match of a few hundred
+games is worth spreading, and the network's leaf batches stay large (the search runs
+about 1.5-2x the simulations a second over 256 trees that it does over 64:
+``scripts/bench_search.py``)."""
 
 
 class PUCTAgent(PolicyAgent):
@@ -75,6 +81,7 @@ class PUCTAgent(PolicyAgent):
         self.greedy = temperature == 0
         per_game = tree_bytes(1, search.n_simulations, g.num_actions)
         self.max_batch = int(np.clip(TREE_BYTES_PER_SHARD // per_game, 16, 1024))
+        self.min_shard_games = SEARCH_SHARD_GAMES
         self._rng = np.random.default_rng(seed)
 
     def search(self, state: State | None, rng: Random | None = None) -> SearchResult:
