@@ -137,7 +137,9 @@ def self_play(
     ``runner`` with the same result. ``probs`` are the root visit distributions; the
     value target follows ``config.value_target`` (the outcome, the root value or their
     mean). Positions searched fast (no policy label) are dropped
-    (:func:`teachers.mcts.labeller.search_labels`).
+    (:func:`teachers.mcts.labeller.search_labels`). A share ``config.opening_share`` of
+    the games (their own match) opens with random plies, 1 to
+    ``config.opening_plies_max`` of them, drawn for the iteration.
     """
     settings = SelfPlaySettings(
         sims=config.simulations,
@@ -147,11 +149,25 @@ def self_play(
         temperature=1.0, temperature_plies=config.temperature_plies,
     )
     bf16 = bf16_native() if config.bf16 == "auto" else bool(config.bf16)
-    labeller = SearchLabeller(game, StudentAgent(guide, greedy=True), settings, bf16=bf16)
-    seed = int(np.random.SeedSequence([config.seed, iteration, 3]).generate_state(1)[0])
-    data = collect_positions(game, labeller, config.games_per_iteration, seed,
-                             game_offset=iteration * GAME_STRIDE, runner=runner)
-    return search_labels(data, config.value_target)
+    guide_agent = StudentAgent(guide, greedy=True)
+    labeller = SearchLabeller(game, guide_agent, settings, bf16=bf16)
+    opened = (round(config.games_per_iteration * config.opening_share)
+              if config.opening_plies_max else 0)
+    plain = config.games_per_iteration - opened
+    offset = iteration * GAME_STRIDE
+    parts = []
+    if plain:
+        seed = int(np.random.SeedSequence([config.seed, iteration, 3]).generate_state(1)[0])
+        parts.append(collect_positions(game, labeller, plain, seed, game_offset=offset,
+                                       runner=runner))
+    if opened:
+        draw = np.random.SeedSequence([config.seed, iteration, 4]).generate_state(2)
+        plies = 1 + int(draw[0]) % config.opening_plies_max
+        opener = SearchLabeller(game, guide_agent,
+                                dataclasses.replace(settings, opening_plies=plies), bf16=bf16)
+        parts.append(collect_positions(game, opener, opened, int(draw[1]),
+                                       game_offset=offset + plain, runner=runner))
+    return search_labels(Positions.concat(parts), config.value_target)
 
 
 def _record(key: str, iteration: int, a: str, b: str, seed: int, rows: list[Any]) -> MatchRecord:

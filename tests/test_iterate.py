@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -61,6 +62,28 @@ def test_same_seed_same_student(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "curve.png").stat().st_size > 1000
     assert any((tmp_path / "a" / "tensorboard").iterdir())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_random_openings_give_a_share_of_the_games_their_own_positions() -> None:
+    from arena.games import get_game
+    from distill.iterate import GAME_STRIDE, self_play
+    from students import build_student
+
+    g = get_game("tictactoe")
+    net = build_student("mlp:16x1", g, seed=0)
+    plain = make_iterate_config(**SMALL, out="unused")
+    opened = make_iterate_config(**SMALL, out="unused", opening_share=0.5,
+                                 opening_plies_max=4)
+    a, b = self_play(g, net, opened, 3), self_play(g, net, opened, 3)
+    assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("obs", "probs", "game_id"))
+    games = np.unique(a.game_id) - 3 * GAME_STRIDE
+    assert games.min() < 8 <= games.max() < 16  # 8 plain games, then 8 opened ones
+    # An opened game's first labelled position comes after its random plies.
+    first_ply = {int(gid): int(a.obs[a.game_id == gid][0].sum()) for gid in np.unique(a.game_id)}
+    late = [p for gid, p in first_ply.items() if gid - 3 * GAME_STRIDE >= 8]
+    early = [p for gid, p in first_ply.items() if gid - 3 * GAME_STRIDE < 8]
+    assert min(late) >= 1 and min(early) == 0
+    assert len(np.unique(self_play(g, net, plain, 3).game_id)) <= 16
 
 
 def test_a_stopped_run_resumes_with_other_stop_rules(tmp_path: Path) -> None:
