@@ -7,6 +7,11 @@ One run measures, on the same shards and seeds:
   local runner, Ray with 1 worker and Ray with 2 workers;
 * generation throughput (labelled positions/s): ``collect_positions`` with an
   ``alphabeta:3`` teacher, same three runners;
+* expert iteration's self-play (games/s): the student-guided search of ``tlm iterate
+  --game connect_four`` (a fresh ``res:64x3`` guide, ``--selfplay-sims`` simulations on
+  half the moves and a quarter of them on the others) playing itself, 256 games as an
+  iteration plays them (the shards ``auto_shard_games`` picks: one here, 128 games a
+  shard on Ray), same three runners;
 * Ray's overhead against the local runner as the shard size grows, for a cheap match
   (``heuristic`` against ``random``), and the smallest shard size where it falls
   under 5%.
@@ -154,6 +159,25 @@ def bench_generation(
     return _ratios(row, positions, "positions", wall, cpu)
 
 
+def bench_self_play(n_games: int, sims: int, runners: list[tuple[str, Runner]],
+                    repeats: int) -> dict[str, Any]:
+    """Self-play games/s of expert iteration's search with each runner."""
+    from teachers.mcts.labeller import SearchLabeller, SelfPlaySettings
+
+    guide = students.StudentAgent(students.build_student("res:64x3", GAME, 0))
+    settings = SelfPlaySettings(sims=sims, fast_sims=max(sims // 4, 1), full_share=0.5)
+    labeller = SearchLabeller(GAME, guide, settings)
+    for _, runner in runners:  # builds the search (and compiles it) on every worker
+        collect_positions(GAME, labeller, 256 * max(runner.workers, 1), seed=99, runner=runner)
+    wall, cpu, out = _interleaved(runners, repeats, lambda r: collect_positions(
+        GAME, labeller, n_games, seed=1, runner=r))
+    if len({(len(p), float(np.sum(p.probs))) for p in out.values()}) != 1:
+        raise SystemExit("self-play: runners disagree")
+    row: dict[str, Any] = {"bench": f"expert-iteration self-play, {sims} sims",
+                           "games": n_games, "shard_games": "auto"}
+    return _ratios(row, n_games, "games", wall, cpu)
+
+
 def bench_overhead(
     r1: RayRunner, n_games: int, sizes: list[int], repeats: int
 ) -> list[dict[str, Any]]:
@@ -188,6 +212,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a quarter of the games")
     parser.add_argument("--shard-games", type=int, default=512, help="games per shard")
     parser.add_argument("--repeats", type=int, default=2, help="timings per figure (best kept)")
+    parser.add_argument("--selfplay-sims", type=int, default=32,
+                        help="simulations of a full search in the self-play row")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
     shard = args.shard_games
@@ -210,6 +236,7 @@ def main() -> None:
                               args.repeats),
                 bench_generation(max(games // 4, shard), max(shard // 2, 1), runners,
                                  args.repeats),
+                bench_self_play(256, args.selfplay_sims, runners, args.repeats),
             ]
             # CPU time is counted in 10 ms ticks: a few seconds of work per size keep
             # the overhead's resolution near 1%.
