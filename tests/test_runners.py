@@ -285,6 +285,29 @@ def test_a_shard_that_keeps_killing_its_worker_ends_the_run(ray_session) -> None
         assert runner.failures == MAX_SHARD_FAILURES
 
 
+def _worker_pid(context: object, shard: object) -> int:
+    time.sleep(0.5)  # long enough that one worker could not finish both in time
+    return os.getpid()
+
+
+def _no_context(payload: object) -> None:
+    return None
+
+
+def test_as_many_shards_as_workers_run_on_every_worker(ray_session) -> None:
+    # Shards go to the workers breadth first: two shards on two workers run side by side
+    # (not both queued on the first worker).
+    import ray.cloudpickle
+
+    from arena.runners import Job
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    job = Job(work=_worker_pid, context=None, payload=lambda: None, setup=_no_context)
+    with RayRunner(2) as runner:
+        pids = list(runner.map(job, ShardPlan.make(2, seed=0, shard_games=1)))
+    assert len(set(pids)) == 2
+
+
 # ----------------------------------------------------------------------- distill
 
 DISTILL_FIELDS: dict = dict(

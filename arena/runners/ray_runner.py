@@ -296,20 +296,24 @@ class RayRunner:
         failures: dict[int, int] = {}
         try:
             while next_out < n_shards:
-                for slot in range(len(self._actors)):
-                    while load[slot] < IN_FLIGHT_PER_WORKER:
-                        if requeued:
-                            f = requeued.popleft()
-                        elif next_new < n_shards and next_new < next_out + window:
-                            f, next_new = next_new, next_new + 1
-                        else:
-                            break
-                        _, key, job, payload_ref, shard = task(f)
-                        ref = self._actors[slot].run.remote(
-                            key, job.setup, [payload_ref], job.work, shard
-                        )
-                        in_flight[ref] = (slot, f)
-                        load[slot] += 1
+                # Breadth first: every idle actor gets a shard before any gets a second,
+                # so that a job of as many shards as workers runs on all of them.
+                for depth, slot in itertools.product(range(IN_FLIGHT_PER_WORKER),
+                                                     range(len(self._actors))):
+                    if load[slot] > depth:
+                        continue
+                    if requeued:
+                        f = requeued.popleft()
+                    elif next_new < n_shards and next_new < next_out + window:
+                        f, next_new = next_new, next_new + 1
+                    else:
+                        break
+                    _, key, job, payload_ref, shard = task(f)
+                    ref = self._actors[slot].run.remote(
+                        key, job.setup, [payload_ref], job.work, shard
+                    )
+                    in_flight[ref] = (slot, f)
+                    load[slot] += 1
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in ready:
                     slot, f = in_flight.pop(ref)
