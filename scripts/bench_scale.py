@@ -11,7 +11,8 @@ One run measures, on the same shards and seeds:
   --game connect_four`` (a fresh ``res:64x3`` guide, ``--selfplay-sims`` simulations on
   half the moves and a quarter of them on the others) playing itself, 256 games as an
   iteration plays them (the shards ``auto_shard_games`` picks: one here, 128 games a
-  shard on Ray), same three runners;
+  shard on Ray; a new evaluation cache each time, as each iteration's new guide has),
+  same three runners;
 * Ray's overhead against the local runner as the shard size grows, for a cheap match
   (``heuristic`` against ``random``), and the smallest shard size where it falls
   under 5%.
@@ -165,12 +166,21 @@ def bench_self_play(n_games: int, sims: int, runners: list[tuple[str, Runner]],
     from teachers.mcts.labeller import SearchLabeller, SelfPlaySettings
 
     guide = students.StudentAgent(students.build_student("res:64x3", GAME, 0))
-    settings = SelfPlaySettings(sims=sims, fast_sims=max(sims // 4, 1), full_share=0.5)
-    labeller = SearchLabeller(GAME, guide, settings)
+    calls = iter(range(1, 1 << 20))
+
+    def labeller() -> SearchLabeller:
+        # A new evaluation cache for every call, as every iteration has (its guide is
+        # new): a search kept on a worker would replay the same games from its cache.
+        # The cache's size names the call; it changes no result.
+        settings = SelfPlaySettings(sims=sims, fast_sims=max(sims // 4, 1), full_share=0.5,
+                                    cache_entries=(1 << 18) + next(calls))
+        return SearchLabeller(GAME, guide, settings)
+
     for _, runner in runners:  # builds the search (and compiles it) on every worker
-        collect_positions(GAME, labeller, 256 * max(runner.workers, 1), seed=99, runner=runner)
+        collect_positions(GAME, labeller(), 16 * max(runner.workers, 1), seed=99,
+                          runner=runner, shard_games=16)
     wall, cpu, out = _interleaved(runners, repeats, lambda r: collect_positions(
-        GAME, labeller, n_games, seed=1, runner=r))
+        GAME, labeller(), n_games, seed=1, runner=r))
     if len({(len(p), float(np.sum(p.probs))) for p in out.values()}) != 1:
         raise SystemExit("self-play: runners disagree")
     row: dict[str, Any] = {"bench": f"expert-iteration self-play, {sims} sims",
