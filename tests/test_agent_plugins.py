@@ -94,6 +94,7 @@ def test_unknown_spec_lists_the_entry_point_kinds_in_a_fresh_interpreter() -> No
     assert done.returncode == 0, done.stderr
     assert "unknown agent spec 'wizard'" in done.stdout
     assert "mcts:N" in done.stdout and "sb3:PATH.zip" in done.stdout
+    assert "zoo:GAME" in done.stdout
 
 
 def test_a_third_party_package_adds_a_kind(tmp_path: Path) -> None:
