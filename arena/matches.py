@@ -62,18 +62,22 @@ __all__ = [
 ]
 
 
+def _smallest(agents: tuple[Agent, ...], attribute: str) -> int | None:
+    """The smallest value the ``agents`` give ``attribute``, if any of them says."""
+    values = [v for a in agents if (v := getattr(a, attribute, None))]
+    return min(values) if values else None
+
+
 def max_batch(*agents: Agent) -> int | None:
     """The most games the ``agents`` play at once (the smallest ``max_batch``), if any
     of them says."""
-    limits = [a.max_batch for a in agents if getattr(a, "max_batch", None)]
-    return min(x for x in limits if x is not None) if limits else None
+    return _smallest(agents, "max_batch")
 
 
 def min_shard_games(*agents: Agent) -> int | None:
     """The smallest shard worth a Ray task for the ``agents``' games (the smallest
     ``min_shard_games``), if any of them says."""
-    floors = [a.min_shard_games for a in agents if getattr(a, "min_shard_games", None)]
-    return min(x for x in floors if x is not None) if floors else None
+    return _smallest(agents, "min_shard_games")
 
 
 def _check_agent(agent: Agent, game: Game) -> None:

@@ -30,6 +30,7 @@ and each actor's first build of the agents are excluded (warm-up shards).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -166,7 +167,7 @@ def bench_self_play(n_games: int, sims: int, runners: list[tuple[str, Runner]],
     from teachers.mcts.labeller import SearchLabeller, SelfPlaySettings
 
     guide = students.StudentAgent(students.build_student("res:64x3", GAME, 0))
-    calls = iter(range(1, 1 << 20))
+    calls = itertools.count(1)
 
     def labeller() -> SearchLabeller:
         # A new evaluation cache for every call, as every iteration has (its guide is

@@ -120,8 +120,9 @@ class TeacherLabeller(Agent):
         if actor is not None and actor.needs_state:
             raise TlmError(f"a search agent ({actor.name!r}) cannot be the acting player here")
         self.needs_state = teacher.needs_state
-        self.max_batch = max_batch(teacher, *([] if actor is None else [actor]))
-        self.min_shard_games = min_shard_games(teacher, *([] if actor is None else [actor]))
+        players = (teacher,) if actor is None else (teacher, actor)
+        self.max_batch = max_batch(*players)
+        self.min_shard_games = min_shard_games(*players)
         self.labels: tuple[np.ndarray, np.ndarray] | None = None
 
     def act(

@@ -11,7 +11,6 @@ checked against their hashes before the weights are read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from importlib import resources
@@ -21,6 +20,7 @@ from typing import Any
 from arena.agents import register_agent
 from arena.core import Agent, TlmError
 from arena.games import Game
+from teachers.league.store import tree_sha256
 
 ZOO_USAGE = ("zoo:GAME[,sims=N,...] (a trained student shipped with tlm; with options, "
              "its PUCT search: the options of puct:PATH)")
@@ -44,14 +44,6 @@ def zoo_dir(game: str) -> Path:
         shipped = ", ".join(zoo_games()) or "none"
         raise TlmError(f"no zoo agent for {game!r} (shipped: {shipped})")
     return path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_provenance(directory: Path) -> dict[str, Any]:
@@ -81,7 +73,7 @@ def verify(directory: Path) -> dict[str, Any]:
         path = directory / name
         if not path.is_file():
             raise TlmError(f"zoo entry {directory}: {name} is missing")
-        if sha256_file(path) != want:
+        if tree_sha256(path) != want:
             raise TlmError(f"zoo entry {directory}: {name} does not match its recorded hash")
     return info
 
@@ -132,7 +124,7 @@ def write_zoo_entry(checkpoint: str | Path, root: str | Path, info: dict[str, An
     hashes = {}
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(source / name, target / name)
-        hashes[name] = sha256_file(target / name)
+        hashes[name] = tree_sha256(target / name)
     text = json.dumps({"game": game, **info, "sha256": hashes}, indent=2, sort_keys=True)
     (target / PROVENANCE).write_text(text + "\n")
     return target
