@@ -223,7 +223,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a quarter of the games")
     parser.add_argument("--shard-games", type=int, default=512, help="games per shard")
     parser.add_argument("--repeats", type=int, default=2, help="timings per figure (best kept)")
-    parser.add_argument("--selfplay-sims", type=int, default=32,
+    parser.add_argument("--selfplay-sims", type=int, default=200,
                         help="simulations of a full search in the self-play row")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
