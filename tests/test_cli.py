@@ -256,7 +256,7 @@ def test_eval_json_parses_after_a_ray_worker_is_killed() -> None:
     """kill -9 of a Ray worker mid-run: Ray's note of the dead worker goes to stderr, the
     JSON on stdout parses, and its results are the ones of the same run in-process."""
     args = ["eval", "--game", "connect_four", "--agent", "alphabeta:2", "--opponents",
-            "random", "--games", "6000", "--shard-games", "100", "--seed", "11", "--json"]
+            "random", "--games", "20000", "--shard-games", "100", "--seed", "11", "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([*TLM, *args, "--workers", "2"], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
