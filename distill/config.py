@@ -19,14 +19,16 @@ class DistillConfig(BaseModel):
     game: str = Field(description="Game name from the registry.")
     teacher: str = Field(description="Teacher agent spec (perfect, alphabeta:4, mcts:200, ...).")
     student: str = Field("mlp:64x2", description="Student architecture spec.")
-    method: Literal["offline", "dagger", "adaptive", "learned", "kickstart", "incontext"] = Field(
+    method: Literal["offline", "dagger", "adaptive", "learned", "kickstart", "incontext",
+                    "incontext-rl"] = Field(
         "dagger", description="offline: teacher games; dagger: the student plays, the "
         "teacher labels; adaptive: a bandit picks a teaching strategy every round; "
         "learned: a teaching policy trained across students shares every round's games "
         "among the strategies (distill.learned); "
         "kickstart: PPO with a distillation term; incontext: a recurrent student learns "
         "to exploit whom it plays over series of games, taught by the exact best "
-        "response (distill.incontext).")
+        "response (distill.incontext); incontext-rl: the same recurrent student trained "
+        "by recurrent PPO from the series' results alone, no labels (distill.incontext_rl).")
     budget_games: int = Field(500, gt=0, description="Teacher-labelled games at most.")
     games_per_round: int = Field(50, gt=0, description="Games between evaluations.")
     seed: int = Field(0, ge=0, le=2**63 - 1,

@@ -44,6 +44,7 @@ from arena.runstate import (
     staged_directory,
     validated,
 )
+from distill.config import DistillConfig
 from distill.incontext import MAX_SERIES_LENGTH, population_of, series_teacher
 from distill.incontext_measures import (
     Players,
@@ -54,6 +55,7 @@ from distill.incontext_measures import (
     target_checks,
 )
 from distill.incontext_series import SeriesBatch, play_series
+from distill.population import get_population
 from students import (
     RecurrentStudentAgent,
     RecurrentStudentNet,
@@ -297,3 +299,40 @@ def train_incontext_rl(
         write_json_atomic(stage / "report.json", report)
         clear_checkpoint(stage)
     return report
+
+
+REWARD = "reward"
+"""The teacher that ``tlm distill --method incontext-rl`` names: none but the game's
+reward."""
+
+
+def incontext_rl_config(config: DistillConfig) -> RLConfig:
+    """The run that ``tlm distill --method incontext-rl`` asks for: the game, student,
+    seed, output, series length and learning rate of ``config`` as they are; its games
+    (``budget_games``, ``games_per_round``) as iterations of series against every
+    training opponent, and its ``eval_games`` as series against every held-out one.
+
+    Raises:
+        TlmError: a teacher other than the reward, or settings out of range.
+    """
+    if config.teacher != REWARD:
+        raise TlmError(f"incontext-rl learns from the series' results alone (teacher "
+                       f"{REWARD!r}), not from {config.teacher!r}")
+    k = config.series
+    members = len(get_population(RLConfig.model_fields["population"].default).training)
+    return make_rl_config(
+        game=config.game, student=config.student, seed=config.seed, out=config.out,
+        series=k, lr=config.lr,
+        iterations=-(-config.budget_games // config.games_per_round),
+        series_per_opponent=max(1, config.games_per_round // (k * members)),
+        eval_series=max(1, config.eval_games // k),
+    )
+
+
+def distill_incontext_rl_run(
+    config: DistillConfig, progress: Callable[[dict[str, Any]], None] | None = None, *,
+    resume: bool = True, stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """``tlm distill --method incontext-rl``: :func:`train_incontext_rl` with the settings
+    of :func:`incontext_rl_config`."""
+    return train_incontext_rl(incontext_rl_config(config), progress, resume=resume, stop=stop)

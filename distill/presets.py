@@ -122,6 +122,24 @@ plays series of 10 games against each of the 30 training members of the
 rounds; measured on the 12 held-out one-side players (100 series each a round, 1,000 at
 the end) beside a feedforward control and the same student with its memory reset."""
 
+INCONTEXT_RL: dict[str, Any] = {
+    "method": "incontext-rl",
+    "teacher": "reward",
+    "student": "gru:128",
+    "series": 10,
+    "budget_games": 480_000,
+    "games_per_round": 4800,
+    "lr": 5e-4,
+    "eval_games": 1000,
+    "eval_opponents": [],
+    "holdout_games": 0,
+}
+"""The reinforcement arm of in-context learning (``--method incontext-rl``, tic-tac-toe):
+the same fresh ``gru:128`` and population as :data:`INCONTEXT`, trained by recurrent PPO
+from the series' results alone (no teacher: ``reward``): 100 iterations of 16 series
+of 10 games against each training member (480,000 games), Adam at 5e-4, measured the
+same way."""
+
 LEARNED: dict[str, Any] = {
     **ADAPTIVE,
     "method": "learned",
@@ -155,6 +173,7 @@ METHOD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "learned": {"": LEARNED, "connect_four": LEARNED_CONNECT_FOUR},
     "incontext": {"": INCONTEXT},
+    "incontext-rl": {"": INCONTEXT_RL},
 }
 """The preset of a method with settings of its own, by game (``""``: any other game)."""
 

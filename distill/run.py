@@ -169,6 +169,10 @@ def distill(
         from distill.incontext import distill_incontext_run
 
         return distill_incontext_run(config, progress, resume=resume, stop=stop)
+    if config.method == "incontext-rl":
+        from distill.incontext_rl import distill_incontext_rl_run
+
+        return distill_incontext_rl_run(config, progress, resume=resume, stop=stop)
     g = get_game(config.game)
     check_output_dir(config.out)
     teacher = make_agent(config.teacher, g)

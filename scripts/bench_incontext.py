@@ -78,7 +78,8 @@ def main() -> None:
     parser.add_argument("--from", dest="source", type=Path, default=None,
                         help="a finished run to measure instead of training one")
     parser.add_argument("--rl", type=Path, default=None,
-                        help="also the RL arm: a finished run of distill.incontext_rl")
+                        help="also the RL arm: a finished run of tlm distill --method "
+                             "incontext-rl")
     parser.add_argument("--series", type=int, default=1000,
                         help="series per held-out opponent (at least 1,000)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the measures")

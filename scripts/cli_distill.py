@@ -100,9 +100,10 @@ def distill_cmd(
         help=_distill_help("offline, dagger, kickstart, adaptive (a bandit picks a "
                            "teaching strategy every round), learned (a teaching policy "
                            "trained across students picks the mixture of strategies every "
-                           "round) or incontext (a recurrent "
+                           "round), incontext (a recurrent "
                            "student learns to exploit whom it plays over series of "
-                           "games).", "method"))] = None,
+                           "games) or incontext-rl (the same, by reinforcement alone).",
+                           "method"))] = None,
     budget_games: Annotated[int | None, int_option(
         help=_distill_help("Teacher-labelled games at most.", "budget_games"),
         hi=MAX_DATASET_GAMES)] = None,
@@ -230,9 +231,9 @@ def distill_cmd(
         "arms": None if arms is None else _names(arms),
     }
     cfg = config_with_preset(config, **fields)
-    if cfg.method == "incontext":
+    if cfg.method in ("incontext", "incontext-rl"):
         if workers is not None or ray_address is not None:
-            raise TlmError("--method incontext plays its series in this process: no "
+            raise TlmError(f"--method {cfg.method} plays its series in this process: no "
                            "--workers or --ray-address")
         _distill_incontext(cfg, resume)
         return
@@ -255,28 +256,41 @@ def distill_cmd(
 
 
 def _distill_incontext(cfg: Any, resume: bool) -> None:
-    """``--method incontext``: the run with a progress bar and one line a round."""
+    """``--method incontext`` or ``incontext-rl``: the run with a progress bar and one
+    line a round (an iteration: a line where it was measured)."""
     from arena.runstate import StopHandler
     from distill.incontext import check_incontext, distill_incontext_run, incontext_config
+    from distill.incontext_rl import distill_incontext_rl_run, incontext_rl_config
 
-    check_incontext(incontext_config(cfg))
+    if cfg.method == "incontext":
+        check_incontext(incontext_config(cfg))
+        run = distill_incontext_run
+    else:
+        incontext_rl_config(cfg)
+        run = distill_incontext_rl_run
     k = cfg.series
-    with progress_bar(cfg.budget_games, "incontext") as bar:
+    with progress_bar(cfg.budget_games, cfg.method) as bar:
         task = bar.add_task("distill", total=cfg.budget_games)
 
         def show(row: dict[str, Any]) -> None:
-            if "round" not in row:
+            if "games" not in row:
                 bar.console.print("  final measures on the held-out families")
                 return
             bar.update(task, completed=int(row["games"]))
+            if "student_g1" not in row:
+                return
+            step = (f"round {row['round']}: loss {row['loss_student']:.3f}" if "round" in row
+                    else f"iteration {row['iteration']}: training score "
+                         f"{row['train_score']:.3f}")
+            control = (f", feedforward control {row[f'control_g{k}']:.3f}"
+                       if f"control_g{k}" in row else "")
             bar.console.print(
-                f"  round {row['round']}: loss {row['loss_student']:.3f}  held-out score, "
-                f"game 1 {row['student_g1']:.3f}, game {k} {row[f'student_g{k}']:.3f}  "
-                f"(memory reset {row[f'reset_g{k}']:.3f}, feedforward control "
-                f"{row.get(f'control_g{k}', float('nan')):.3f})")
+                f"  {step}  held-out score, game 1 {row['student_g1']:.3f}, game {k} "
+                f"{row[f'student_g{k}']:.3f}  (memory reset {row[f'reset_g{k}']:.3f}"
+                f"{control})")
 
         with StopHandler(bar.console.print) as stop:
-            report = distill_incontext_run(cfg, progress=show, resume=resume, stop=stop)
+            report = run(cfg, progress=show, resume=resume, stop=stop)
     print_incontext_report(report, cfg.out)
 
 
@@ -300,9 +314,10 @@ def print_incontext_report(report: dict[str, Any], out: Path) -> None:
     for measure, value in figure_rows(report):
         figures.add_row(measure, value)
     console.print(figures)
-    console.print(f"student: {out / 'student'}   control: {out / 'control'}   "
-                  f"curve: {out / 'curve.csv'}, {out / 'curve.png'}   report: "
-                  f"{out / 'report.json'}")
+    control = f"control: {out / 'control'}   " if report.get("control") else ""
+    plot = f", {out / 'curve.png'}" if (out / "curve.png").exists() else ""
+    console.print(f"student: {out / 'student'}   {control}curve: {out / 'curve.csv'}{plot}"
+                  f"   report: {out / 'report.json'}")
 
 
 def _names(text: str) -> list[str]:

@@ -279,6 +279,7 @@ def _tlm(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.parametrize("method", ["incontext", "incontext-rl"])
 @pytest.mark.parametrize("args", [
     ["--series", "1"],
     ["--series", "101"],
@@ -286,8 +287,9 @@ def _tlm(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     ["--student", "mlp:64x2"],
     ["--workers", "2"],
 ])
-def test_the_command_refuses_bad_input_in_one_line(tmp_path: Path, args: list[str]) -> None:
-    done = _tlm("distill", "--game", "tictactoe", "--method", "incontext", "--out",
+def test_the_command_refuses_bad_input_in_one_line(tmp_path: Path, method: str,
+                                                   args: list[str]) -> None:
+    done = _tlm("distill", "--game", "tictactoe", "--method", method, "--out",
                 str(tmp_path / "out"), *args, cwd=ROOT)
     assert done.returncode == 2
     assert done.stderr.startswith("error:") and done.stderr.count("\n") == 1
@@ -309,9 +311,12 @@ def test_a_recurrent_checkpoint_where_a_feedforward_one_is_needed_or_for_another
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gru"]
 
 
-def test_ctrl_c_stops_the_command_after_a_round_and_keeps_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("method", "step"), [("incontext", "round"),
+                                            ("incontext-rl", "iteration")])
+def test_ctrl_c_stops_the_command_after_a_round_and_keeps_it(tmp_path: Path, method: str,
+                                                             step: str) -> None:
     out = tmp_path / "out"
-    args = ["distill", "--game", "tictactoe", "--method", "incontext", "--out", str(out),
+    args = ["distill", "--game", "tictactoe", "--method", method, "--out", str(out),
             "--budget-games", "1200", "--games-per-round", "300", "--steps-per-round", "2",
             "--eval-games", "10", "--student", "gru:8"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -324,7 +329,7 @@ def test_ctrl_c_stops_the_command_after_a_round_and_keeps_it(tmp_path: Path) -> 
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
-    assert "interrupted: stopped after round" in err
+    assert f"interrupted: stopped after {step}" in err
     assert not out.exists() and state.is_file()
     # The kept run is refused to a run of other settings, and kept again.
     done = _tlm(*args, "--seed", "1", cwd=ROOT)
