@@ -452,16 +452,24 @@ def incontext_config(config: DistillConfig) -> InContextConfig:
     if config.teacher != BEST_RESPONSE:
         raise TlmError(f"incontext is taught by the exact best response to each opponent "
                        f"(teacher {BEST_RESPONSE!r}), not {config.teacher!r}")
-    k = config.series
-    members = len(get_population(InContextConfig.model_fields["population"].default).training)
+    rounds, per_opponent, eval_series = series_schedule(
+        config, InContextConfig.model_fields["population"].default)
     return make_incontext_config(
         game=config.game, student=config.student, seed=config.seed, out=config.out,
-        series=k, lr=config.lr, epsilon=config.epsilon, augment=config.augment,
-        steps_per_round=config.steps_per_round,
-        rounds=-(-config.budget_games // config.games_per_round),
-        series_per_opponent=max(1, config.games_per_round // (k * members)),
-        eval_series=max(1, config.eval_games // k),
+        series=config.series, lr=config.lr, epsilon=config.epsilon, augment=config.augment,
+        steps_per_round=config.steps_per_round, rounds=rounds,
+        series_per_opponent=per_opponent, eval_series=eval_series,
     )
+
+
+def series_schedule(config: DistillConfig, population: str) -> tuple[int, int, int]:
+    """``(rounds, series per training opponent a round, series per held-out opponent a
+    measure)``: the games of ``config`` (``budget_games``, ``games_per_round``,
+    ``eval_games``) as series of ``config.series`` games against ``population``."""
+    k = config.series
+    members = len(get_population(population).training)
+    return (-(-config.budget_games // config.games_per_round),
+            max(1, config.games_per_round // (k * members)), max(1, config.eval_games // k))
 
 
 BEST_RESPONSE = "best-response"

@@ -45,7 +45,12 @@ from arena.runstate import (
     validated,
 )
 from distill.config import DistillConfig
-from distill.incontext import MAX_SERIES_LENGTH, population_of, series_teacher
+from distill.incontext import (
+    MAX_SERIES_LENGTH,
+    population_of,
+    series_schedule,
+    series_teacher,
+)
 from distill.incontext_measures import (
     Players,
     curve_columns,
@@ -55,7 +60,6 @@ from distill.incontext_measures import (
     target_checks,
 )
 from distill.incontext_series import SeriesBatch, play_series
-from distill.population import get_population
 from students import (
     RecurrentStudentAgent,
     RecurrentStudentNet,
@@ -318,14 +322,12 @@ def incontext_rl_config(config: DistillConfig) -> RLConfig:
     if config.teacher != REWARD:
         raise TlmError(f"incontext-rl learns from the series' results alone (teacher "
                        f"{REWARD!r}), not from {config.teacher!r}")
-    k = config.series
-    members = len(get_population(RLConfig.model_fields["population"].default).training)
+    iterations, per_opponent, eval_series = series_schedule(
+        config, RLConfig.model_fields["population"].default)
     return make_rl_config(
         game=config.game, student=config.student, seed=config.seed, out=config.out,
-        series=k, lr=config.lr,
-        iterations=-(-config.budget_games // config.games_per_round),
-        series_per_opponent=max(1, config.games_per_round // (k * members)),
-        eval_series=max(1, config.eval_games // k),
+        series=config.series, lr=config.lr, iterations=iterations,
+        series_per_opponent=per_opponent, eval_series=eval_series,
     )
 
 
