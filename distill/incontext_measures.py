@@ -111,7 +111,8 @@ def final_measures(
     index of each player (``n_series`` series against each member) beside the exact
     scores of perfect and the oracle, the gap G, the rise from game 1 to game K with
     its 95% interval, and each player's losses to ``perfect`` and ``random`` by seat
-    (``n_series`` series each)."""
+    (``n_series`` series each), beside the teacher's own: the response the students
+    learn from, played against ``perfect`` and ``random`` themselves."""
     perfect = float(np.mean([perfect_score(a) for a in held_out]))
     best = float(np.mean([t.response.score for t in teachers]))
     oracle = np.mean([t.oracle(k) for t in teachers], axis=0)
@@ -122,6 +123,11 @@ def final_measures(
         "players": {},
     }
     references = [make_agent("perfect", g), make_agent("random", g)]
+    cautious = bool(teachers) and teachers[0].cautious is not None
+    out["teacher_losses"] = {
+        r.name: losses_by_seat(g, SeriesTeacher(r, cautious=cautious), r, n_series, k,
+                               derived_seed(seed, 7, i))
+        for i, r in enumerate(references) if isinstance(r, PolicyAgent)}
     for name, agent in players.named():
         scores = series_scores(g, agent, held_out, n_series, k, seed)
         by_index = scores.mean(axis=(0, 1))
@@ -247,6 +253,9 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
                          f"{lost['first'] + lost['second']} of {lost['games']} (first "
                          f"{lost['first']}, second {lost['second']})"))
     rows.append(("perfect: games lost to random", "0 (it never loses)"))
+    for ref, lost in final.get("teacher_losses", {}).items():
+        rows.append((f"teacher (the response to {ref} itself): games lost to {ref}",
+                     f"{lost['first'] + lost['second']} of {lost['games']}"))
     if "labelled_decisions" in report:
         rows.append(("labelled decisions", f"{report['labelled_decisions']:,}"))
     if "series" in report:

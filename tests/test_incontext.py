@@ -152,7 +152,8 @@ def _toy(out: Path, seed: int, **fields: object) -> dict:
     settings = dict(out=out, training=pair, held_out=pair, labels="best", student="gru:32",
                     control="mlp:48x2", series=4, rounds=24, series_per_opponent=64,
                     steps_per_round=50, batch_series=32, lr=3e-3, replay_series=1024,
-                    eval_series=20, eval_training_series=0, final_series=300, seed=seed)
+                    eval_series=20, eval_training_series=0, final_series=300, seed=seed,
+                    caution=1.0)
     settings.update(fields)
     return train_incontext(make_incontext_config(**settings))
 
@@ -194,6 +195,11 @@ def test_the_same_seed_gives_the_same_student(tmp_path: Path) -> None:
     b = train_incontext(make_incontext_config(**_tiny(tmp_path / "b")))
     assert _weights(tmp_path / "a") == _weights(tmp_path / "b")
     assert a["final"] == b["final"]
+    # The teacher's own losses are measured beside the students': the cautious response
+    # never loses to perfect.
+    teacher = a["final"]["teacher_losses"]
+    assert set(teacher) == {"perfect", "random"} and teacher["perfect"]["games"] == 12
+    assert teacher["perfect"]["first"] == teacher["perfect"]["second"] == 0
     train_incontext(make_incontext_config(**_tiny(tmp_path / "c", seed=1)))
     assert _weights(tmp_path / "c") != _weights(tmp_path / "a")
 
