@@ -132,14 +132,14 @@ class InContextConfig(BaseModel):
                            "played uniformly at random in its training series.")
     replay_series: int = Field(8192, gt=0, description="The most recent series kept to "
                                "fit on.")
-    steps_per_round: int = Field(100, gt=0, description="Gradient steps each round.")
+    steps_per_round: int = Field(200, gt=0, description="Gradient steps each round.")
     batch_series: int = Field(64, gt=0, description="Series per gradient step.")
     lr: float = Field(1e-3, gt=0, description="Adam's learning rate (of the first round).")
     lr_decay: bool = Field(True, description="Decay the learning rate to zero over the "
                            "rounds (cosine), so the last rounds settle the students.")
     augment: bool = Field(True, description="Show each series in a random symmetric image "
                           "of the board (the population is closed under them).")
-    caution: float = Field(1.0, gt=0, description="Weight of the decisions made before the "
+    caution: float = Field(3.0, gt=0, description="Weight of the decisions made before the "
                            "opponent's first error in the series (the others weigh 1): "
                            "above 1, the student risks a move the perfect player would "
                            "punish only when surer that the opponent errs.")

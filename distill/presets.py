@@ -105,9 +105,9 @@ INCONTEXT: dict[str, Any] = {
     "teacher": "best-response",
     "student": "gru:128",
     "series": 10,
-    "budget_games": 192_000,
-    "games_per_round": 4800,
-    "steps_per_round": 100,
+    "budget_games": 230_400,
+    "games_per_round": 5760,
+    "steps_per_round": 200,
     "lr": 1e-3,
     "epsilon": 0.1,
     "eval_games": 1000,
@@ -115,20 +115,21 @@ INCONTEXT: dict[str, Any] = {
     "holdout_games": 0,
 }
 """In-context distillation (``--method incontext``, tic-tac-toe): a fresh ``gru:128``
-plays series of 10 games against each of the 30 training members of the
+plays series of 10 games against each of the 36 training members of the
 ``tictactoe-styles`` population (:mod:`distill.population`), 16 series each a round
-(4,800 games), with 10% random moves; the cautious best response labels every decision;
-100 steps of Adam a round on batches of 64 whole series from the 8,192 latest; 40
-rounds; measured on the 12 held-out one-side players (100 series each a round, 1,000 at
-the end) beside a feedforward control and the same student with its memory reset."""
+(5,760 games), with 10% random moves; the cautious best response labels every decision,
+those before the opponent's first error weighing 3; 200 steps of Adam a round on
+batches of 64 whole series from the 8,192 latest; 40 rounds (230,400 games); measured
+on the 12 held-out one-side players (100 series each a round, 1,000 at the end) beside
+a feedforward control and the same student with its memory reset."""
 
 INCONTEXT_RL: dict[str, Any] = {
     "method": "incontext-rl",
     "teacher": "reward",
     "student": "gru:128",
     "series": 10,
-    "budget_games": 480_000,
-    "games_per_round": 4800,
+    "budget_games": 576_000,
+    "games_per_round": 5760,
     "lr": 5e-4,
     "eval_games": 1000,
     "eval_opponents": [],
@@ -137,7 +138,7 @@ INCONTEXT_RL: dict[str, Any] = {
 """The reinforcement arm of in-context learning (``--method incontext-rl``, tic-tac-toe):
 the same fresh ``gru:128`` and population as :data:`INCONTEXT`, trained by recurrent PPO
 from the series' results alone (no teacher: ``reward``): 100 iterations of 16 series
-of 10 games against each training member (480,000 games), Adam at 5e-4, measured the
+of 10 games against each training member (576,000 games), Adam at 5e-4, measured the
 same way."""
 
 LEARNED: dict[str, Any] = {

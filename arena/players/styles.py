@@ -8,7 +8,8 @@ can be computed exactly (:mod:`teachers.best_response`):
   random legal move instead;
 - ``prefer:REGION[,p=P]`` — wins, else blocks, else with probability ``P`` (default
   1) a uniformly random free square of ``REGION`` (``corners``, ``edges``, ``center``,
-  ``left``, ``right``, ``top``, ``bottom``), else a uniformly random legal move;
+  ``left``, ``right``, ``top``, ``bottom``, ``diag``, ``anti``: the two diagonals),
+  else a uniformly random legal move;
 - ``blind:LINES`` — wins, else blocks, but does not see the lines ``LINES``
   (``diagonals``, ``rows``, ``columns``, ``diag``, ``anti``, ``row0``..``row2``,
   ``col0``..``col2``; several joined by ``+``), else random;
@@ -41,6 +42,8 @@ REGIONS: dict[str, tuple[int, ...]] = {
     "right": (2, 5, 8),
     "top": (0, 1, 2),
     "bottom": (6, 7, 8),
+    "diag": (0, 4, 8),
+    "anti": (2, 4, 6),
 }
 """The squares each ``prefer:REGION`` favours (square ``3r + c``)."""
 
