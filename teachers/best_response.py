@@ -77,9 +77,16 @@ class BestResponse:
         return (self.scores[0] + self.scores[1]) / 2
 
 
-def best_response(opponent: PolicyAgent) -> BestResponse:
-    """The exact best response to ``opponent`` on tic-tac-toe (see the module)."""
+def best_response(opponent: PolicyAgent, safe: bool = False) -> BestResponse:
+    """The exact best response to ``opponent`` on tic-tac-toe (see the module).
+
+    With ``safe``, the best response among the moves that never give the game up: in
+    a position not lost, only moves after which the responder still cannot lose
+    against any reply, so that it never loses a game to anyone (``random`` and
+    ``perfect`` included), at the price of the exploits that risk a loss.
+    """
     theirs_policy = policy_table(opponent)
+    solved_value = solved().value
     moves: dict[int, int] = {}
     value: dict[int, float] = {}
     memo: dict[tuple[int, int, bool], float] = {}
@@ -95,10 +102,14 @@ def best_response(opponent: PolicyAgent) -> BestResponse:
             v = 0.5
         elif our_move:
             best, best_moves = -1.0, 0
+            floor = min(int(solved_value[us | them << N_SQUARES]), 0) if safe else -1
             for a in range(N_SQUARES):
                 if empty >> a & 1:
                     child = us | 1 << a
-                    s = 1.0 if _won(child) else expect(child, them, False)
+                    won = _won(child)
+                    if not won and -int(solved_value[them | child << N_SQUARES]) < floor:
+                        continue
+                    s = 1.0 if won else expect(child, them, False)
                     if s > best + _TIE:
                         best, best_moves = s, 1 << a
                     elif s > best - _TIE:

@@ -148,6 +148,36 @@ def test_no_player_does_better_than_the_best_response() -> None:
     assert best_response(perfect).scores == pytest.approx((0.5, 0.5))
 
 
+def _gives_up(response_moves: dict[int, int]) -> bool:
+    """Whether any move of a response turns a position it does not lose into a lost one."""
+    value = solved().value
+    for key, moves in response_moves.items():
+        if value[key] < 0:
+            continue
+        us, them = key & FULL, key >> N_SQUARES
+        for a in range(N_SQUARES):
+            child = us | 1 << a
+            if moves >> a & 1 and not any(child & m == m for m in LINE_MASKS) \
+                    and value[them | child << N_SQUARES] > 0:
+                return True
+    return False
+
+
+def test_the_safe_best_response_never_gives_the_game_up() -> None:
+    perfect = make_agent("perfect", GAME)
+    for spec in ("random", "prefer:left", "noisy:0.3"):
+        opponent = make_agent(spec, GAME)
+        safe, free = best_response(opponent, safe=True), best_response(opponent)
+        assert not _gives_up(safe.moves)
+        for seat in (0, 1):
+            assert expected_score(perfect, opponent, seat) - 1e-12 <= safe.scores[seat]
+            assert safe.scores[seat] <= free.scores[seat] + 1e-12
+    # The unrestricted response to random does risk lost positions for a higher score.
+    random = make_agent("random", GAME)
+    assert _gives_up(best_response(random).moves)
+    assert best_response(random, safe=True).score < best_response(random).score
+
+
 def test_the_best_response_teacher_scores_what_expectimax_says() -> None:
     opponent = make_agent("prefer:left,p=0.5", GAME)
     teacher = BestResponseTeacher(opponent)
