@@ -19,8 +19,9 @@ that no rotation or reflection turns into one side of the board), make random mi
 perfectly, heuristically or at random. The more kinds of preference a student meets in
 training, the better it reads one it never met: with the diagonal players added (36
 members instead of 30) the preset student's game-10 score against the held-out
-families rose by 0.05 G. Exploiting a one-side player takes moves the perfect player would punish,
-which the student must learn to risk only once the opponent has shown that it errs.
+families rose by 0.05 G. Exploiting a one-side player takes moves the perfect player
+would punish, which the student must learn to risk only once the opponent has shown
+that it errs.
 """
 
 from __future__ import annotations

@@ -102,12 +102,14 @@ def best_response(opponent: PolicyAgent, safe: bool = False) -> BestResponse:
             v = 0.5
         elif our_move:
             best, best_moves = -1.0, 0
-            floor = min(int(solved_value[us | them << N_SQUARES]), 0) if safe else -1
+            # Safe: a move may not lose what the position holds (a draw at best counts).
+            floor = min(int(solved_value[us | them << N_SQUARES]), 0) if safe else None
             for a in range(N_SQUARES):
                 if empty >> a & 1:
                     child = us | 1 << a
                     won = _won(child)
-                    if not won and -int(solved_value[them | child << N_SQUARES]) < floor:
+                    if (floor is not None and not won
+                            and -int(solved_value[them | child << N_SQUARES]) < floor):
                         continue
                     s = 1.0 if won else expect(child, them, False)
                     if s > best + _TIE:
