@@ -36,7 +36,9 @@ from distill.config import DistillConfig
 from distill.store import PositionStore
 from students.training_state import load_optimizer, save_optimizer
 
-FORMAT = "tlm-distill-checkpoint/2"
+FORMAT = "tlm-distill-checkpoint/3"
+"""Part of a run's settings, so a run checkpointed by another layout is refused, not
+resumed (version 2 held students with ReLU heads, :data:`students.networks.HEADS`)."""
 WEIGHTS = "model.safetensors"
 POSITIONS = "positions"
 GENERATORS = {"round_seeds": "numpy SeedSequence([seed, round]): games, then batches",

@@ -1,7 +1,7 @@
 """Student checkpoints: a directory holding ``model.safetensors`` and ``config.json``.
 
-``config.json`` records what rebuilds the network (spec, game, seed), the shapes it was
-built for, its parameter count, free-form provenance (teacher, method, budget, ...) and
+``config.json`` records what rebuilds the network (spec, game, seed, heads), the shapes
+it was built for, its parameter count, free-form provenance (teacher, method, budget, ...) and
 the SHA-256 of the weights file. Loading rebuilds the network from the config and then
 fills it from the weights, checking every step, so a checkpoint that is truncated,
 altered, meant for another game or inconsistent with its config is refused with one
@@ -29,14 +29,26 @@ from arena.core import TlmError
 from arena.games import Game, get_game
 from arena.runstate import replace_directory
 from students.agent import StudentAgent
-from students.networks import StudentNet, build_student, format_shape, param_count, parse_spec
+from students.networks import (
+    DEFAULT_HEADS,
+    HEADS,
+    StudentNet,
+    build_student,
+    format_shape,
+    param_count,
+    parse_spec,
+)
 from students.recurrent import RecurrentStudentAgent, RecurrentStudentNet
 
 FORMAT = "tlm-student"
 """The ``format`` field of every student ``config.json``."""
 
-FORMAT_VERSION = 1
-"""The checkpoint layout this code writes and reads."""
+FORMAT_VERSION = 2
+"""The checkpoint layout this code writes. Version 1 (read too) has no ``heads`` field:
+its convolutional students have ReLU heads (:data:`students.networks.HEADS`)."""
+
+READ_VERSIONS = (1, 2)
+"""The checkpoint layouts this code reads."""
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -49,11 +61,13 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "obs_shape": list,
     "num_actions": int,
     "seed": int,
+    "heads": str,
     "param_count": int,
     "weights_sha256": str,
     "provenance": (dict, type(None)),
 }
-"""Every field of ``config.json`` and its JSON type; no other key is accepted."""
+"""Every field of ``config.json`` and its JSON type; no other key is accepted (version 1
+has no ``heads``)."""
 
 
 def is_checkpoint_dir(path: str | Path) -> bool:
@@ -94,6 +108,7 @@ def save_student(
         "obs_shape": list(net.obs_shape),
         "num_actions": net.num_actions,
         "seed": net.seed,
+        "heads": getattr(net, "heads", DEFAULT_HEADS),
         "param_count": param_count(net),
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
         "provenance": provenance,
@@ -164,6 +179,10 @@ def read_config(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(config) - set(_FIELDS))
     if unknown:
         raise TlmError(f"{config_path} has unknown keys: {', '.join(unknown)}")
+    if config.get("format_version") == 1:
+        if "heads" in config:
+            raise TlmError(f"{config_path} has unknown keys: heads (format version 1)")
+        config = {**config, "heads": "relu"}
     missing = [k for k in _FIELDS if k not in config]
     if missing:
         raise TlmError(f"{config_path} lacks fields: {', '.join(missing)}")
@@ -173,11 +192,14 @@ def read_config(path: str | Path) -> dict[str, Any]:
             raise TlmError(f"{config_path}: field {key!r} has the wrong type ({value!r})")
     if config["format"] != FORMAT:
         raise TlmError(f"{config_path}: format is {config['format']!r}, not {FORMAT!r}")
-    if config["format_version"] != FORMAT_VERSION:
+    if config["format_version"] not in READ_VERSIONS:
         raise TlmError(
             f"checkpoint {p} has format version {config['format_version']}; "
-            f"this tlm reads version {FORMAT_VERSION}"
+            f"this tlm reads versions {', '.join(map(str, READ_VERSIONS))}"
         )
+    if config["heads"] not in HEADS:
+        raise TlmError(f"{config_path}: field 'heads' must be one of {', '.join(HEADS)}, "
+                       f"not {config['heads']!r}")
     shape = config["obs_shape"]
     if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
         raise TlmError(f"{config_path}: field 'obs_shape' must be a list of positive integers")
@@ -205,7 +227,7 @@ def load_net(path: str | Path, game: str | Game | None = None) -> StudentNet:
         raise TlmError(f"checkpoint {p} holds a recurrent student ({config['spec']}): it "
                        "plays series of games, not single positions")
     return _load_into(p, config, build_student(config["spec"], config["game"],
-                                               config["seed"]), game)
+                                               config["seed"], config["heads"]), game)
 
 
 def load_recurrent_net(path: str | Path, game: str | Game | None = None) -> RecurrentStudentNet:

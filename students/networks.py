@@ -14,7 +14,13 @@ A student spec names an architecture and its size:
 
 A kind alone takes its default size (:data:`DEFAULT_SIZES`). Both convolutional kinds
 end in AlphaZero-style heads (a 1x1 convolution, then fully connected layers), so the
-head stays small on large boards and action spaces. Every network returns
+head stays small on large boards and action spaces. The 1x1 convolutions feed the fully
+connected layers directly (``heads = "linear"``): AlphaZero puts batch normalization
+and a ReLU there, but a ReLU on two (policy) or one (value) channels with no
+normalization can die, every unit negative on every position, and then no gradient
+reaches the trunk and the student plays one fixed distribution for the rest of its
+training. Networks saved before this change (``heads = "relu"``) are rebuilt with that
+ReLU, so they play as they were trained. Every network returns
 ``(logits[B, A], value[B])`` with the value squashed into [-1, 1] by ``tanh``.
 
 There is no batch normalization anywhere: a student's outputs for a position never
@@ -60,6 +66,19 @@ _VALUE_HIDDEN = 64
 
 _POLICY_HEAD_CHANNELS = 2
 """1x1-convolution channels feeding the convolutional policy head (as in AlphaZero)."""
+
+HEADS = ("linear", "relu")
+"""What follows the 1x1 convolutions of the convolutional heads: nothing (``linear``,
+what new students get) or a ReLU (``relu``, students saved before ``linear``)."""
+
+DEFAULT_HEADS = "linear"
+"""The heads of a freshly built student."""
+
+
+def _head_activation(heads: str) -> nn.Module:
+    if heads not in HEADS:
+        raise TlmError(f"unknown student heads {heads!r} (known: {', '.join(HEADS)})")
+    return nn.ReLU() if heads == "relu" else nn.Identity()
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,21 @@ def format_shape(shape: tuple[int, ...]) -> str:
     return "(" + ",".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+class _Pointwise(nn.Conv2d):
+    """A 1x1 convolution computed as a fully connected layer over the channels of every
+    cell: the same weights and outputs up to rounding, but torch's CPU kernel for a 1x1
+    convolution picks its blocking by batch size, so a position's outputs changed with
+    the rest of its batch; padded to a multiple of eight rows
+    (:data:`teachers.mcts.inference.PAD_ROWS`), this one's do not."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = nn.functional.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
+        return out.permute(0, 3, 1, 2)
+
+
 class _ResidualBlock(nn.Module):
     """``relu(x + conv(relu(conv(x))))``; the second convolution starts at zero."""
 
@@ -142,15 +176,18 @@ class StudentNet(nn.Module):
         obs_shape: the observation shape it takes (without the batch dimension).
         num_actions: the number of actions (policy logits per row).
         seed: the seed of its initialization.
+        heads: what follows the heads' 1x1 convolutions (:data:`HEADS`).
     """
 
-    def __init__(self, spec: str | StudentSpec, game: str | Game, seed: int) -> None:
+    def __init__(self, spec: str | StudentSpec, game: str | Game, seed: int,
+                 heads: str = DEFAULT_HEADS) -> None:
         """Build the network and initialize it from ``seed``.
 
         Args:
             spec: a student spec (see the module docstring).
             game: a registered game or its name.
             seed: seeds the initialization; any Python int.
+            heads: ``linear`` (new students) or ``relu`` (students saved before it).
 
         Raises:
             TlmError: bad spec, unknown game, or a convolutional spec for a game whose
@@ -170,6 +207,8 @@ class StudentNet(nn.Module):
         self.obs_shape: tuple[int, ...] = tuple(int(n) for n in g.obs_shape)
         self.num_actions = int(g.num_actions)
         self.seed = seed
+        _head_activation(heads)  # unknown heads fail before any layer is built
+        self.heads = heads
         if parsed.arch != "mlp" and len(self.obs_shape) != 3:
             raise TlmError(
                 f"{parsed.arch} needs a board-shaped observation (height x width x planes); "
@@ -181,7 +220,7 @@ class StudentNet(nn.Module):
             if parsed.arch == "mlp":
                 self._build_mlp(parsed.width, parsed.depth)
             else:
-                self._build_conv(parsed.arch, parsed.width, parsed.depth)
+                self._build_conv(parsed.arch, parsed.width, parsed.depth, heads)
         self.to_empty(device="cpu")
         self._initialize(seed)
 
@@ -195,7 +234,7 @@ class StudentNet(nn.Module):
         self.policy_head = nn.Sequential(nn.Linear(width, self.num_actions))
         self.value_head = nn.Sequential(nn.Linear(width, 1))
 
-    def _build_conv(self, arch: str, channels: int, depth: int) -> None:
+    def _build_conv(self, arch: str, channels: int, depth: int, heads: str) -> None:
         height, width, planes = self.obs_shape
         layers: list[nn.Module] = []
         if arch == "cnn":
@@ -209,14 +248,14 @@ class StudentNet(nn.Module):
         self.trunk = nn.Sequential(*layers)
         cells = height * width
         self.policy_head = nn.Sequential(
-            nn.Conv2d(channels, _POLICY_HEAD_CHANNELS, 1),
-            nn.ReLU(),
+            _Pointwise(channels, _POLICY_HEAD_CHANNELS),
+            _head_activation(heads),
             nn.Flatten(),
             nn.Linear(_POLICY_HEAD_CHANNELS * cells, self.num_actions),
         )
         self.value_head = nn.Sequential(
-            nn.Conv2d(channels, 1, 1),
-            nn.ReLU(),
+            _Pointwise(channels, 1),
+            _head_activation(heads),
             nn.Flatten(),
             nn.Linear(cells, _VALUE_HIDDEN),
             nn.ReLU(),
@@ -273,25 +312,36 @@ class StudentNet(nn.Module):
         return logits, value
 
     def extra_repr(self) -> str:
-        return f"spec={self.spec!r}, game={self.game!r}, seed={self.seed}"
+        return f"spec={self.spec!r}, game={self.game!r}, seed={self.seed}, heads={self.heads!r}"
+
+    def use_heads(self, heads: str) -> None:
+        """Rebuild the heads' activations as ``heads`` says, keeping every weight (a
+        network restored into one built earlier plays as the one it was saved from)."""
+        _head_activation(heads)
+        if self.arch != "mlp":
+            self.policy_head[1] = _head_activation(heads)
+            self.value_head[1] = _head_activation(heads)
+        self.heads = heads
 
 
-def build_student(spec: str, game: str | Game, seed: int) -> StudentNet:
+def build_student(spec: str, game: str | Game, seed: int,
+                  heads: str = DEFAULT_HEADS) -> StudentNet:
     """A freshly initialized student network for ``game``.
 
     Args:
         spec: ``mlp:256x2``, ``cnn:32x3``, ``res:32x2``, or a kind alone.
         game: a registered game or its name.
         seed: seeds the initialization; same spec, game and seed give identical weights.
+        heads: ``linear`` (the default) or ``relu`` (:data:`HEADS`).
 
     Returns:
         The network, on the CPU, in training mode.
 
     Raises:
-        TlmError: bad spec or seed, unknown game, or a spec the game's observation
-            does not fit.
+        TlmError: bad spec or seed, unknown game, unknown heads, or a spec the game's
+            observation does not fit.
     """
-    return StudentNet(spec, game, seed)
+    return StudentNet(spec, game, seed, heads)
 
 
 def param_count(net: nn.Module) -> int:

@@ -16,18 +16,20 @@ from safetensors.torch import save as save_safetensors
 
 from arena.games import Game
 from students.agent import StudentAgent
-from students.networks import StudentNet, parse_spec
+from students.networks import DEFAULT_HEADS, StudentNet, parse_spec
 from students.recurrent import RecurrentStudentAgent, RecurrentStudentNet
 
 
 def student_payload(agent: StudentAgent | RecurrentStudentAgent) -> dict[str, Any]:
-    """The agent as plain data: network spec, game, seed, mode, greediness and weights."""
+    """The agent as plain data: network spec, game, seed, heads, mode, greediness and
+    weights."""
     net = agent.net
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     return {
         "spec": net.spec,
         "game": net.game,
         "seed": net.seed,
+        "heads": getattr(net, "heads", DEFAULT_HEADS),
         "training": net.training,
         "greedy": agent.greedy,
         "weights": save_safetensors(state),
@@ -43,7 +45,7 @@ def student_from_payload(data: dict[str, Any],
         rnet.load_state_dict(load_safetensors(data["weights"]), strict=True)
         rnet.train(data["training"])
         return RecurrentStudentAgent(rnet, greedy=data["greedy"])
-    net = StudentNet(spec, data["game"], data["seed"])
+    net = StudentNet(spec, data["game"], data["seed"], data["heads"])
     net.load_state_dict(load_safetensors(data["weights"]), strict=True)
     net.train(data["training"])
     return StudentAgent(net, greedy=data["greedy"])

@@ -279,7 +279,8 @@ def test_config_records_what_rebuilds_the_student(ckpt: Path) -> None:
     assert config["num_actions"] == 9
     assert config["seed"] == 7
     assert config["param_count"] == 6026
-    assert config["format_version"] == 1
+    assert config["format_version"] == 2
+    assert config["heads"] == "linear"
     assert config["provenance"] is None
     assert students.load is load_student
 
@@ -403,7 +404,9 @@ def test_config_changed_to_another_size_is_refused(ckpt: Path) -> None:
     [
         ({"learning_rate": 0.1}, r"config.json has unknown keys: learning_rate"),
         ({"seed": "7"}, r"field 'seed' has the wrong type"),
-        ({"format_version": 2}, r"has format version 2; this tlm reads version 1"),
+        ({"format_version": 9}, r"has format version 9; this tlm reads versions 1, 2"),
+        ({"heads": "gelu"}, r"field 'heads' must be one of linear, relu, not 'gelu'"),
+        ({"format_version": 1}, r"unknown keys: heads \(format version 1\)"),
         ({"game": "othello"}, r"unknown game 'othello'"),
         ({"obs_shape": [9]}, r"saved for observations \(9,\) and 9 actions, but tictactoe"),
     ],
@@ -449,3 +452,86 @@ def test_directories_without_a_config_are_not_claimed(tmp_path: Path) -> None:
         make_agent(str(tmp_path), "tictactoe")
     with pytest.raises(TlmError, match="unknown agent spec"):
         make_agent(str(tmp_path / "missing"), "tictactoe")
+
+
+def _trunk_gradient(net: StudentNet, obs: torch.Tensor) -> float:
+    net.zero_grad()
+    logits, value = net(obs)
+    (logits.logsumexp(dim=1) - logits[:, 0] + value.square()).sum().backward()
+    return sum(float(p.grad.abs().sum()) for p in net.trunk.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("spec", ["res:8x2", "cnn:8x2"])
+def test_heads_whose_units_are_all_negative_still_train_the_trunk(spec: str) -> None:
+    # A ReLU after the heads' 1x1 convolutions dies when every unit is negative on every
+    # position: then no gradient reaches the trunk and the student never learns again.
+    # The linear heads of new students keep passing it.
+    game = get_game("connect_four")
+    obs = torch.as_tensor(np.random.default_rng(0).integers(0, 2, (16, 6, 7, 2)))
+    for heads, alive in (("relu", False), ("linear", True)):
+        net = build_student(spec, game, seed=0, heads=heads)
+        with torch.no_grad():
+            net.policy_head[0].bias.fill_(-100.0)
+            net.value_head[0].bias.fill_(-100.0)
+        assert (_trunk_gradient(net, obs) > 0) == alive, heads
+
+
+def test_version_1_checkpoints_keep_their_relu_heads(tmp_path: Path) -> None:
+    game = get_game("connect_four")
+    old = build_student("res:8x1", game, seed=3, heads="relu")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in old.parameters():  # trained-looking weights: some head units negative
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    path = save_student(old, tmp_path / "old")
+    config = json.loads((path / "config.json").read_text())
+    assert config["heads"] == "relu"
+    del config["heads"]
+    config["format_version"] = 1
+    (path / "config.json").write_text(json.dumps(config))
+    loaded = load_net(path, game)
+    assert loaded.heads == "relu"
+    obs = torch.as_tensor(np.random.default_rng(1).integers(0, 2, (32, 6, 7, 2)))
+    with torch.no_grad():
+        want, got = old(obs), loaded(obs)
+        linear = build_student("res:8x1", game, seed=3)
+        linear.load_state_dict(old.state_dict())
+        other = linear(obs)
+    assert torch.equal(want[0], got[0]) and torch.equal(want[1], got[1])
+    assert not torch.equal(want[0], other[0])  # the heads do change what it plays
+    linear.use_heads("relu")
+    assert torch.equal(linear(obs)[0], want[0])
+
+
+def test_the_shipped_connect_four_zoo_student_keeps_relu_heads() -> None:
+    from teachers.zoo import zoo_dir
+
+    assert load_net(zoo_dir("connect_four"), "connect_four").heads == "relu"
+
+
+def test_payloads_carry_the_heads() -> None:
+    from students.payload import student_from_payload, student_payload
+
+    game = get_game("connect_four")
+    for heads in ("relu", "linear"):
+        agent = StudentAgent(build_student("cnn:8x1", game, seed=0, heads=heads))
+        back = student_from_payload(student_payload(agent), game)
+        assert back.net.heads == heads
+
+
+@pytest.mark.parametrize("heads", ["linear", "relu"])
+@pytest.mark.parametrize("spec", ["res:64x3", "cnn:16x2"])
+def test_a_positions_outputs_do_not_depend_on_its_batch(spec: str, heads: str) -> None:
+    # Batches padded to a multiple of 8 rows (as the search pads them) give every
+    # position the same outputs whatever else is in the batch.
+    net = build_student(spec, "connect_four", seed=0, heads=heads).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    x = torch.as_tensor(np.random.default_rng(0).integers(0, 2, (256, 6, 7, 2)))
+    with torch.inference_mode():
+        logits, value = net(x)
+        for n in (8, 16, 40, 128):
+            part = net(x[-n:])
+            assert torch.equal(part[0], logits[-n:]) and torch.equal(part[1], value[-n:])

@@ -276,6 +276,7 @@ class SearchLearner:
         if net.spec != self.net.spec:
             raise TlmError(f"{path} holds a {net.spec} student, not this learner's "
                            f"{self.net.spec}")
+        self.net.use_heads(net.heads)
         self.net.load_state_dict(net.state_dict())
         self.net.eval()
         load_optimizer(self.optimizer, path)
