@@ -19,14 +19,21 @@ that ignores the state) for the static mixtures. Pair ``k`` is the same student
 among mixtures of the best fixed strategies, the uniform one and the learned policy's
 mean mixture, by its median on the first ``--hindsight`` pairs, then run on all.
 
+With ``--pick-on K`` the fixed strategies run on the first ``K`` pairs only, the best
+of them by median is picked there, and it, the learned policy, the uniform mixture and
+EXP3 run on every pair (no static mixtures): the connect-four transfer, whose runs take
+minutes, uses it with ``--only`` to run its arms side by side.
+
 Runs are cached in ``--cache`` (one JSON file each): a rerun reuses them.
 
 Usage: python scripts/bench_learned_teacher.py --seeds 5 --cache runs/bench_learned
+       python scripts/bench_learned_teacher.py --game connect_four --seeds 5 --pick-on 1
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import tempfile
@@ -85,7 +92,40 @@ def teach(game: str, arm: str, student: str, seed: int, scratch: Path,
     return {"labels": report["labels_to_target"], "spent": report["labels_spent"],
             "rounds": int(report["final"].get("round", -1)) + 1,
             "wall_s": time.perf_counter() - start, "shares": report.get("shares"),
-            "choices": report.get("choices")}
+            "choices": report.get("choices"), "rates": rate_curve(out / "curve.csv")}
+
+
+def rate_curve(path: Path) -> list[tuple[int, float]] | None:
+    """``(labels so far, optimal-move rate on the solved positions)`` after every round
+    of a run's ``curve.csv`` (``None`` for a run without solved positions)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "solved_optimal" not in rows[0]:
+        return None
+    labels = np.cumsum([int(r["labelled"]) for r in rows])
+    return [(int(n), float(r["solved_optimal"])) for n, r in zip(labels, rows, strict=True)]
+
+
+RATES = (0.65, 0.70, 0.75, 0.80)
+"""Optimal-move rates the connect-four table gives the labels to."""
+
+
+def print_rates(runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Per arm, the median labels spent until the student first played each of
+    :data:`RATES` on the solved positions, and the best rate it reached."""
+    print(f"\n{'arm':>12}  " + "  ".join(f"{'to ' + str(t):>8}" for t in RATES)
+          + f"  {'best':>6}   (median labels over the pairs; inf: never)")
+    for arm, got in runs.items():
+        curves: list[list[tuple[int, float]]] = [r["rates"] for r in got if r.get("rates")]
+        if len(curves) < len(got):
+            continue
+        cells = []
+        for t in RATES:
+            firsts = [next((n for n, rate in c if rate >= t), np.inf) for c in curves]
+            med = np.median(firsts)
+            cells.append(f"{'inf' if np.isinf(med) else int(med):>8}")
+        best = np.median([max(rate for _, rate in c) for c in curves])
+        print(f"{arm:>12}  " + "  ".join(cells) + f"  {best:>6.3f}")
 
 
 def as_cost(labels: list[int | None]) -> np.ndarray:
@@ -123,6 +163,9 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated arms to run now "
                         "(the table is printed once every arm is cached)")
     parser.add_argument("--cache", type=Path, default=None, help="run cache directory")
+    parser.add_argument("--pick-on", type=int, default=None,
+                        help="run the fixed strategies on the first K pairs only, and the "
+                        "best of them and the learned policy on every pair")
     args = parser.parse_args()
 
     game = get_game(args.game).name
@@ -159,6 +202,10 @@ def main() -> None:
             out.append(json.loads(path.read_text()))
         return out
 
+    if args.pick_on is not None:
+        picked_fixed(fixed, pairs, args.pick_on, results)
+        return
+
     runs: dict[str, list[dict[str, Any]]] = {}
     for arm in [*fixed, UNIFORM, EXP3, LEARNED]:
         got = results(arm, pairs)
@@ -171,8 +218,10 @@ def main() -> None:
     # The static mixtures, picked in hindsight on the first pairs.
     medians = {a: float(np.median(as_cost([r["labels"] for r in runs[a]]))) for a in fixed}
     top = sorted(fixed, key=lambda a: medians[a])[:3]
-    mean_mix = {a: float(np.mean([r["shares"][a] for r in runs[LEARNED]]))
-                for a in learned.strategies}
+    # A transferred policy's shares name this game's strategies (openings4 for
+    # openings2), in the policy's order.
+    mean_mix = {a: float(np.mean([list(r["shares"].values())[i] for r in runs[LEARNED]]))
+                for i, a in enumerate(learned.strategies)}
     candidates = {f"{x}+{y}": {x: 1.0, y: 1.0} for x, y in itertools.combinations(top, 2)}
     candidates["+".join(top)] = dict.fromkeys(top, 1.0)
     candidates["learned mean"] = mean_mix
@@ -231,6 +280,55 @@ def main() -> None:
     print("learned policy's mean mixture on these students: " + ", ".join(
         f"{a} {s:.2f}" for a, s in mean_mix.items()))
     print(f"runs cached in {cache}")
+
+
+def picked_fixed(fixed: list[str], pairs: list[tuple[str, int]], k: int,
+                 results: Any) -> None:
+    """The fixed strategies on the first ``k`` pairs, then the best of them (by median
+    labels there), the learned policy, the uniform mixture and EXP3 on every pair: the
+    learned policy's paired ratios to the other three."""
+    head = pairs[:k]
+    medians: dict[str, float] = {}
+    for arm in fixed:
+        got = results(arm, head)
+        if got is None:
+            print("not every fixed strategy is cached on the pick pairs yet")
+            return
+        medians[arm] = float(np.median(as_cost([r["labels"] for r in got])))
+    best = min(fixed, key=lambda a: medians[a])
+    runs = {a: results(a, pairs) for a in (best, LEARNED)}
+    if any(v is None for v in runs.values()):
+        print("the best fixed strategy or the learned policy is not cached on every pair yet")
+        return
+    print_rates({a: results(a, head) for a in fixed} | {LEARNED: runs[LEARNED]})
+    print(f"\nfixed strategies on the first {len(head)} pair(s), median labels: " + ", ".join(
+        f"{a} {'inf' if np.isinf(m) else int(m)}" for a, m in medians.items()))
+    print(f"best fixed strategy (picked there): {best}")
+    base = as_cost([r["labels"] for r in runs[best]])
+    mine = as_cost([r["labels"] for r in runs[LEARNED]])
+    print(f"{'arm':>12}  {'reached':>7}  {'median':>7}  labels per pair")
+    for arm, cost in ((best, base), (LEARNED, mine)):
+        med = np.median(cost)
+        print(f"{arm:>12}  {int(np.isfinite(cost).sum()):>3}/{len(cost):<3}  "
+              f"{'inf' if np.isinf(med) else int(med):>7}  "
+              + " ".join("inf" if np.isinf(c) else str(int(c)) for c in cost))
+    r, lo, hi = ratio_interval(mine, base, np.random.default_rng(0))
+    print(f"learned / {best} (medians): {r:.2f} [{lo:.2f}, {hi:.2f}] over {len(pairs)} pairs; "
+          f"per pair: " + " ".join(f"{m / b:.2f}" if np.isfinite(m) and np.isfinite(b)
+                                   else "-" for m, b in zip(mine, base, strict=True)))
+    lost = int((np.isfinite(base) & ~np.isfinite(mine)).sum())
+    print(f"learned fails where {best} succeeds: {lost} of {len(pairs)} pairs; median wall s: "
+          + ", ".join(f"{a} {np.median([x['wall_s'] for x in runs[a]]):.0f}" for a in runs))
+    for other in (UNIFORM, EXP3):
+        got = results(other, pairs)
+        if got is None:
+            continue
+        cost = as_cost([r["labels"] for r in got])
+        r, lo, hi = ratio_interval(mine, cost, np.random.default_rng(0))
+        med = np.median(cost)
+        print(f"{other}: reached {int(np.isfinite(cost).sum())}/{len(cost)}, median "
+              f"{'inf' if np.isinf(med) else int(med)}; learned / {other}: "
+              f"{r:.2f} [{lo:.2f}, {hi:.2f}]")
 
 
 if __name__ == "__main__":
