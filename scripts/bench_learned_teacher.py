@@ -110,11 +110,11 @@ RATES = (0.65, 0.70, 0.75, 0.80)
 """Optimal-move rates the connect-four table gives the labels to."""
 
 
-def print_rates(runs: dict[str, list[dict[str, Any]]]) -> None:
+def print_rates(runs: dict[str, list[dict[str, Any]]], over: str) -> None:
     """Per arm, the median labels spent until the student first played each of
-    :data:`RATES` on the solved positions, and the best rate it reached."""
+    :data:`RATES` on the solved positions, and the median best rate it reached."""
     print(f"\n{'arm':>12}  " + "  ".join(f"{'to ' + str(t):>8}" for t in RATES)
-          + f"  {'best':>6}   (median labels over the pairs; inf: never)")
+          + f"  {'best':>6}   (medians over {over}; inf: never)")
     for arm, got in runs.items():
         curves: list[list[tuple[int, float]]] = [r["rates"] for r in got if r.get("rates")]
         if len(curves) < len(got):
@@ -146,7 +146,8 @@ def ratio_interval(a: np.ndarray, b: np.ndarray, rng: np.random.Generator,
     idx = rng.integers(0, len(a), size=(n_boot, len(a)))
     boots = np.array([ratio(a[i], b[i]) for i in idx])
     boots = boots[~np.isnan(boots)]
-    lo, hi = np.percentile(boots, [2.5, 97.5]) if len(boots) else (np.nan, np.nan)
+    with np.errstate(invalid="ignore"):  # an infinite ratio's interval is nan above
+        lo, hi = np.percentile(boots, [2.5, 97.5]) if len(boots) else (np.nan, np.nan)
     return ratio(a, b), float(lo), float(hi)
 
 
@@ -300,7 +301,14 @@ def picked_fixed(fixed: list[str], pairs: list[tuple[str, int]], k: int,
     if any(v is None for v in runs.values()):
         print("the best fixed strategy or the learned policy is not cached on every pair yet")
         return
-    print_rates({a: results(a, head) for a in fixed} | {LEARNED: runs[LEARNED]})
+    print_rates({a: results(a, head) for a in fixed}, f"the first {len(head)} pair(s)")
+    print_rates({a: runs[a] for a in (best, LEARNED)}, f"all {len(pairs)} pairs")
+    if all(r.get("rates") for a in (best, LEARNED) for r in runs[a]):
+        for t in RATES:
+            first = {a: np.array([next((n for n, rate in r["rates"] if rate >= t), np.inf)
+                                  for r in runs[a]], dtype=float) for a in (best, LEARNED)}
+            r, lo, hi = ratio_interval(first[LEARNED], first[best], np.random.default_rng(0))
+            print(f"labels to {t}: learned / {best} (medians) {r:.2f} [{lo:.2f}, {hi:.2f}]")
     print(f"\nfixed strategies on the first {len(head)} pair(s), median labels: " + ", ".join(
         f"{a} {'inf' if np.isinf(m) else int(m)}" for a, m in medians.items()))
     print(f"best fixed strategy (picked there): {best}")
