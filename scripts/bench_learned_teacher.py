@@ -112,7 +112,10 @@ RATES = (0.65, 0.70, 0.75, 0.80)
 
 def print_rates(runs: dict[str, list[dict[str, Any]]], over: str) -> None:
     """Per arm, the median labels spent until the student first played each of
-    :data:`RATES` on the solved positions, and the median best rate it reached."""
+    :data:`RATES` on the solved positions, and the median best rate it reached (nothing
+    for runs without solved positions, as on tic-tac-toe)."""
+    if not any(r.get("rates") for got in runs.values() for r in got):
+        return
     print(f"\n{'arm':>12}  " + "  ".join(f"{'to ' + str(t):>8}" for t in RATES)
           + f"  {'best':>6}   (medians over {over}; inf: never)")
     for arm, got in runs.items():
