@@ -106,6 +106,11 @@ def rate_curve(path: Path) -> list[tuple[int, float]] | None:
     return [(int(n), float(r["solved_optimal"])) for n, r in zip(labels, rows, strict=True)]
 
 
+def labels_to(rates: list[tuple[int, float]], target: float) -> float:
+    """Labels spent when a run's rate first reached ``target`` (``inf``: never)."""
+    return next((n for n, rate in rates if rate >= target), np.inf)
+
+
 RATES = (0.65, 0.70, 0.75, 0.80)
 """Optimal-move rates the connect-four table gives the labels to."""
 
@@ -124,7 +129,7 @@ def print_rates(runs: dict[str, list[dict[str, Any]]], over: str) -> None:
             continue
         cells = []
         for t in RATES:
-            firsts = [next((n for n, rate in c if rate >= t), np.inf) for c in curves]
+            firsts = [labels_to(c, t) for c in curves]
             med = np.median(firsts)
             cells.append(f"{'inf' if np.isinf(med) else int(med):>8}")
         best = np.median([max(rate for _, rate in c) for c in curves])
@@ -308,8 +313,8 @@ def picked_fixed(fixed: list[str], pairs: list[tuple[str, int]], k: int,
     print_rates({a: runs[a] for a in (best, LEARNED)}, f"all {len(pairs)} pairs")
     if all(r.get("rates") for a in (best, LEARNED) for r in runs[a]):
         for t in RATES:
-            first = {a: np.array([next((n for n, rate in r["rates"] if rate >= t), np.inf)
-                                  for r in runs[a]], dtype=float) for a in (best, LEARNED)}
+            first = {a: np.array([labels_to(r["rates"], t) for r in runs[a]], dtype=float)
+                     for a in (best, LEARNED)}
             r, lo, hi = ratio_interval(first[LEARNED], first[best], np.random.default_rng(0))
             print(f"labels to {t}: learned / {best} (medians) {r:.2f} [{lo:.2f}, {hi:.2f}]")
     print(f"\nfixed strategies on the first {len(head)} pair(s), median labels: " + ", ".join(
