@@ -73,8 +73,9 @@ class RoundState:
 
 
 def run_settings(config: DistillConfig) -> dict[str, Any]:
-    """What a checkpoint must share with the run that resumes it."""
-    return {"format": FORMAT, **config.model_dump(mode="json")}
+    """What a checkpoint must share with the run that resumes it (all settings but
+    ``keep_positions``, which only adds an output)."""
+    return {"format": FORMAT, **config.model_dump(mode="json", exclude={"keep_positions"})}
 
 
 def save_round(

@@ -106,6 +106,10 @@ class DistillConfig(BaseModel):
     kickstart_weight: float = Field(
         1.0, ge=0, description="kickstart: initial weight of the distillation term.")
     series: int = Field(10, ge=2, le=100, description="incontext: games per series.")
+    keep_positions: bool = Field(
+        False, description="Also write the teacher-labelled positions (every distinct "
+        "position once, with its visits) to OUT/positions when the run ends "
+        "(distill.store.PositionStore.load reads them).")
 
     @field_validator("mix")
     @classmethod
@@ -131,6 +135,8 @@ class DistillConfig(BaseModel):
         if self.opening_plies_max is not None and self.opening_plies_max < self.opening_plies:
             raise ValueError(f"opening_plies_max ({self.opening_plies_max}) is below "
                              f"opening_plies ({self.opening_plies})")
+        if self.keep_positions and self.method in ("kickstart", "incontext", "incontext-rl"):
+            raise ValueError(f"--method {self.method} labels no store of positions to keep")
         return self
 
     @property

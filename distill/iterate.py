@@ -6,7 +6,9 @@ and leaf values come from the best student so far plays games against itself
 playout-cap randomization), as matches sharded on a runner
 (:func:`self_play`); the student learns the search's visit-count distributions and the
 games' outcomes (or the search's values)
-over a window of the latest iterations' positions; the improved student guides the
+over a window of the latest iterations' positions (with ``anchor_share``, beside a
+share of the start teacher's labelled positions, drawn afresh every iteration from
+those the start distillation kept); the improved student guides the
 next search, which is stronger for it. The student starts blank, or from a short
 distillation of a teacher (``start``, through :func:`distill.run.distill`).
 
@@ -273,15 +275,16 @@ def _start_student(config: IterateConfig, game: Game, run: Path,
         from distill.run import distill
 
         # distill() resumes a start distillation killed half-way from its own checkpoint.
+        keep = config.anchor_share > 0 or None
         if config.start == "preset":
             start = config_with_preset(game=game.name, student=config.student,
-                                       seed=config.seed, out=start_dir)
+                                       seed=config.seed, out=start_dir, keep_positions=keep)
         else:
             start = config_with_preset(
                 game=game.name, teacher=config.start, student=config.student,
                 method=config.start_method, budget_games=config.start_games,
                 games_per_round=config.start_games_per_round, seed=config.seed,
-                out=start_dir, holdout_games=0,
+                out=start_dir, holdout_games=0, keep_positions=keep,
             )
         distill(start, runner=runner)
     return load_net(start_dir / "student", game)
@@ -289,6 +292,37 @@ def _start_student(config: IterateConfig, game: Game, run: Path,
 
 def _window(parts: list[Positions], game: Game) -> Positions:
     return Positions.concat(parts) if parts else Positions.empty(game)
+
+
+def _anchor(config: IterateConfig, game: Game, run: Path) -> Positions | None:
+    """The start teacher's labelled positions the fits draw from (``None`` without
+    ``anchor_share``)."""
+    if config.anchor_share <= 0:
+        return None
+    from distill.run import POSITIONS_DIR
+    from distill.store import PositionStore
+
+    directory = run / "start" / POSITIONS_DIR
+    if not directory.is_dir():
+        raise TlmError(f"anchor_share needs the start distillation's positions in "
+                       f"{directory}, which it did not keep: start the run over (--fresh)")
+    anchor = PositionStore.load(directory, game).as_positions()
+    if not len(anchor):
+        raise TlmError(f"the start distillation labelled no positions ({directory})")
+    return anchor
+
+
+def _with_anchor(window: Positions, anchor: Positions | None, config: IterateConfig,
+                 iteration: int) -> tuple[Positions, int]:
+    """``window`` and, drawn afresh for ``iteration``, as many of the anchor's positions
+    as make them ``config.anchor_share`` of the fit; how many were drawn."""
+    if anchor is None or not len(window):
+        return window, 0
+    share = config.anchor_share
+    n = min(len(anchor), round(len(window) * share / (1.0 - share)))
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, iteration, 6]))
+    drawn = np.sort(rng.choice(len(anchor), size=n, replace=False))
+    return Positions.concat([window, anchor.select(drawn)]), n
 
 
 def _save_replay(parts: list[Positions], directory: Path, game: Game) -> None:
@@ -396,6 +430,7 @@ def iterate(
                       if (checkpoint / REPLAY).is_dir() else [])
         _remove_uncommitted(run, state.iteration)
         best = load_net(_student_dir(run, state.best), g)
+        anchor = _anchor(config, g, run)
 
         writer = SummaryWriter(log_dir=str(run / "tensorboard"))
         stopped = (config.stop_when_perfect and state.iteration > 0
@@ -405,7 +440,7 @@ def iterate(
             t0 = time.perf_counter()
             data = self_play(g, best, config, k, runner)
             replay = [*replay, data][-config.replay_iterations:]
-            window = _window(replay, g)
+            window, anchored = _with_anchor(_window(replay, g), anchor, config, k)
             t1 = time.perf_counter()
             losses = fit(net, g, window, fit_config, optimizer, generator)
             t2 = time.perf_counter()
@@ -420,6 +455,7 @@ def iterate(
             state.torch_rng = torch_generator_state(generator)
             row = {
                 "iteration": k, "positions": len(window), "new_positions": len(data),
+                **({"anchor_positions": anchored} if anchor is not None else {}),
                 "accepted": int(accepted), "gate_score": score, "best": state.best,
                 **losses, **metrics,
                 "self_play_s": t1 - t0, "fit_s": t2 - t1, "measure_s": time.perf_counter() - t2,

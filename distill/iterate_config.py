@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from arena import TlmError, get_game
 from arena.runstate import read_yaml_mapping, validated
@@ -82,6 +82,11 @@ class IterateConfig(BaseModel):
     value_weight: float = Field(1.0, ge=0, description="Weight of the value loss.")
     augment: bool = Field(
         True, description="Also train on the symmetric images of every position.")
+    anchor_share: float = Field(
+        0.0, ge=0, lt=1, description="Share of every fit's positions drawn afresh from "
+        "the start teacher's labelled positions (kept by the start distillation), so the "
+        "student keeps what its teacher taught while it learns from its search; 0: the "
+        "search's positions only. Needs a start teacher.")
 
     # Measuring and gating.
     gate_threshold: float = Field(
@@ -107,6 +112,13 @@ class IterateConfig(BaseModel):
         "dagger", description="How the start teacher is distilled into the fresh student.")
     start_games: int = Field(200, gt=0, description="Start teacher's labelled games.")
     start_games_per_round: int = Field(50, gt=0, description="Start: games per round.")
+
+    @model_validator(mode="after")
+    def _anchor_needs_a_teacher(self) -> IterateConfig:
+        if self.anchor_share > 0 and self.start == "none":
+            raise ValueError("anchor_share needs a start teacher (start: preset or a "
+                             "teacher spec), whose labelled positions it draws from")
+        return self
 
 
 DEFAULT_PANELS: dict[str, list[str]] = {

@@ -18,7 +18,8 @@ games as in this process; labelling, fitting and measuring stay here.
 The same command run again after a kill goes on from the last checkpoint; ``stop``
 (a :class:`arena.runstate.StopHandler`) ends a run after a round, resumable. The output
 directory (student checkpoint, curve CSV and PNG, TensorBoard scalars, JSON report)
-appears only when the run is complete. ``--method kickstart`` (PPO with a distillation
+appears only when the run is complete (with ``keep_positions``, the teacher-labelled
+positions too, in ``OUT/positions``). ``--method kickstart`` (PPO with a distillation
 term, :mod:`distill.kickstart`) trains in its own loop: its student learns from its
 own returns in SB3's rollouts, not from a store of labelled positions. ``--method
 incontext`` (:mod:`distill.incontext`) has its own loop too: a recurrent student plays
@@ -71,6 +72,10 @@ from teachers.generate import Exploration, TeacherLabeller, collect_positions
 Progress = Callable[[dict[str, Any]], None]
 
 TIMES = ("play_s", "label_s", "fit_s", "eval_s")
+
+POSITIONS_DIR = "positions"
+"""Where a run with ``keep_positions`` writes its teacher-labelled positions
+(:meth:`distill.store.PositionStore.save`)."""
 """Where a round's time goes: playing games, labelling positions, fitting, measuring."""
 
 STUDENT_PANEL = Panel(
@@ -330,6 +335,8 @@ def _finish(
         **strategy.summary(curve),
         "config": config.model_dump(mode="json"),
     }
+    if config.keep_positions:
+        store.save(stage / POSITIONS_DIR, config.teacher)
     write_json_atomic(stage / "report.json", report)
     clear_checkpoint(stage)
     return report

@@ -96,6 +96,8 @@ def test_bad_input(tmp_path: Path) -> None:
         small_config(tmp_path / "o", budget_games=0)
     with pytest.raises(TlmError, match="method"):
         small_config(tmp_path / "o", method="magic")
+    with pytest.raises(TlmError, match="kickstart labels no store of positions"):
+        small_config(tmp_path / "o", method="kickstart", keep_positions=True)
     with pytest.raises(TlmError, match="colour: unknown key"):
         make_config(game="tictactoe", teacher="perfect", out=tmp_path / "o", colour="red")
     with pytest.raises(TlmError, match="plays only connect_four"):

@@ -246,3 +246,30 @@ def test_tictactoe_from_blank_reaches_perfect_play(tmp_path: Path) -> None:
     assert report["latest"]["exhaustive_losses"] == 0 == report["final"]["exhaustive_losses"]
     assert (out / "student" / "model.safetensors").read_bytes() == (
         out / "latest" / "model.safetensors").read_bytes()
+
+
+def test_anchor_share_draws_the_start_teachers_positions(tmp_path: Path) -> None:
+    from distill.run import POSITIONS_DIR
+    from distill.store import PositionStore
+
+    cfg = {**SMALL, "start": "perfect", "start_games": 20, "start_games_per_round": 10,
+           "iterations": 2, "anchor_share": 0.25}
+    for name in ("a", "b"):
+        iterate(make_iterate_config(**cfg, out=tmp_path / name))
+    assert same_weights(tmp_path / "a" / "latest", tmp_path / "b" / "latest")
+    kept = PositionStore.load(tmp_path / "a" / "start" / POSITIONS_DIR, "tictactoe")
+    assert len(kept) > 20
+    rows = curve(tmp_path / "a")[1:]
+    for row in rows:
+        anchored, window = int(row["anchor_positions"]), int(row["positions"])
+        assert anchored == round((window - anchored) / 3)  # a quarter of the fit
+        assert anchored > 0
+    # Without the share, the start distillation keeps nothing and no column appears.
+    iterate(make_iterate_config(**{**cfg, "anchor_share": 0.0}, out=tmp_path / "c"))
+    assert not (tmp_path / "c" / "start" / POSITIONS_DIR).exists()
+    assert "anchor_positions" not in curve(tmp_path / "c")[1]
+
+
+def test_anchor_share_needs_a_start_teacher(tmp_path: Path) -> None:
+    with pytest.raises(TlmError, match="anchor_share needs a start teacher"):
+        make_iterate_config(**{**SMALL, "anchor_share": 0.2, "out": tmp_path / "x"})
