@@ -20,8 +20,8 @@ among mixtures of the best fixed strategies, the uniform one and the learned pol
 mean mixture, by its median on the first ``--hindsight`` pairs, then run on all.
 
 With ``--pick-on K`` the fixed strategies run on the first ``K`` pairs only, the best
-of them by median is picked there, and it, the learned policy, the uniform mixture and
-EXP3 run on every pair (no static mixtures): the connect-four transfer, whose runs take
+of them by median is picked there, and it and the learned policy run on every pair (no
+static mixture, uniform mixture or EXP3): the connect-four transfer, whose runs take
 minutes, uses it with ``--only`` to run its arms side by side.
 
 Runs are cached in ``--cache`` (one JSON file each): a rerun reuses them.

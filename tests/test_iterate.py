@@ -273,3 +273,15 @@ def test_anchor_share_draws_the_start_teachers_positions(tmp_path: Path) -> None
 def test_anchor_share_needs_a_start_teacher(tmp_path: Path) -> None:
     with pytest.raises(TlmError, match="anchor_share needs a start teacher"):
         make_iterate_config(**{**SMALL, "anchor_share": 0.2, "out": tmp_path / "x"})
+
+
+def test_the_connect_four_preset_anchors_only_with_a_start_teacher(tmp_path: Path) -> None:
+    from distill.iterate_config import iterate_config_with_preset
+
+    preset = iterate_config_with_preset(game="connect_four", out=tmp_path / "a")
+    assert preset.start == "preset" and preset.anchor_share > 0
+    blank = iterate_config_with_preset(game="connect_four", start="none", out=tmp_path / "b")
+    assert blank.anchor_share == 0
+    with pytest.raises(TlmError, match="anchor_share needs a start teacher"):
+        iterate_config_with_preset(game="connect_four", start="none", anchor_share=0.3,
+                                   out=tmp_path / "c")
