@@ -30,6 +30,7 @@ to each.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,11 +73,11 @@ from teachers.generate import Exploration, TeacherLabeller, collect_positions
 Progress = Callable[[dict[str, Any]], None]
 
 TIMES = ("play_s", "label_s", "fit_s", "eval_s")
+"""Where a round's time goes: playing games, labelling positions, fitting, measuring."""
 
 POSITIONS_DIR = "positions"
 """Where a run with ``keep_positions`` writes its teacher-labelled positions
 (:meth:`distill.store.PositionStore.save`)."""
-"""Where a round's time goes: playing games, labelling positions, fitting, measuring."""
 
 STUDENT_PANEL = Panel(
     x="teacher_games", xlabel="teacher-labelled games", ylabel="score / accuracy",
@@ -336,6 +337,8 @@ def _finish(
         "config": config.model_dump(mode="json"),
     }
     if config.keep_positions:
+        # A run killed after this write and resumed writes it again.
+        shutil.rmtree(stage / POSITIONS_DIR, ignore_errors=True)
         store.save(stage / POSITIONS_DIR, config.teacher)
     write_json_atomic(stage / "report.json", report)
     clear_checkpoint(stage)
