@@ -20,9 +20,10 @@ among mixtures of the best fixed strategies, the uniform one and the learned pol
 mean mixture, by its median on the first ``--hindsight`` pairs, then run on all.
 
 With ``--pick-on K`` the fixed strategies run on the first ``K`` pairs only, the best
-of them by median is picked there, and it and the learned policy run on every pair (no
-static mixture, uniform mixture or EXP3): the connect-four transfer, whose runs take
-minutes, uses it with ``--only`` to run its arms side by side.
+of them by median is picked there, and it, the learned policy, the uniform mixture and
+EXP3 run on every pair (no static mixtures; with ``--only``, the uniform mixture and
+EXP3 are compared only where they are cached on every pair): the connect-four
+transfer, whose runs take minutes, uses it with ``--only`` to run its arms side by side.
 
 Runs are cached in ``--cache`` (one JSON file each): a rerun reuses them.
 
@@ -131,9 +132,14 @@ def print_rates(runs: dict[str, list[dict[str, Any]]], over: str) -> None:
         for t in RATES:
             firsts = [labels_to(c, t) for c in curves]
             med = np.median(firsts)
-            cells.append(f"{'inf' if np.isinf(med) else int(med):>8}")
+            cells.append(f"{shown(med):>8}")
         best = np.median([max(rate for _, rate in c) for c in curves])
         print(f"{arm:>12}  " + "  ".join(cells) + f"  {best:>6.3f}")
+
+
+def shown(labels: float) -> str:
+    """Labels as printed: an integer, or ``inf`` for a target never met."""
+    return "inf" if np.isinf(labels) else str(int(labels))
 
 
 def as_cost(labels: list[int | None]) -> np.ndarray:
@@ -174,7 +180,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="run cache directory")
     parser.add_argument("--pick-on", type=int, default=None,
                         help="run the fixed strategies on the first K pairs only, and the "
-                        "best of them and the learned policy on every pair")
+                        "best of them, the learned policy, the uniform mixture and EXP3 on "
+                        "every pair")
     args = parser.parse_args()
 
     game = get_game(args.game).name
@@ -274,7 +281,7 @@ def main() -> None:
         med = np.median(cost)
         r, lo, hi = ratio_interval(cost, base, rng)
         print(f"{arm:>22}  {reached:>3}/{len(cost):<3}  "
-              f"{'inf' if np.isinf(med) else int(med):>7}  {span:>11}  "
+              f"{shown(med):>7}  {span:>11}  "
               f"{r:>8.2f} [{lo:.2f}, {hi:.2f}]       "
               f"{np.median([x['rounds'] for x in runs[arm]]):>6.0f}  "
               f"{np.median([x['wall_s'] for x in runs[arm]]):>7.1f}", flush=True)
@@ -318,7 +325,7 @@ def picked_fixed(fixed: list[str], pairs: list[tuple[str, int]], k: int,
             r, lo, hi = ratio_interval(first[LEARNED], first[best], np.random.default_rng(0))
             print(f"labels to {t}: learned / {best} (medians) {r:.2f} [{lo:.2f}, {hi:.2f}]")
     print(f"\nfixed strategies on the first {len(head)} pair(s), median labels: " + ", ".join(
-        f"{a} {'inf' if np.isinf(m) else int(m)}" for a, m in medians.items()))
+        f"{a} {shown(m)}" for a, m in medians.items()))
     print(f"best fixed strategy (picked there): {best}")
     base = as_cost([r["labels"] for r in runs[best]])
     mine = as_cost([r["labels"] for r in runs[LEARNED]])
@@ -326,8 +333,8 @@ def picked_fixed(fixed: list[str], pairs: list[tuple[str, int]], k: int,
     for arm, cost in ((best, base), (LEARNED, mine)):
         med = np.median(cost)
         print(f"{arm:>12}  {int(np.isfinite(cost).sum()):>3}/{len(cost):<3}  "
-              f"{'inf' if np.isinf(med) else int(med):>7}  "
-              + " ".join("inf" if np.isinf(c) else str(int(c)) for c in cost))
+              f"{shown(med):>7}  "
+              + " ".join(shown(c) for c in cost))
     r, lo, hi = ratio_interval(mine, base, np.random.default_rng(0))
     print(f"learned / {best} (medians): {r:.2f} [{lo:.2f}, {hi:.2f}] over {len(pairs)} pairs; "
           f"per pair: " + " ".join(f"{m / b:.2f}" if np.isfinite(m) and np.isfinite(b)
@@ -343,7 +350,7 @@ def picked_fixed(fixed: list[str], pairs: list[tuple[str, int]], k: int,
         r, lo, hi = ratio_interval(mine, cost, np.random.default_rng(0))
         med = np.median(cost)
         print(f"{other}: reached {int(np.isfinite(cost).sum())}/{len(cost)}, median "
-              f"{'inf' if np.isinf(med) else int(med)}; learned / {other}: "
+              f"{shown(med)}; learned / {other}: "
               f"{r:.2f} [{lo:.2f}, {hi:.2f}]")
 
 
