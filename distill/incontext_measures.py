@@ -114,7 +114,8 @@ def final_measures(
     (``n_series`` series each), beside the teacher's own: the response the students
     learn from, played against ``perfect`` and ``random`` themselves."""
     perfect = float(np.mean([perfect_score(a) for a in held_out]))
-    best = float(np.mean([t.response.score for t in teachers]))
+    # G is the exact best response's gain, whatever risk the teacher avoids.
+    best = float(np.mean([t.exact_score for t in teachers]))
     oracle = np.mean([t.oracle(k) for t in teachers], axis=0)
     out: dict[str, Any] = {
         "series": n_series, "k": k, "opponents": [a.name for a in held_out],
@@ -124,8 +125,10 @@ def final_measures(
     }
     references = [make_agent("perfect", g), make_agent("random", g)]
     cautious = bool(teachers) and teachers[0].cautious is not None
+    loss_weight = teachers[0].loss_weight if teachers else 0.0
     out["teacher_losses"] = {
-        r.name: losses_by_seat(g, SeriesTeacher(r, cautious=cautious), r, n_series, k,
+        r.name: losses_by_seat(g, SeriesTeacher(r, cautious=cautious, loss_weight=loss_weight),
+                               r, n_series, k,
                                derived_seed(seed, 7, i))
         for i, r in enumerate(references) if isinstance(r, PolicyAgent)}
     for name, agent in players.named():

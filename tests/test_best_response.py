@@ -178,6 +178,54 @@ def test_the_safe_best_response_never_gives_the_game_up() -> None:
     assert best_response(random, safe=True).score < best_response(random).score
 
 
+def _loss_probability(moves: dict[int, int], opponent: object, seat: int) -> float:
+    """The exact probability that the responder, uniform over ``moves``, loses a game
+    to ``opponent`` from ``seat``."""
+    theirs = policy_table(opponent)  # type: ignore[arg-type]
+
+    def lose(us: int, them: int, our_move: bool) -> float:
+        if not FULL & ~(us | them):
+            return 0.0
+        if our_move:
+            bits = moves[us | them << N_SQUARES]
+            children = [us | 1 << a for a in range(N_SQUARES) if bits >> a & 1]
+            return sum(0.0 if any(c & m == m for m in LINE_MASKS) else lose(c, them, False)
+                       for c in children) / len(children)
+        p = theirs[them | us << N_SQUARES]
+        total = 0.0
+        for a in np.flatnonzero(p):
+            child = them | 1 << int(a)
+            won = any(child & m == m for m in LINE_MASKS)
+            total += p[a] * (1.0 if won else lose(us, child, True))
+        return total
+
+    return lose(0, 0, seat == 0)
+
+
+def test_a_loss_weight_trades_a_little_score_for_no_loss_to_random() -> None:
+    random = make_agent("random", GAME)
+    exact, averse = best_response(random), best_response(random, loss_weight=2.0)
+    # The exact response to random risks losing in the second seat; at weight 2 it never does.
+    assert _loss_probability(exact.moves, random, 1) > 0.005
+    assert _loss_probability(averse.moves, random, 0) == 0.0
+    assert _loss_probability(averse.moves, random, 1) == 0.0
+    assert averse.score < exact.score
+    # Its scores are the expected scores of the moves it chose, no better than the exact
+    # response's, and no worse than perfect's.
+    perfect = make_agent("perfect", GAME)
+    for spec in ("random", "prefer:left,p=0.75", "prefer:bottom,p=0.5"):
+        opponent = make_agent(spec, GAME)
+        free, safe = best_response(opponent), best_response(opponent, loss_weight=2.0)
+        for seat in (0, 1):
+            assert expected_score(perfect, opponent, seat) - 1e-12 <= safe.scores[seat]
+            assert safe.scores[seat] <= free.scores[seat] + 1e-12
+    # It keeps most of the exploit of a deterministic habit, which risks nothing.
+    left = make_agent("prefer:left", GAME)
+    assert best_response(left, loss_weight=2.0).score == pytest.approx(best_response(left).score)
+    with pytest.raises(TlmError, match="loss_weight"):
+        best_response(random, loss_weight=-1.0)
+
+
 def test_the_best_response_teacher_scores_what_expectimax_says() -> None:
     opponent = make_agent("prefer:left,p=0.5", GAME)
     teacher = BestResponseTeacher(opponent)

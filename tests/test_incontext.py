@@ -212,6 +212,21 @@ train_incontext(make_incontext_config(**json.loads(sys.argv[1])))
 """
 
 
+def test_the_gap_is_the_exact_best_responses_whatever_the_teacher_risks(
+        tmp_path: Path) -> None:
+    held = "prefer:left,p=0.5"
+    report = train_incontext(make_incontext_config(
+        **{**_tiny(tmp_path / "out", rounds=1), "held_out": [held], "loss_weight": 2.0}))
+    assert report["loss_weight"] == 2.0
+    final = report["final"]
+    opponent = make_agent(held, get_game("tictactoe"))
+    exact, averse = best_response(opponent), best_response(opponent, loss_weight=2.0)
+    assert averse.score < exact.score - 1e-3  # the weight changes this teacher's moves
+    assert final["best_response"] == pytest.approx(exact.score)
+    # The teacher's own curve is the risk-averse one, below the exact response.
+    assert final["oracle_by_game"][-1] < exact.score - 1e-3
+
+
 def test_a_run_killed_mid_way_resumes_to_the_same_student(tmp_path: Path) -> None:
     settings = _tiny(tmp_path / "killed", rounds=6)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -264,6 +279,7 @@ def test_a_checkpoint_of_other_settings_is_refused_and_kept(tmp_path: Path) -> N
     ({"control": "gru:8"}, "feedforward"),
     ({"game": "connect_four"}, "tictactoe only"),
     ({"population": "nope"}, "unknown population"),
+    ({"loss_weight": -1.0}, "loss_weight"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, fields: dict,
                                                   message: str) -> None:
