@@ -131,8 +131,9 @@ class InContextConfig(BaseModel):
         0.0, ge=0, le=100, description="What a loss costs the teacher's best response "
         "(win 1, draw 1/2, loss -loss_weight): above 0 it maximises the expected score "
         "minus this times the chance of losing, so it gives up exploits that risk a loss "
-        "for little gain (at 2 its students lost 2-3 games of 10,000 to random, not 3-9, "
-        "but kept +0.50 G in game 10, not +0.62 G); 0: the exact best response.")
+        "for little gain (at 1 or 2 its students lost 2-3 games of 10,000 to random, not "
+        "3-9, but kept +0.49 to +0.54 G in game 10, not +0.62 to +0.65 G); 0: the exact "
+        "best response.")
     rounds: int = Field(40, gt=0, description="Rounds of play, labels and fitting.")
     series_per_opponent: int = Field(16, gt=0, description="Series against each training "
                                      "opponent each round.")
