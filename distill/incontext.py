@@ -419,8 +419,7 @@ def _finish(stage: Path, run: _Run, net: RecurrentStudentNet, control: StudentNe
     """Write the students, the curve and the report into ``stage``."""
     c = run.config
     provenance = {"method": "incontext", "labels": c.labels, "loss_weight": c.loss_weight,
-                  "population":
-                  run.population.name, "series": c.series, "seed": c.seed,
+                  "population": run.population.name, "series": c.series, "seed": c.seed,
                   "labelled_decisions": state["decisions"]}
     save_student(net, stage / "student", provenance=provenance)
     if control is not None:

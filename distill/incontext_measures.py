@@ -128,8 +128,7 @@ def final_measures(
     loss_weight = teachers[0].loss_weight if teachers else 0.0
     out["teacher_losses"] = {
         r.name: losses_by_seat(g, SeriesTeacher(r, cautious=cautious, loss_weight=loss_weight),
-                               r, n_series, k,
-                               derived_seed(seed, 7, i))
+                               r, n_series, k, derived_seed(seed, 7, i))
         for i, r in enumerate(references) if isinstance(r, PolicyAgent)}
     for name, agent in players.named():
         scores = series_scores(g, agent, held_out, n_series, k, seed)
