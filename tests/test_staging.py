@@ -144,9 +144,10 @@ def test_the_lock_alone(tmp_path: Path) -> None:
     assert not lock.exists()
 
 
-def start_generate(out: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def start_generate(out: Path, cwd: Path, args: list[str] = GENERATE
+                   ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [*TLM, *GENERATE, "--out", str(out)], cwd=cwd,
+        [*TLM, *args, "--out", str(out)], cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -194,10 +195,13 @@ def test_generate_killed_two_seconds_in_then_rerun_succeeds_and_cleans_up(
 
 def test_two_runs_to_one_output_the_second_gets_exit_2(tmp_path: Path) -> None:
     out = tmp_path / "data"
-    first = start_generate(out, tmp_path)
+    # A run far too long to end while the second one starts, however busy the machine
+    # (it is killed below).
+    long = [*GENERATE[:5], "--games", "6000000", *GENERATE[7:]]
+    first = start_generate(out, tmp_path, long)
     try:
         wait_for(lambda: staging_path(out).is_dir(), first)
-        second = run_tlm([*GENERATE, "--out", str(out)], tmp_path)
+        second = run_tlm([*long, "--out", str(out)], tmp_path)
         assert first.poll() is None, "the first run ended before the second started"
         assert second.returncode == 2
         assert second.stderr.strip() == (
