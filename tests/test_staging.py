@@ -30,9 +30,15 @@ from arena.runstate import (
 from scripts.cli import main
 
 TLM = [sys.executable, "-c", "import sys; from scripts.cli import main; sys.exit(main())"]
+
+
+def generate_args(games: int) -> list[str]:
+    return ["generate", "--game", "connect_four", "--teacher", "alphabeta:2",
+            "--games", str(games), "--games-per-shard", "100", "--seed", "3"]
+
+
 # Long enough to be killed two seconds in, short enough to rerun in a few seconds.
-GENERATE = ["generate", "--game", "connect_four", "--teacher", "alphabeta:2",
-            "--games", "6000", "--games-per-shard", "100", "--seed", "3"]
+GENERATE = generate_args(6000)
 
 
 def leftovers(parent: Path) -> list[str]:
@@ -197,7 +203,7 @@ def test_two_runs_to_one_output_the_second_gets_exit_2(tmp_path: Path) -> None:
     out = tmp_path / "data"
     # A run far too long to end while the second one starts, however busy the machine
     # (it is killed below).
-    long = [*GENERATE[:5], "--games", "6000000", *GENERATE[7:]]
+    long = generate_args(6_000_000)
     first = start_generate(out, tmp_path, long)
     try:
         wait_for(lambda: staging_path(out).is_dir(), first)
