@@ -503,10 +503,12 @@ def test_version_1_checkpoints_keep_their_relu_heads(tmp_path: Path) -> None:
     assert torch.equal(linear(obs)[0], want[0])
 
 
-def test_the_shipped_connect_four_zoo_student_keeps_relu_heads() -> None:
+def test_the_shipped_connect_four_zoo_student_has_the_heads_it_was_trained_with() -> None:
     from teachers.zoo import zoo_dir
 
-    assert load_net(zoo_dir("connect_four"), "connect_four").heads == "relu"
+    config = json.loads((zoo_dir("connect_four") / "config.json").read_text())
+    want = config.get("heads", "relu")  # format 1 saved no heads: they were ReLU
+    assert load_net(zoo_dir("connect_four"), "connect_four").heads == want == "linear"
 
 
 def test_payloads_carry_the_heads() -> None:
