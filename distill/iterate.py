@@ -290,8 +290,9 @@ def _start_student(config: IterateConfig, game: Game, run: Path,
     return load_net(start_dir / "student", game)
 
 
-def _window(parts: list[Positions], game: Game) -> Positions:
-    return Positions.concat(parts) if parts else Positions.empty(game)
+def _window(parts: list[Positions], game: Game, average: bool = False) -> Positions:
+    window = Positions.concat(parts) if parts else Positions.empty(game)
+    return window.averaged() if average else window
 
 
 def _anchor(config: IterateConfig, game: Game, run: Path) -> Positions | None:
@@ -440,7 +441,8 @@ def iterate(
             t0 = time.perf_counter()
             data = self_play(g, best, config, k, runner)
             replay = [*replay, data][-config.replay_iterations:]
-            window, anchored = _with_anchor(_window(replay, g), anchor, config, k)
+            window, anchored = _with_anchor(_window(replay, g, config.average_positions),
+                                            anchor, config, k)
             t1 = time.perf_counter()
             losses = fit(net, g, window, fit_config, optimizer, generator)
             t2 = time.perf_counter()

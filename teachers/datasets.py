@@ -72,6 +72,39 @@ class Positions:
         """The rows ``idx`` (index array or boolean mask)."""
         return Positions(**{name: getattr(self, name)[idx] for name in _FIELDS})
 
+    def averaged(self) -> Positions:
+        """One row per distinct position (same observation and legal moves), in the
+        order each first appears, its ``probs``, ``value`` and ``outcome`` the means of
+        its rows' (``value`` over the rows that have one: NaN where none has); the
+        other columns are the first row's."""
+        n = len(self)
+        if n == 0:
+            return self
+        rows = np.concatenate([self.obs.reshape(n, -1).astype(np.int16),
+                               self.mask.astype(np.int16)], axis=1)
+        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        order = np.argsort(first, kind="stable")  # groups in order of first appearance
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        group = rank[inverse]
+        k = len(first)
+        count = np.bincount(group, minlength=k).astype(np.float64)
+
+        def mean(column: np.ndarray) -> np.ndarray:
+            total = np.zeros((k, *column.shape[1:]), dtype=np.float64)
+            np.add.at(total, group, column)
+            return (total / count.reshape(-1, *[1] * (column.ndim - 1))).astype(column.dtype)
+
+        has = ~np.isnan(self.value)
+        value_sum = np.bincount(group, weights=np.where(has, self.value, 0.0), minlength=k)
+        value_n = np.bincount(group, weights=has.astype(np.float64), minlength=k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.where(value_n > 0, value_sum / value_n, np.nan).astype(self.value.dtype)
+        out = self.select(first[order])
+        out.probs, out.outcome, out.value = mean(self.probs), mean(self.outcome), value
+        return out
+
     def split_by_game(self, holdout: float, seed: int) -> tuple[Positions, Positions]:
         """``(train, held_out)``: whole games go to one side, ``holdout`` of them held out."""
         games = np.unique(self.game_id)

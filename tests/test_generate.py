@@ -117,3 +117,33 @@ def test_dataset_errors(tmp_path: Path) -> None:
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(TlmError, match="holds no positions"):
         load_dataset(out)
+
+
+def test_averaged_positions_are_one_row_each_with_mean_targets() -> None:
+    from arena import get_game
+    from teachers.datasets import Positions
+
+    game = get_game("connect_four")
+
+    def row(square: int, probs: list[float], value: float, outcome: float) -> Positions:
+        obs = np.zeros((1, *game.obs_shape), dtype=game.obs_dtype)
+        obs.flat[square] = 1
+        return Positions(obs=obs, mask=np.ones((1, 7), np.int8),
+                         probs=np.array([probs], np.float32),
+                         value=np.array([value], np.float32),
+                         outcome=np.array([outcome], np.float32),
+                         action=np.zeros(1, np.int32), game_id=np.zeros(1, np.int64),
+                         ply=np.ones(1, np.int32), seat=np.zeros(1, np.int8))
+
+    a, b = [1.0, 0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0, 0]
+    rows = Positions.concat([row(9, a, 0.5, 1.0), row(3, b, np.nan, -1.0),
+                             row(9, b, np.nan, -1.0), row(3, a, 0.2, 1.0),
+                             row(11, a, np.nan, 0.0)])
+    out = rows.averaged()
+    assert len(out) == 3
+    assert out.obs.reshape(3, -1).argmax(axis=1).tolist() == [9, 3, 11]  # first seen first
+    np.testing.assert_allclose(out.probs[:2], [[0.5, 0.5, 0, 0, 0, 0, 0]] * 2)
+    np.testing.assert_allclose(out.outcome, [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(out.value[:2], [0.5, 0.2])  # over the rows with a value
+    assert np.isnan(out.value[2])
+    assert len(Positions.empty(game).averaged()) == 0

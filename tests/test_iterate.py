@@ -285,3 +285,16 @@ def test_the_connect_four_preset_anchors_only_with_a_start_teacher(tmp_path: Pat
     with pytest.raises(TlmError, match="anchor_share needs a start teacher"):
         iterate_config_with_preset(game="connect_four", start="none", anchor_share=0.3,
                                    out=tmp_path / "c")
+
+
+def test_averaged_positions_fit_each_distinct_position_once(tmp_path: Path) -> None:
+    from distill.iterate_config import iterate_config_with_preset
+
+    cfg = {**SMALL, "iterations": 1}
+    iterate(make_iterate_config(**cfg, out=tmp_path / "plain"))
+    iterate(make_iterate_config(**cfg, average_positions=True, out=tmp_path / "averaged"))
+    plain, averaged = curve(tmp_path / "plain")[1], curve(tmp_path / "averaged")[1]
+    assert plain["new_positions"] == averaged["new_positions"] == plain["positions"]
+    # Every game of the first iteration starts from the empty board, so some repeat.
+    assert 0 < int(averaged["positions"]) < int(plain["positions"])
+    assert iterate_config_with_preset(game="connect_four", out=tmp_path / "c").average_positions
