@@ -80,8 +80,10 @@ class Positions:
         n = len(self)
         if n == 0:
             return self
-        rows = np.concatenate([self.obs.reshape(n, -1).astype(np.int16),
-                               self.mask.astype(np.int16)], axis=1)
+        # Compared as bytes, so observations of any dtype are told apart exactly.
+        rows = np.concatenate([np.ascontiguousarray(self.obs).reshape(n, -1).view(np.uint8),
+                               np.ascontiguousarray(self.mask).reshape(n, -1).view(np.uint8)],
+                              axis=1)
         _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         order = np.argsort(first, kind="stable")  # groups in order of first appearance

@@ -147,3 +147,8 @@ def test_averaged_positions_are_one_row_each_with_mean_targets() -> None:
     np.testing.assert_allclose(out.value[:2], [0.5, 0.2])  # over the rows with a value
     assert np.isnan(out.value[2])
     assert len(Positions.empty(game).averaged()) == 0
+    # Observations are compared exactly, whatever their dtype.
+    halves = Positions.concat([row(9, a, 0.5, 1.0), row(9, a, 0.5, 1.0)])
+    halves.obs = halves.obs.astype(np.float32) * np.array([0.25, 0.5], np.float32).reshape(
+        2, *[1] * (halves.obs.ndim - 1))
+    assert len(halves.averaged()) == 2
