@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from arena import Game, TlmError, get_game
-from teachers.datasets import DatasetWriter, Positions, load_dataset
+from teachers.datasets import DatasetWriter, Positions, load_dataset, position_rows
 
 ROWS = "positions"
 VISITS = "visits.parquet"
@@ -87,8 +87,7 @@ class PositionStore:
     @staticmethod
     def keys(obs: np.ndarray) -> list[bytes]:
         """One key per observation row: its bytes."""
-        flat = np.ascontiguousarray(obs).reshape(len(obs), int(np.prod(obs.shape[1:])))
-        return [row.tobytes() for row in flat]
+        return [row.tobytes() for row in position_rows(obs)]
 
     def lookup(self, keys: list[bytes]) -> np.ndarray:
         """Row of each key, ``-1`` where the store does not hold it."""

@@ -73,38 +73,29 @@ class Positions:
         return Positions(**{name: getattr(self, name)[idx] for name in _FIELDS})
 
     def averaged(self) -> Positions:
-        """One row per distinct position (same observation and legal moves), in the
-        order each first appears, its ``probs``, ``value`` and ``outcome`` the means of
-        its rows' (``value`` over the rows that have one: NaN where none has); the
-        other columns are the first row's."""
-        n = len(self)
-        if n == 0:
+        """One row per distinct position (:func:`position_rows`), in the order each
+        first appears, its ``probs``, ``value`` and ``outcome`` the means of its rows'
+        (``value`` over the rows that have one: NaN where none has); the other columns
+        are the first row's."""
+        if not len(self):
             return self
-        # Compared as bytes, so observations of any dtype are told apart exactly.
-        rows = np.concatenate([np.ascontiguousarray(self.obs).reshape(n, -1).view(np.uint8),
-                               np.ascontiguousarray(self.mask).reshape(n, -1).view(np.uint8)],
-                              axis=1)
-        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        order = np.argsort(first, kind="stable")  # groups in order of first appearance
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        group = rank[inverse]
+        _, first, inverse = np.unique(position_rows(self.obs), return_index=True,
+                                      return_inverse=True)
+        order = np.argsort(first)  # groups in order of first appearance
+        group = np.argsort(order)[inverse.reshape(-1)]
         k = len(first)
-        count = np.bincount(group, minlength=k).astype(np.float64)
 
-        def mean(column: np.ndarray) -> np.ndarray:
-            total = np.zeros((k, *column.shape[1:]), dtype=np.float64)
-            np.add.at(total, group, column)
-            return (total / count.reshape(-1, *[1] * (column.ndim - 1))).astype(column.dtype)
+        def mean(column: np.ndarray, weight: np.ndarray) -> np.ndarray:
+            total = np.zeros((k, *column.shape[1:]))
+            np.add.at(total, group, column * weight.reshape(-1, *[1] * (column.ndim - 1)))
+            n = np.bincount(group, weights=weight, minlength=k)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return (total / n.reshape(-1, *[1] * (column.ndim - 1))).astype(column.dtype)
 
-        has = ~np.isnan(self.value)
-        value_sum = np.bincount(group, weights=np.where(has, self.value, 0.0), minlength=k)
-        value_n = np.bincount(group, weights=has.astype(np.float64), minlength=k)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            value = np.where(value_n > 0, value_sum / value_n, np.nan).astype(self.value.dtype)
+        every, has = np.ones(len(self)), ~np.isnan(self.value)
         out = self.select(first[order])
-        out.probs, out.outcome, out.value = mean(self.probs), mean(self.outcome), value
+        out.probs, out.outcome = mean(self.probs, every), mean(self.outcome, every)
+        out.value = mean(np.where(has, self.value, 0.0).astype(self.value.dtype), has * 1.0)
         return out
 
     def split_by_game(self, holdout: float, seed: int) -> tuple[Positions, Positions]:
@@ -118,6 +109,14 @@ class Positions:
 
 
 _FIELDS = ("obs", "mask", "probs", "value", "outcome", "action", "game_id", "ply", "seat")
+
+
+def position_rows(obs: np.ndarray) -> np.ndarray:
+    """``[N]``: each observation row as one opaque item (its bytes), so that equal
+    observations, of any dtype, compare equal and nothing else does: what a distinct
+    position is to the datasets and stores built on them."""
+    flat = np.ascontiguousarray(obs).reshape(len(obs), int(np.prod(obs.shape[1:])))
+    return flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).reshape(-1)
 
 
 def _to_table(p: Positions) -> pa.Table:
