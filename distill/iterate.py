@@ -149,6 +149,7 @@ def self_play(
         full_share=config.full_search_share, c_puct=config.c_puct,
         dirichlet_alpha=config.dirichlet_alpha, dirichlet_fraction=config.dirichlet_fraction,
         temperature=1.0, temperature_plies=config.temperature_plies,
+        proven_targets=config.proven_targets,
     )
     bf16 = bf16_native() if config.bf16 == "auto" else bool(config.bf16)
     guide_agent = StudentAgent(guide, greedy=True)

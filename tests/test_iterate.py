@@ -298,3 +298,25 @@ def test_averaged_positions_fit_each_distinct_position_once(tmp_path: Path) -> N
     # Every game of the first iteration starts from the empty board, so some repeat.
     assert 0 < int(averaged["positions"]) < int(plain["positions"])
     assert iterate_config_with_preset(game="connect_four", out=tmp_path / "c").average_positions
+
+
+def test_proven_targets_reach_the_self_play_labels(tmp_path: Path) -> None:
+    """The connect-four preset labels what its search proved; on tic-tac-toe the same
+    games (labels do not change the moves played) get one-hot labels where a win was
+    proven."""
+    from arena import get_game
+    from distill.iterate import self_play
+    from distill.iterate_config import iterate_config_with_preset
+    from students import build_student
+
+    assert iterate_config_with_preset(game="connect_four", out=tmp_path / "c").proven_targets
+    game = get_game("tictactoe")
+    labels = {}
+    for proven in (False, True):
+        config = make_iterate_config(**{**SMALL, "simulations": 60, "games_per_iteration": 32,
+                                        "proven_targets": proven}, out=tmp_path / "x")
+        labels[proven] = self_play(game, build_student("mlp:32x1", game, seed=0), config, 1)
+    assert np.array_equal(labels[True].obs, labels[False].obs)
+    one_hot = {k: int((v.probs.max(axis=1) == 1.0).sum()) for k, v in labels.items()}
+    assert one_hot[True] > one_hot[False]
+

@@ -398,6 +398,32 @@ def test_visit_policy_temperature() -> None:
     np.testing.assert_array_equal(proven.policy(0.0), [[0, 0, 0, 0, 1]])  # the slowest loss
 
 
+def test_proven_policy() -> None:
+    def result(visits: list[list[int]], q: list[list[float]], solved: list[list[bool]],
+               plies: list[list[int]], legal: list[list[bool]] | None = None) -> SearchResult:
+        shape = np.shape(visits)
+        return SearchResult(
+            visits=np.array(visits), q=np.array(q), value=np.zeros(shape[0]),
+            prior=np.array([[0.1, 0.2, 0.3, 0.4]] * shape[0]),
+            legal=np.array(legal) if legal is not None else np.ones(shape, dtype=bool),
+            solved=np.array(solved), plies=np.array(plies))
+
+    wins = result([[9, 2, 5, 30]], [[1.0, 1.0, 0.2, 1.0]], [[True, True, False, True]],
+                  [[3, 1, 0, 1]])
+    np.testing.assert_allclose(wins.proven_policy(), [[0, 0.5, 0, 0.5]])  # quickest wins
+    losses = result([[9, 2, 5, 3]], [[-1.0, 0.1, 0.2, -1.0]], [[True, False, False, True]],
+                    [[2, 0, 0, 4]])
+    np.testing.assert_allclose(losses.proven_policy(), [[0, 2 / 7, 5 / 7, 0]])  # none lost
+    unvisited = result([[9, 0, 0, 3]], [[-1.0, 0.0, 0.0, -1.0]],
+                       [[True, False, False, True]], [[2, 0, 0, 4]])
+    np.testing.assert_allclose(unvisited.proven_policy(), [[0, 0.4, 0.6, 0]])  # priors
+    lost = result([[9, 2, 5, 3]], [[-1.0, -1.0, -1.0, -1.0]], [[True, True, True, False]],
+                  [[2, 6, 6, 0]], legal=[[True, True, True, False]])
+    np.testing.assert_allclose(lost.proven_policy(), [[0, 0.5, 0.5, 0]])  # slowest losses
+    open_ = result([[0, 6, 2, 2]], [[0.0, 0.1, 0.3, 0.2]], [[False] * 4], [[0] * 4])
+    np.testing.assert_allclose(open_.proven_policy(), open_.policy(1.0))  # nothing proven
+
+
 def test_agent_policy_and_value() -> None:
     engine = engine_of("tictactoe")
     root = positions(engine, [[0, 3, 1, 4], [0, 1, 4, 8]])

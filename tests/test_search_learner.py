@@ -18,7 +18,7 @@ from scripts.cli import main
 from students import StudentAgent
 from teachers.league import LeagueStore
 from teachers.learner import Learner
-from teachers.mcts.labeller import SearchLabeller
+from teachers.mcts.labeller import SearchLabeller, SelfPlaySettings
 from teachers.mcts.puct_agent import PUCTAgent
 from teachers.search import SearchLearner, SearchSettings, self_play_settings
 from teachers.search.games import play_training_games
@@ -93,6 +93,27 @@ def test_training_games_record_the_learners_moves_only() -> None:
     selfplay = play_training_games(GAME, labeller, "main", [sampling(learner.agent())],
                                    np.ones(1), 40, rng, moves_per_game=8.0)
     assert set(np.unique(selfplay.positions.seat)) == {0, 1}
+
+
+def test_proven_targets_label_the_quickest_proven_win() -> None:
+    """X (0, 1) against O (3, 4), X to move: 2 wins at once, and the search proves it."""
+    engine = GAME.make_engine()
+    state = engine.reset(1)
+    for move in (0, 3, 1, 4):
+        state, _, _ = engine.step(state, np.array([move]))
+    obs, mask = engine.observe(state)
+    guide = StudentAgent(SearchLearner("main", GAME, seed=1, settings=SMALL).net)
+    labels = {}
+    for proven in (False, True):
+        settings = SelfPlaySettings(sims=40, dirichlet_alpha=None, proven_targets=proven)
+        labeller = SearchLabeller(GAME, guide, settings)
+        labeller.act(obs, mask, np.random.default_rng(0), state)
+        assert labeller.labels is not None
+        labels[proven] = labeller.labels[0][0]
+    assert labels[True].tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert 0 < labels[False][2] < 1  # the visits spread beyond the win
+    # A league's search learner labels so with `proven_targets: true`.
+    assert self_play_settings(SMALL.model_copy(update={"proven_targets": True})).proven_targets
 
 
 def test_save_restore_then_train_equals_a_run_never_stopped(tmp_path: Path) -> None:

@@ -14,6 +14,10 @@ probability ``full_share`` and with ``fast_sims`` otherwise; only full searches 
 a policy label (the fast ones' probabilities are zero, and their value NaN), so the
 games are longer per second and the labels as good.
 
+Where the search proved a root move's outcome (MCTS-Solver), its visit counts can still
+spread over slower wins and proven losses; with ``proven_targets`` the label says what
+was proven instead: all of it on the quickest proven win, none on a proven loss.
+
 :func:`search_labels` keeps the fully searched positions of such games and sets the
 value target the student learns (the game's outcome, the search's root value, or
 their mean); expert iteration (:mod:`distill.iterate`) and the search learner
@@ -64,6 +68,9 @@ class SelfPlaySettings:
             visited move is played.
         opening_plies: uniformly random plies that open every game (for nobody).
         cache_entries: the evaluation cache's size (0: none).
+        proven_targets: label with what the search proved where it proved something
+            (:meth:`teachers.mcts.SearchResult.proven_policy`: the quickest proven
+            win, no proven loss), else with the visits.
     """
 
     sims: int = 200
@@ -76,6 +83,7 @@ class SelfPlaySettings:
     temperature_plies: int = 10
     opening_plies: int = 0
     cache_entries: int = 1 << 18
+    proven_targets: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.fast_sims <= self.sims:
@@ -92,8 +100,9 @@ class SearchLabeller(Agent):
     """Plays the student-guided search and labels each decision (see the module).
 
     After each :meth:`act`, :attr:`labels` holds ``(probs, value)`` for those rows:
-    the visit distribution at temperature 1 (zero for a fast search) and the root
-    value (NaN for a fast search).
+    the visit distribution at temperature 1, or what the search proved
+    (``settings.proven_targets``), zero for a fast search; and the root value (NaN for
+    a fast search).
 
     Args:
         game: ``connect_four`` or ``tictactoe``.
@@ -153,7 +162,7 @@ class SearchLabeller(Agent):
             visits[rows] = result.policy(1.0)
             solved_best[rows] = masked_argmax(result.policy(0.0), result.legal)
             if search is self.full:
-                probs[rows] = visits[rows]
+                probs[rows] = result.proven_policy() if s.proven_targets else visits[rows]
                 value[rows] = result.value
         self.labels = (probs, value)
         ply = np.asarray(obs).reshape(n, -1).sum(axis=1)
@@ -186,8 +195,8 @@ def search_labels(data: Positions, value_target: ValueTarget) -> Positions:
     search labelled, with the value target ``value_target``.
 
     Positions searched fast (playout-cap randomization: no policy label) are dropped.
-    ``probs`` stay the root visit distributions; ``value`` becomes NaN for
-    ``outcome`` (the fit then learns the game's outcome,
+    ``probs`` stay the labeller's (the root visits, or what the search proved);
+    ``value`` becomes NaN for ``outcome`` (the fit then learns the game's outcome,
     :func:`students.fit.value_targets`), stays the root value for ``search``, and is
     the mean of the two for ``mix``.
 

@@ -76,6 +76,26 @@ class SearchResult:
         weights = np.where(unvisited[:, None], self.prior, weights)
         return normalise_legal(weights, self.legal)
 
+    def proven_policy(self) -> np.ndarray:
+        """The visit distribution (temperature 1) corrected by what the search proved,
+        as ``probs[B, A]``: where a root move is a proven win, all the mass goes to the
+        quickest proven wins; where every move is a proven loss, to the slowest ones;
+        elsewhere the proven losses' visits are dropped (the priors of the moves not
+        proven lost stand in where those moves have no visit)."""
+        legal = self.legal.astype(bool)
+        win = self.solved & (self.q >= 1.0) & legal
+        loss = self.solved & (self.q <= -1.0) & legal
+        quickest = np.where(win, self.plies, np.iinfo(np.int64).max).min(axis=1, keepdims=True)
+        slowest = np.where(loss, self.plies, -1).max(axis=1, keepdims=True)
+        alive = legal & ~loss
+        visits = np.where(alive, self.visits.astype(np.float64), 0.0)
+        open_rows = np.where(visits.sum(axis=1, keepdims=True) > 0, visits,
+                             np.where(alive, self.prior, 0.0))
+        weights = np.where(win.any(axis=1, keepdims=True), win & (self.plies == quickest),
+                           np.where(alive.any(axis=1, keepdims=True), open_rows,
+                                    loss & (self.plies == slowest)))
+        return normalise_legal(weights.astype(np.float64), self.legal)
+
 
 def _argmax_random_ties(score: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Row-wise argmax of ``score``, choosing uniformly among exact ties."""

@@ -88,6 +88,7 @@ def self_play_settings(settings: SearchSettings) -> SelfPlaySettings:
         dirichlet_alpha=settings.dirichlet_alpha,
         dirichlet_fraction=settings.dirichlet_fraction, temperature=1.0,
         temperature_plies=settings.temperature_plies, opening_plies=settings.opening_plies,
+        proven_targets=settings.proven_targets,
     )
 
 

@@ -56,6 +56,10 @@ class SearchSettings(BaseModel):
     lr: float = Field(default=1e-3, gt=0, description="Learning rate (AdamW).")
     weight_decay: float = Field(default=1e-4, ge=0, description="AdamW weight decay.")
     value_weight: float = Field(default=1.0, ge=0, description="Weight of the value loss.")
+    proven_targets: bool = Field(
+        default=False, description="Where the search proved a root move's outcome, the "
+        "policy label says so: all of it on the quickest proven win, none on a proven loss "
+        "(else the visit counts).")
     value_target: Literal["outcome", "search", "mix"] = Field(
         default="mix", description="What the value head learns: the game's outcome, the "
         "search's root value, or their mean.")
