@@ -319,4 +319,3 @@ def test_proven_targets_reach_the_self_play_labels(tmp_path: Path) -> None:
     assert np.array_equal(labels[True].obs, labels[False].obs)
     one_hot = {k: int((v.probs.max(axis=1) == 1.0).sum()) for k, v in labels.items()}
     assert one_hot[True] > one_hot[False]
-
