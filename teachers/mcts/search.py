@@ -63,8 +63,7 @@ class SearchResult:
             # Three tiers (proven win, open or drawn, proven loss), each wider than any
             # score within it; q lies in [-1, 1], so a visit count outweighs it.
             score = np.where(unvisited[:, None], self.prior, visits + self.q / 4.0)
-            win = self.solved & (self.q >= 1.0)
-            loss = self.solved & (self.q <= -1.0)
+            win, loss = self._proven()
             score = np.where(win, -self.plies, np.where(loss, self.plies, score))
             tier = 1.0 + win - loss
             width = 2.0 * (visits.sum(axis=1, keepdims=True) + self.plies.max() + 2.0)
@@ -82,19 +81,22 @@ class SearchResult:
         quickest proven wins; where every move is a proven loss, to the slowest ones;
         elsewhere the proven losses' visits are dropped (the priors of the moves not
         proven lost stand in where those moves have no visit)."""
-        legal = self.legal.astype(bool)
-        win = self.solved & (self.q >= 1.0) & legal
-        loss = self.solved & (self.q <= -1.0) & legal
+        win, loss = self._proven()
+        alive = self.legal.astype(bool) & ~loss
+        weights = np.where(alive, self.visits, 0).astype(np.float64)
+        unvisited = weights.sum(axis=1) == 0
+        weights[unvisited] = np.where(alive, self.prior, 0.0)[unvisited]
+        rows = win.any(axis=1)
         quickest = np.where(win, self.plies, np.iinfo(np.int64).max).min(axis=1, keepdims=True)
+        weights[rows] = (win & (self.plies == quickest))[rows]
+        rows = ~alive.any(axis=1)
         slowest = np.where(loss, self.plies, -1).max(axis=1, keepdims=True)
-        alive = legal & ~loss
-        visits = np.where(alive, self.visits.astype(np.float64), 0.0)
-        open_rows = np.where(visits.sum(axis=1, keepdims=True) > 0, visits,
-                             np.where(alive, self.prior, 0.0))
-        weights = np.where(win.any(axis=1, keepdims=True), win & (self.plies == quickest),
-                           np.where(alive.any(axis=1, keepdims=True), open_rows,
-                                    loss & (self.plies == slowest)))
-        return normalise_legal(weights.astype(np.float64), self.legal)
+        weights[rows] = (loss & (self.plies == slowest))[rows]
+        return normalise_legal(weights, self.legal)
+
+    def _proven(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(win, loss)``, ``[B, A]`` each: the root moves proven won, and proven lost."""
+        return self.solved & (self.q >= 1.0), self.solved & (self.q <= -1.0)
 
 
 def _argmax_random_ties(score: np.ndarray, rng: np.random.Generator) -> np.ndarray:
