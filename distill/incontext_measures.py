@@ -116,18 +116,22 @@ def final_measures(
     perfect = float(np.mean([perfect_score(a) for a in held_out]))
     # G is the exact best response's gain, whatever risk the teacher avoids.
     best = float(np.mean([t.exact_score for t in teachers]))
-    oracle = np.mean([t.oracle(k) for t in teachers], axis=0)
+    oracle = np.mean([t.oracle(k, n_series, derived_seed(seed, 8, i))
+                      for i, t in enumerate(teachers)], axis=0)
     out: dict[str, Any] = {
         "series": n_series, "k": k, "opponents": [a.name for a in held_out],
         "perfect": perfect, "best_response": best, "gap": best - perfect,
         "oracle_by_game": oracle.tolist(),
+        "oracle_exact": not any(t.forced_answers for t in teachers),
         "players": {},
     }
     references = [make_agent("perfect", g), make_agent("random", g)]
     cautious = bool(teachers) and teachers[0].cautious is not None
     loss_weight = teachers[0].loss_weight if teachers else 0.0
+    forced_answers = teachers[0].forced_answers if teachers else 0
     out["teacher_losses"] = {
-        r.name: losses_by_seat(g, SeriesTeacher(r, cautious=cautious, loss_weight=loss_weight),
+        r.name: losses_by_seat(g, SeriesTeacher(r, cautious=cautious, loss_weight=loss_weight,
+                                                forced_answers=forced_answers),
                                r, n_series, k, derived_seed(seed, 7, i))
         for i, r in enumerate(references) if isinstance(r, PolicyAgent)}
     for name, agent in players.named():
@@ -188,7 +192,7 @@ def _write_curve(stage: Path, curve: list[dict[str, Any]], final: dict[str, Any]
               "control": "feedforward control"}
     for name, player in final["players"].items():
         left.plot(games, player["by_game"], marker="o", label=labels[name])
-    left.plot(games, final["oracle_by_game"], color="black", ls="--", label="teacher (exact)")
+    left.plot(games, final["oracle_by_game"], color="black", ls="--", label=_teacher_name(final))
     left.axhline(final["best_response"], color="grey", ls=":", label="best response (exact)")
     left.axhline(final["perfect"], color="red", ls=":", label="perfect (exact)")
     left.set_xlabel("game of the series")
@@ -217,6 +221,11 @@ def _write_curve(stage: Path, curve: list[dict[str, Any]], final: dict[str, Any]
 
 
 
+def _teacher_name(final: dict[str, Any]) -> str:
+    """The teacher's row: exact, or (waiting for forced answers) the mean of its series."""
+    return "teacher (exact)" if final.get("oracle_exact", True) else "teacher (played)"
+
+
 PLAYER_NAMES = {"student": "recurrent student", "reset": "same, memory reset every game",
                 "control": "feedforward control"}
 """How reports name the players measured."""
@@ -228,7 +237,7 @@ def score_rows(final: dict[str, Any]) -> list[tuple[str, list[float]]]:
     k = final["k"]
     rows = [(PLAYER_NAMES.get(name, name), list(p["by_game"]))
             for name, p in final["players"].items()]
-    rows += [("teacher (exact)", list(final["oracle_by_game"])),
+    rows += [(_teacher_name(final), list(final["oracle_by_game"])),
              ("best response (exact)", [final["best_response"]] * k),
              ("perfect (exact)", [final["perfect"]] * k)]
     return rows

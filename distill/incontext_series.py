@@ -44,7 +44,12 @@ from students import (
     masked_log_softmax,
 )
 from students.recurrent import DECISION, GAME_END, PAD
-from teachers.best_response import SeriesTeacher, opponent_errors
+from teachers.best_response import (
+    SeriesTeacher,
+    opponent_errors,
+    tactical_answers,
+    won_by,
+)
 
 _N_ACTIONS = 9
 _BIT_PROBS = ((np.arange(1 << _N_ACTIONS)[:, None] >> np.arange(_N_ACTIONS)) & 1).astype(
@@ -187,8 +192,8 @@ class _Seen:
     obs: list[np.ndarray] = field(default_factory=list)
     mask: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
-    error_games: list[np.ndarray] = field(default_factory=list)
-    error_ply: list[np.ndarray] = field(default_factory=list)
+    events: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = field(
+        default_factory=lambda: {name: ([], []) for name in ("error", "answer", "miss")})
 
     def __call__(self, d: Decision) -> None:
         assert d.obs is not None
@@ -199,9 +204,29 @@ class _Seen:
             self.mask.append(np.array(d.mask, dtype=np.int8))
             self.actions.append(d.actions.astype(np.int8))
         else:
-            bad = opponent_errors(d.obs, d.actions)
-            self.error_games.append(d.games[bad])
-            self.error_ply.append(d.ply[bad])
+            # Only the moves after which the student moves again count, as only they
+            # are seen by a teacher that follows the series (a win ends the game).
+            forced, answered = tactical_answers(d.obs, d.actions)
+            won = won_by(d.obs, d.actions)
+            for name, rows in (("error", opponent_errors(d.obs, d.actions)),
+                               ("answer", answered & ~won), ("miss", forced & ~answered)):
+                self.events[name][0].append(d.games[rows])
+                self.events[name][1].append(d.ply[rows])
+
+    def before(self, name: str, games: np.ndarray, ply: np.ndarray, k: int, n_games: int
+               ) -> np.ndarray:
+        """For each decision at ``(games, ply)``, how many of the opponent's ``name``
+        events came before it in its series (in an earlier game, or earlier in its
+        game); games ``s*k .. s*k+k-1`` of the ``n_games`` are series ``s``."""
+        ev_games = _cat(self.events[name][0], np.int64)
+        ev_ply = _cat(self.events[name][1], np.int64)
+        total = np.concatenate([[0], np.cumsum(np.bincount(ev_games, minlength=n_games))])
+        earlier_games = total[games] - total[games // k * k]
+        stride = int(max(ev_ply.max(initial=0), ply.max(initial=0))) + 1
+        at = np.sort(ev_games * stride + ev_ply)
+        earlier_here = (np.searchsorted(at, games * stride + ply)
+                        - np.searchsorted(at, games * stride))
+        return earlier_games + earlier_here
 
 
 def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
@@ -225,16 +250,14 @@ def play_series(
     mask = np.concatenate(seen.mask)[order]
     actions = np.concatenate(seen.actions)[order]
 
-    # The opponent has erred before a decision if it erred in an earlier game of the
-    # series, or earlier in this game.
-    first_error = np.full(n_games, np.iinfo(np.int64).max)
-    np.minimum.at(first_error, _cat(seen.error_games, np.int64), _cat(seen.error_ply, np.int64))
-    erred_game = (first_error < np.iinfo(np.int64).max).reshape(n_series, k)
-    erred_before = np.zeros_like(erred_game)
-    erred_before[:, 1:] = np.logical_or.accumulate(erred_game, axis=1)[:, :-1]
-    erred = erred_before.reshape(-1)[games] | (first_error[games] < ply)
-    label = (teacher.labels(board_keys(obs), erred) if teacher is not None
-             else np.zeros(len(obs), dtype=np.int16))
+    # What the opponent did before a decision: in an earlier game of the series, or
+    # earlier in this game.
+    erred = seen.before("error", games, ply, k, n_games) > 0
+    label = np.zeros(len(obs), dtype=np.int16)
+    if teacher is not None:
+        trusted = teacher.trusted(seen.before("answer", games, ply, k, n_games),
+                                  seen.before("miss", games, ply, k, n_games) > 0)
+        label = teacher.labels(board_keys(obs), erred, trusted)
 
     # Event t of series s: game j's decisions follow the events of games 0..j-1.
     count = np.bincount(games, minlength=n_games)

@@ -48,7 +48,8 @@ def remeasure(out: Path, report: dict[str, Any], n_series: int, seed: int) -> di
     pop = report["population"]
     _, _, held_out = population_of("tictactoe-styles", pop["training"], pop["held_out"], g)
     cautious = report.get("labels", "best") == "cautious"
-    teachers = [series_teacher(a, cautious, report.get("loss_weight", 0.0)) for a in held_out]
+    teachers = [series_teacher(a, cautious, report.get("loss_weight", 0.0),
+                               report.get("forced_answers", 0)) for a in held_out]
     net = load_recurrent_net(out / "student", g)
     control = load_net(out / "control", g) if (out / "control").is_dir() else None
     k = report["final"]["k"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arena.core import Agent, PolicyAgent, State, TlmError, sample_from
+from arena.matches import play_matches
 from arena.players.tictactoe import (
     FULL,
     LINE_MASKS,
@@ -366,15 +367,74 @@ def opponent_errors(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
     return (good >> np.asarray(actions, dtype=np.int64)) & 1 == 0
 
 
+_COMPLETING: np.ndarray | None = None
+
+
+def _completing_table() -> np.ndarray:
+    """``[2**18]`` int16: for every key, the empty squares that complete a line of the
+    mover's (``key & FULL``)."""
+    global _COMPLETING
+    if _COMPLETING is None:
+        keys = np.arange(1 << 2 * N_SQUARES, dtype=np.int64)
+        mine, empty = keys & FULL, FULL & ~(keys & FULL | keys >> N_SQUARES)
+        out = np.zeros_like(keys)
+        for line in LINE_MASKS:
+            missing = line & ~mine
+            single = (missing != 0) & (missing & (missing - 1) == 0)
+            out |= np.where(single & (missing & empty != 0), missing, 0)
+        _COMPLETING = out.astype(np.int16)
+    return _COMPLETING
+
+
+def tactical_answers(obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(forced, answered)``, ``[B]`` bool each: whether the mover in ``obs`` (its view)
+    had a line of its own to complete or one of the other player's to block, with more
+    than one free square (a last square is no choice), and whether its move of
+    ``actions`` did it (a win where it had one, else a block). A player that takes every
+    win and block answers all; one that plays at random seldom does. A win taken ends
+    the game, so that a player who sees the opponent's moves only in the positions it is
+    then to move in never sees it: :func:`tactical_answers` counts it as answered, and
+    callers that must agree with such a player leave out the moves that won."""
+    return _tactics(board_keys(obs), np.asarray(actions, dtype=np.int64))
+
+
+def won_by(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """``[B]`` bool: whether the move of ``actions`` completes a line of its mover's."""
+    wins = _completing_table()[board_keys(obs)].astype(np.int64)
+    return (wins >> np.asarray(actions, dtype=np.int64)) & 1 == 1
+
+
+def _tactics(keys: np.ndarray, squares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tactical_answers` of board keys (the mover's view) and squares."""
+    table = _completing_table()
+    wins = table[keys].astype(np.int64)
+    blocks = table[(keys >> N_SQUARES) | (keys & FULL) << N_SQUARES].astype(np.int64)
+    need = np.where(wins != 0, wins, blocks)
+    free = FULL & ~(keys & FULL | keys >> N_SQUARES)
+    forced = (need != 0) & (free & (free - 1) != 0)
+    return forced, forced & ((need >> squares) & 1 == 1)
+
+
 class SeriesTeacher(Agent):
     """Plays (and labels) the response to one known opponent over a series of games:
     the best response, or with ``cautious`` the :class:`CautiousResponse` (the best
     optimal move until the opponent errs in the series, the best response after);
     with ``loss_weight`` the best response is risk-averse (see :func:`best_response`).
 
-    Its memory is ``[erred, their stones at its last decision]`` per series: it sees
-    the opponent's moves as a student does, by comparing its positions, so it knows
-    when the opponent first errs. It plays uniformly among the moves it labels.
+    With ``forced_answers`` N > 0 (cautious only), the best response also waits until
+    the opponent has shown that it plays its tactics: N of its moves in the series
+    blocked a line of the teacher's (:func:`tactical_answers`; a win it takes ends the
+    game and is not seen), and none missed a win or a block. The best response's
+    exploits risk a loss against a player that may answer anything (``random``, a
+    ``noisy`` player), which a student, never told whom it plays, cannot tell at once
+    from a habit it can exploit; a player that missed a win or a block is never
+    exploited at a risk in that series. The teacher then plays the best optimal move a
+    few games longer, and all but never loses to ``random``.
+
+    Its memory is ``[erred, their stones at its last decision, answers, missed]`` per
+    series: it sees the opponent's moves as a student does, by comparing its positions,
+    so it knows when the opponent first errs and how it met its forced moves. It plays
+    uniformly among the moves it labels.
 
     Attributes:
         response: the best response.
@@ -383,14 +443,20 @@ class SeriesTeacher(Agent):
             (the perfect player's where the opponent never lets the game go).
         safe: the same for the cautious response before an error, or ``None``.
         loss_weight: what a loss costs the best response (0: the exact one).
+        forced_answers: answered forced moves before an exploit (0: no such wait).
         exact_score: the exact best response's score (whatever ``loss_weight``).
+        opponent: the opponent.
     """
 
     game = "tictactoe"
     recurrent = True
 
     def __init__(self, opponent: PolicyAgent, cautious: bool = True,
-                 loss_weight: float = 0.0) -> None:
+                 loss_weight: float = 0.0, forced_answers: int = 0) -> None:
+        if forced_answers < 0 or forced_answers and not cautious:
+            raise TlmError(f"forced_answers must be >= 0, and needs the cautious response, "
+                           f"got {forced_answers}")
+        self.opponent, self.forced_answers = opponent, forced_answers
         table = solved()
         if cautious:
             self.cautious: CautiousResponse | None = cautious_response(opponent, loss_weight)
@@ -405,22 +471,36 @@ class SeriesTeacher(Agent):
         self.best = _move_table(self.response.moves, table.optimal)
         self.name = f"{'cautious' if cautious else 'best'}-response:{opponent.name}"
 
-    def oracle(self, k: int) -> np.ndarray:
-        """``[k]``: its exact expected score at each game index of series of ``k``
-        games (seats alternating; averaged over series starting in either seat)."""
+    def oracle(self, k: int, n_series: int = 1000, seed: int = 0) -> np.ndarray:
+        """``[k]``: its expected score at each game index of series of ``k`` games
+        (seats alternating; averaged over series starting in either seat): exact, or
+        with ``forced_answers`` the mean of ``n_series`` series played from ``seed``."""
         if self.cautious is None:
             return np.full(k, self.response.score)
-        return self.cautious.series_scores(k)
+        if not self.forced_answers:
+            return self.cautious.series_scores(k)
+        result = play_matches("tictactoe", self, self.opponent, n_series * k, seed, series=k)
+        return ((result.outcome + 1.0) / 2.0).reshape(n_series, k).mean(axis=0)
 
-    def labels(self, keys: np.ndarray, erred: np.ndarray) -> np.ndarray:
+    def trusted(self, answers: np.ndarray, missed: np.ndarray) -> np.ndarray:
+        """``[B]`` bool: whether an opponent that answered ``answers`` forced moves and
+        ``missed`` one (or not) may be exploited at a risk."""
+        if not self.forced_answers:
+            return np.ones(len(answers), dtype=bool)
+        return (np.asarray(answers) >= self.forced_answers) & ~np.asarray(missed, dtype=bool)
+
+    def labels(self, keys: np.ndarray, erred: np.ndarray,
+               trusted: np.ndarray | None = None) -> np.ndarray:
         """``[B]`` int16 bitmasks of its moves in the positions ``keys`` (it to move),
-        given whether the opponent has erred in the series so far."""
+        given whether the opponent has erred in the series so far and, with
+        ``forced_answers``, whether it is :meth:`trusted` to play its tactics."""
         if self.safe is None:
             return self.best[keys]
-        return np.where(erred, self.best[keys], self.safe[keys])
+        exploit = erred if trusted is None else erred & trusted
+        return np.where(exploit, self.best[keys], self.safe[keys])
 
     def initial_memory(self, n: int) -> np.ndarray:
-        return np.zeros((n, 2), dtype=np.float32)
+        return np.zeros((n, 4), dtype=np.float32)
 
     def act_with_memory(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                         memory: np.ndarray, state: State | None = None
@@ -434,11 +514,15 @@ class SeriesTeacher(Agent):
         was = before | mine << N_SQUARES
         erred = memory[:, 0] > 0
         erred |= (moved > 0) & ((solved().optimal[was].astype(np.int64) >> square) & 1 == 0)
-        bits = self.labels(keys, erred)
+        forced, answered = _tactics(was, square)
+        forced &= moved > 0
+        answers = memory[:, 2] + (forced & answered)
+        missed = (memory[:, 3] > 0) | (forced & ~answered)
+        bits = self.labels(keys, erred, self.trusted(answers, missed))
         best = ((bits[:, None].astype(np.int64) >> np.arange(N_SQUARES)) & 1).astype(float)
         best *= np.asarray(mask) != 0
         actions = sample_from(best / np.maximum(best.sum(axis=1, keepdims=True), 1.0), rng)
-        new = np.stack([erred.astype(np.float32), theirs.astype(np.float32)], axis=1)
+        new = np.stack([erred, theirs, answers, missed], axis=1).astype(np.float32)
         return actions, new
 
     def end_game(self, memory: np.ndarray, result: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from arena.players.tictactoe import (
     LINE_MASKS,
     N_SQUARES,
     all_positions,
+    board_keys,
     optimal_moves_mask,
     solved,
 )
@@ -24,6 +25,7 @@ from teachers.best_response import (
     expected_score,
     opponent_errors,
     policy_table,
+    tactical_answers,
 )
 
 GAME = get_game("tictactoe")
@@ -287,3 +289,46 @@ def test_the_series_teacher_scores_its_exact_curve_in_played_series(cautious: bo
         assert teacher.end_game(memory, np.array([1.0]))[0, 0] == 1.0
     else:
         assert np.allclose(exact, teacher.response.score)
+
+
+def test_forced_answers_are_the_wins_taken_or_else_the_blocks() -> None:
+    obs, mask = all_positions()
+    rng = np.random.default_rng(1)
+    actions = np.array([rng.choice(np.flatnonzero(m)) for m in mask])
+    forced, answered = tactical_answers(obs, actions)
+    def completing(stones: int, empty: int) -> int:
+        return sum(1 << a for a in range(N_SQUARES) if empty >> a & 1
+                   and any((stones | 1 << a) & line == line for line in LINE_MASKS))
+
+    for row in range(len(obs)):
+        mine = int((obs[row, ..., 0].reshape(-1) * (1 << np.arange(9))).sum())
+        theirs = int((obs[row, ..., 1].reshape(-1) * (1 << np.arange(9))).sum())
+        empty = FULL & ~(mine | theirs)
+        wins, blocks = completing(mine, empty), completing(theirs, empty)
+        need = wins or blocks
+        assert forced[row] == (need != 0 and empty & (empty - 1) != 0)
+        assert answered[row] == (forced[row] and bool(need >> int(actions[row]) & 1))
+
+
+def test_a_teacher_waiting_for_forced_answers_risks_nothing_against_who_missed_one() -> None:
+    # Against random, once it has missed a win or a block, the teacher plays only the
+    # optimal moves, so it cannot lose; the plain cautious teacher exploits it.
+    opponent = make_agent("random", GAME)
+    waiting = SeriesTeacher(opponent, cautious=True, forced_answers=3)
+    plain = SeriesTeacher(opponent, cautious=True)
+    optimal = solved().optimal
+    risked = {}
+    for name, teacher in (("waiting", waiting), ("plain", plain)):
+        seen = []
+
+        def observe(d, seen=seen) -> None:
+            if d.player == 0:
+                seen.append((board_keys(d.obs), d.actions.copy()))
+
+        play_matches(GAME, teacher, opponent, 3000, seed=4, series=6, observer=observe)
+        keys = np.concatenate([k for k, _ in seen])
+        moves = np.concatenate([a for _, a in seen]).astype(np.int64)
+        risked[name] = int(((optimal[keys].astype(np.int64) >> moves) & 1 == 0).sum())
+    assert risked["waiting"] * 50 < risked["plain"]
+    with pytest.raises(TlmError, match="cautious"):
+        SeriesTeacher(opponent, cautious=False, forced_answers=2)

@@ -58,9 +58,10 @@ def test_the_held_out_families_are_whole_and_exploitable() -> None:
         get_population("nope")
 
 
-def test_a_series_becomes_one_labelled_sequence_in_order() -> None:
+@pytest.mark.parametrize("forced_answers", [0, 2])
+def test_a_series_becomes_one_labelled_sequence_in_order(forced_answers: int) -> None:
     opponent = make_agent("prefer:left,p=0.5", GAME)
-    teacher = SeriesTeacher(opponent, cautious=True)
+    teacher = SeriesTeacher(opponent, cautious=True, forced_answers=forced_answers)
     k, n = 4, 40
     batch, scores = play_series(GAME, ExploringAgent(_student(), 0.2), opponent, teacher,
                                 n, k, seed=3)
@@ -79,6 +80,7 @@ def test_a_series_becomes_one_labelled_sequence_in_order() -> None:
     assert (batch.label[at] & ~legal == 0).all()
     # The labels are those the teacher gives when it follows the series itself, seeing
     # the opponent's moves in the positions as the student does.
+    waited = 0
     for s in range(n):
         memory = teacher.initial_memory(1)
         for t in np.flatnonzero(batch.kind[s] != PAD):
@@ -88,8 +90,12 @@ def test_a_series_becomes_one_labelled_sequence_in_order() -> None:
             obs = batch.obs[s, t : t + 1]
             _, memory = teacher.act_with_memory(obs, batch.mask[s, t : t + 1],
                                                 np.random.default_rng(0), memory)
-            want = teacher.labels(board_keys(obs), memory[:, 0] > 0)
+            trusted = teacher.trusted(memory[:, 2], memory[:, 3] > 0)
+            want = teacher.labels(board_keys(obs), memory[:, 0] > 0, trusted)
             assert batch.label[s, t] == want[0]
+            waited += int(memory[0, 0] > 0 and not trusted[0])
+    # Waiting for the opponent's forced answers changes labels after its errors.
+    assert (waited > 0) == (forced_answers > 0)
 
 
 def test_a_series_seen_through_a_symmetry_is_labelled_alike() -> None:
@@ -280,6 +286,8 @@ def test_a_checkpoint_of_other_settings_is_refused_and_kept(tmp_path: Path) -> N
     ({"game": "connect_four"}, "tictactoe only"),
     ({"population": "nope"}, "unknown population"),
     ({"loss_weight": -1.0}, "loss_weight"),
+    ({"forced_answers": -1}, "forced_answers"),
+    ({"labels": "best", "forced_answers": 2}, "cautious"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, fields: dict,
                                                   message: str) -> None:
