@@ -16,6 +16,7 @@ responses of both seats.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -367,23 +368,18 @@ def opponent_errors(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
     return (good >> np.asarray(actions, dtype=np.int64)) & 1 == 0
 
 
-_COMPLETING: np.ndarray | None = None
-
-
+@functools.cache
 def _completing_table() -> np.ndarray:
     """``[2**18]`` int16: for every key, the empty squares that complete a line of the
     mover's (``key & FULL``)."""
-    global _COMPLETING
-    if _COMPLETING is None:
-        keys = np.arange(1 << 2 * N_SQUARES, dtype=np.int64)
-        mine, empty = keys & FULL, FULL & ~(keys & FULL | keys >> N_SQUARES)
-        out = np.zeros_like(keys)
-        for line in LINE_MASKS:
-            missing = line & ~mine
-            single = (missing != 0) & (missing & (missing - 1) == 0)
-            out |= np.where(single & (missing & empty != 0), missing, 0)
-        _COMPLETING = out.astype(np.int16)
-    return _COMPLETING
+    keys = np.arange(1 << 2 * N_SQUARES, dtype=np.int64)
+    mine, empty = keys & FULL, FULL & ~(keys & FULL | keys >> N_SQUARES)
+    out = np.zeros_like(keys)
+    for line in LINE_MASKS:
+        missing = line & ~mine
+        single = (missing != 0) & (missing & (missing - 1) == 0)
+        out |= np.where(single & (missing & empty != 0), missing, 0)
+    return out.astype(np.int16)
 
 
 def tactical_answers(obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
