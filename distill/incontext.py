@@ -488,6 +488,7 @@ def incontext_config(config: DistillConfig) -> InContextConfig:
         series=config.series, lr=config.lr, epsilon=config.epsilon, augment=config.augment,
         steps_per_round=config.steps_per_round, rounds=rounds,
         series_per_opponent=per_opponent, eval_series=eval_series,
+        forced_answers=config.forced_answers,
     )
 
 

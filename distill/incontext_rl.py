@@ -322,6 +322,9 @@ def incontext_rl_config(config: DistillConfig) -> RLConfig:
     if config.teacher != REWARD:
         raise TlmError(f"incontext-rl learns from the series' results alone (teacher "
                        f"{REWARD!r}), not from {config.teacher!r}")
+    if config.forced_answers:
+        raise TlmError("forced_answers sets when the in-context teacher may exploit; "
+                       "incontext-rl has no teacher")
     iterations, per_opponent, eval_series = series_schedule(
         config, RLConfig.model_fields["population"].default)
     return make_rl_config(

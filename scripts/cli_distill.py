@@ -165,6 +165,11 @@ def distill_cmd(
     series: Annotated[int | None, int_option(
         help=_distill_help("incontext: games per series.", "series"), lo=2,
         hi=100)] = None,
+    forced_answers: Annotated[int | None, int_option(
+        help=_distill_help("incontext: blocks the opponent must have made, with no win or "
+                           "block missed, before the teacher risks an exploit (4: no game "
+                           "lost to random, less gain).", "forced_answers"), lo=0,
+        hi=20)] = None,
     stop_when_perfect: Annotated[bool | None, typer.Option(
         "--stop-when-perfect", help=_distill_help("Stop at zero exhaustive losses.",
                                                   "stop_when_perfect"))] = None,
@@ -225,6 +230,7 @@ def distill_cmd(
         "recent_share": recent_share, "eval_opening_plies": eval_opening_plies,
         "positions": positions, "kickstart_steps": kickstart_steps, "panel": panel,
         "target": target, "label_budget": label_budget, "series": series,
+        "forced_answers": forced_answers,
         "teaching_policy": teaching_policy, "transfer_policy": transfer_policy,
         "mix": None if mix is None else parse_mix(mix),
         "eval_opponents": None if eval_opponents is None else _names(eval_opponents),

@@ -29,6 +29,7 @@ from distill.incontext_series import (
     symmetric_images,
 )
 from distill.population import TICTACTOE_STYLES, get_population
+from distill.presets import config_with_preset
 from students.recurrent import DECISION, GAME_END, PAD
 from teachers.best_response import SeriesTeacher, best_response, expected_score
 
@@ -316,6 +317,8 @@ def _tlm(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     ["--teacher", "perfect"],
     ["--student", "mlp:64x2"],
     ["--workers", "2"],
+    ["--forced-answers", "-1"],
+    ["--forced-answers", "21"],
 ])
 def test_the_command_refuses_bad_input_in_one_line(tmp_path: Path, method: str,
                                                    args: list[str]) -> None:
@@ -398,3 +401,18 @@ def test_the_rl_arm_runs_and_the_same_seed_gives_the_same_student(tmp_path: Path
     assert _weights(tmp_path / "a") == _weights(tmp_path / "b")
     assert a["final"] == b["final"] and a["games"] == 2 * 2 * 8 * 3
     assert set(a["final"]["players"]) == {"student", "reset"}
+
+
+def test_forced_answers_reach_the_incontext_run_and_only_it(tmp_path: Path) -> None:
+    from distill.incontext import incontext_config
+    from distill.incontext_rl import incontext_rl_config
+
+    cfg = config_with_preset(game="tictactoe", method="incontext", out=tmp_path / "out",
+                             forced_answers=4)
+    assert incontext_config(cfg).forced_answers == 4
+    assert incontext_config(config_with_preset(
+        game="tictactoe", method="incontext", out=tmp_path / "out")).forced_answers == 0
+    rl = config_with_preset(game="tictactoe", method="incontext-rl", out=tmp_path / "out",
+                            forced_answers=4)
+    with pytest.raises(TlmError, match="no teacher"):
+        incontext_rl_config(rl)
