@@ -48,7 +48,6 @@ from teachers.best_response import (
     SeriesTeacher,
     opponent_errors,
     tactical_answers,
-    won_by,
 )
 
 _N_ACTIONS = 9
@@ -206,8 +205,7 @@ class _Seen:
         else:
             # Only the moves after which the student moves again count, as only they
             # are seen by a teacher that follows the series (a win ends the game).
-            forced, answered = tactical_answers(d.obs, d.actions)
-            won = won_by(d.obs, d.actions)
+            forced, answered, won = tactical_answers(d.obs, d.actions)
             for name, rows in (("error", opponent_errors(d.obs, d.actions)),
                                ("answer", answered & ~won), ("miss", forced & ~answered)):
                 self.events[name][0].append(d.games[rows])

@@ -382,25 +382,20 @@ def _completing_table() -> np.ndarray:
     return out.astype(np.int16)
 
 
-def tactical_answers(obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(forced, answered)``, ``[B]`` bool each: whether the mover in ``obs`` (its view)
-    had a line of its own to complete or one of the other player's to block, with more
-    than one free square (a last square is no choice), and whether its move of
-    ``actions`` did it (a win where it had one, else a block). A player that takes every
-    win and block answers all; one that plays at random seldom does. A win taken ends
-    the game, so that a player who sees the opponent's moves only in the positions it is
-    then to move in never sees it: :func:`tactical_answers` counts it as answered, and
-    callers that must agree with such a player leave out the moves that won."""
+def tactical_answers(obs: np.ndarray, actions: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(forced, answered, won)``, ``[B]`` bool each: whether the mover in ``obs`` (its
+    view) had a line of its own to complete or one of the other player's to block, with
+    more than one free square (a last square is no choice); whether its move of
+    ``actions`` did it (a win where it had one, else a block); and whether the move won.
+    A player that takes every win and block answers all; one that plays at random seldom
+    does. A win ends the game, so a player who sees the opponent's moves only in the
+    positions it is then to move in never sees one."""
     return _tactics(board_keys(obs), np.asarray(actions, dtype=np.int64))
 
 
-def won_by(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """``[B]`` bool: whether the move of ``actions`` completes a line of its mover's."""
-    wins = _completing_table()[board_keys(obs)].astype(np.int64)
-    return (wins >> np.asarray(actions, dtype=np.int64)) & 1 == 1
-
-
-def _tactics(keys: np.ndarray, squares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tactics(keys: np.ndarray, squares: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`tactical_answers` of board keys (the mover's view) and squares."""
     table = _completing_table()
     wins = table[keys].astype(np.int64)
@@ -408,7 +403,8 @@ def _tactics(keys: np.ndarray, squares: np.ndarray) -> tuple[np.ndarray, np.ndar
     need = np.where(wins != 0, wins, blocks)
     free = FULL & ~(keys & FULL | keys >> N_SQUARES)
     forced = (need != 0) & (free & (free - 1) != 0)
-    return forced, forced & ((need >> squares) & 1 == 1)
+    won = (wins >> squares) & 1 == 1
+    return forced, forced & ((need >> squares) & 1 == 1), won
 
 
 class SeriesTeacher(Agent):
@@ -510,7 +506,7 @@ class SeriesTeacher(Agent):
         was = before | mine << N_SQUARES
         erred = memory[:, 0] > 0
         erred |= (moved > 0) & ((solved().optimal[was].astype(np.int64) >> square) & 1 == 0)
-        forced, answered = _tactics(was, square)
+        forced, answered, _ = _tactics(was, square)
         forced &= moved > 0
         answers = memory[:, 2] + (forced & answered)
         missed = (memory[:, 3] > 0) | (forced & ~answered)

@@ -295,7 +295,7 @@ def test_forced_answers_are_the_wins_taken_or_else_the_blocks() -> None:
     obs, mask = all_positions()
     rng = np.random.default_rng(1)
     actions = np.array([rng.choice(np.flatnonzero(m)) for m in mask])
-    forced, answered = tactical_answers(obs, actions)
+    forced, answered, won = tactical_answers(obs, actions)
     def completing(stones: int, empty: int) -> int:
         return sum(1 << a for a in range(N_SQUARES) if empty >> a & 1
                    and any((stones | 1 << a) & line == line for line in LINE_MASKS))
@@ -308,6 +308,7 @@ def test_forced_answers_are_the_wins_taken_or_else_the_blocks() -> None:
         need = wins or blocks
         assert forced[row] == (need != 0 and empty & (empty - 1) != 0)
         assert answered[row] == (forced[row] and bool(need >> int(actions[row]) & 1))
+        assert won[row] == bool(wins >> int(actions[row]) & 1)
 
 
 def test_a_teacher_waiting_for_forced_answers_risks_nothing_against_who_missed_one() -> None:
