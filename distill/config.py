@@ -108,7 +108,7 @@ class DistillConfig(BaseModel):
     series: int = Field(10, ge=2, le=100, description="incontext: games per series.")
     forced_answers: int = Field(
         0, ge=0, le=20, description="incontext: blocks the opponent must have made, with no "
-        "win or block missed, before the teacher risks an exploit (4: no game lost to "
+        "win or block missed, before the teacher risks an exploit (6: no game lost to "
         "random, but less gain in game 10; 0: exploit after its first error).")
     keep_positions: bool = Field(
         False, description="Also write the teacher-labelled positions (every distinct "

@@ -142,9 +142,9 @@ class InContextConfig(BaseModel):
         0, ge=0, le=20, description="With cautious labels: the teacher exploits at a risk "
         "only once the opponent has, in the series, blocked its lines this many times and "
         "never missed a win or a block (a player that answers anything, like random, "
-        "punishes the best response's risks; at 4 its students lost none of 10,000 games "
-        "to random on seeds 0-2 and 0-1 of 50,000 more, but kept +0.52 to +0.53 G in "
-        "game 10, not +0.62 to +0.65 G); 0: as soon as the opponent errs.")
+        "punishes the best response's risks; at 6 its students lost none of 10,000 games "
+        "to random on seeds 0-2, nor of 50,000 more, but kept +0.52 to +0.55 G in game "
+        "10, not +0.62 to +0.65 G); 0: as soon as the opponent errs.")
     rounds: int = Field(40, gt=0, description="Rounds of play, labels and fitting.")
     series_per_opponent: int = Field(16, gt=0, description="Series against each training "
                                      "opponent each round.")

@@ -167,7 +167,7 @@ def distill_cmd(
         hi=100)] = None,
     forced_answers: Annotated[int | None, int_option(
         help=_distill_help("incontext: blocks the opponent must have made, with no win or "
-                           "block missed, before the teacher risks an exploit (4: no game "
+                           "block missed, before the teacher risks an exploit (6: no game "
                            "lost to random, less gain).", "forced_answers"), lo=0,
         hi=20)] = None,
     stop_when_perfect: Annotated[bool | None, typer.Option(
