@@ -369,10 +369,14 @@ def clear_checkpoint(stage: Path) -> None:
 
 def refuse_other_settings(
     out: str | Path, before: Any, now: Mapping[str, Any],
-    fresh: str = "start over with --fresh",
+    fresh: str = "start over with --fresh", defaults: Mapping[str, Any] | None = None,
 ) -> None:
     """One line naming the settings in which ``before`` (an unfinished run's, kept in
     the staging directory of ``out``) and ``now`` differ, if they do.
+
+    A setting that ``before`` lacks (one added to the run's settings after the run
+    began) is no difference when ``now`` holds it at its value in ``defaults``, the
+    value that keeps the behaviour of the runs that lacked it.
 
     Raises:
         ResumeRefusedError: ``before != now``.
@@ -380,6 +384,10 @@ def refuse_other_settings(
     if before == now:
         return
     was = before if isinstance(before, dict) else {}
+    if was and defaults:
+        was = {**{k: defaults[k] for k in now if k not in was and k in defaults}, **was}
+        if was == now:
+            return
     diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
     raise ResumeRefusedError(
         f"output {out} holds an unfinished run with other settings "
@@ -517,6 +525,14 @@ def validation_message(e: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     return f"{where}: {msg}"
+
+
+def settings_defaults(cls: type[BaseModel]) -> dict[str, Any]:
+    """The defaults of a settings model's fields, as its ``model_dump(mode="json")``
+    writes them (for :func:`refuse_other_settings`)."""
+    defaults = {name: f.get_default(call_default_factory=True)
+                for name, f in cls.model_fields.items() if not f.is_required()}
+    return json.loads(json.dumps(defaults, default=str))
 
 
 def validated(cls: type[ConfigT], data: Mapping[str, Any], what: str) -> ConfigT:

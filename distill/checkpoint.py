@@ -31,7 +31,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from arena import TlmError
-from arena.runstate import load_checkpoint, output_path, refuse_other_settings, save_checkpoint
+from arena.runstate import (
+    load_checkpoint,
+    output_path,
+    refuse_other_settings,
+    save_checkpoint,
+    settings_defaults,
+)
 from distill.config import DistillConfig
 from distill.store import PositionStore
 from students.training_state import load_optimizer, save_optimizer
@@ -108,7 +114,8 @@ def load_round(
     if found is None:
         return None
     path, info = found
-    refuse_other_settings(output_path(stage), info.get("settings"), settings)
+    refuse_other_settings(output_path(stage), info.get("settings"), settings,
+                          defaults=settings_defaults(DistillConfig))
     try:
         net.load_state_dict(load_file(str(path / WEIGHTS)))
         load_optimizer(optimizer, path)

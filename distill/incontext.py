@@ -70,6 +70,7 @@ from arena.runstate import (
     load_checkpoint,
     refuse_other_settings,
     save_checkpoint,
+    settings_defaults,
     staged_directory,
     validated,
 )
@@ -377,7 +378,8 @@ def train_incontext(
         state: dict[str, Any]
         if loaded is not None:
             directory, state = loaded
-            refuse_other_settings(config.out, state.get("settings"), settings)
+            refuse_other_settings(config.out, state.get("settings"), settings,
+                                  defaults=settings_defaults(InContextConfig))
             _load_round(directory, net, control, optimizers, replay)
         else:
             empty_directory(stage)

@@ -184,6 +184,13 @@ def test_checkpoint_round_trip_and_settings_guard(tmp_path: Path) -> None:
     other = {**settings, "seed": 1}
     with pytest.raises(ResumeRefusedError, match=r"other settings \(seed\)"):
         load_round(tmp_path, other, net2, opt2, "tictactoe")
+    # A run checkpointed before a setting was added resumes with it at its default,
+    # and is refused with it at another value.
+    older = {k: v for k, v in settings.items() if k != "forced_answers"}
+    save_round(tmp_path, state, older, net, opt, store, "perfect")
+    assert load_round(tmp_path, settings, net2, opt2, "tictactoe") is not None
+    with pytest.raises(ResumeRefusedError, match=r"other settings \(forced_answers\)"):
+        load_round(tmp_path, {**settings, "forced_answers": 4}, net2, opt2, "tictactoe")
 
 
 @pytest.mark.parametrize("bad", ["garbage", ""])
