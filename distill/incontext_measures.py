@@ -126,14 +126,10 @@ def final_measures(
         "players": {},
     }
     references = [make_agent("perfect", g), make_agent("random", g)]
-    cautious = bool(teachers) and teachers[0].cautious is not None
-    loss_weight = teachers[0].loss_weight if teachers else 0.0
-    forced_answers = teachers[0].forced_answers if teachers else 0
     out["teacher_losses"] = {
-        r.name: losses_by_seat(g, SeriesTeacher(r, cautious=cautious, loss_weight=loss_weight,
-                                                forced_answers=forced_answers),
-                               r, n_series, k, derived_seed(seed, 7, i))
-        for i, r in enumerate(references) if isinstance(r, PolicyAgent)}
+        r.name: losses_by_seat(g, teachers[0].against(r), r, n_series, k,
+                               derived_seed(seed, 7, i))
+        for i, r in enumerate(references) if teachers and isinstance(r, PolicyAgent)}
     for name, agent in players.named():
         scores = series_scores(g, agent, held_out, n_series, k, seed)
         by_index = scores.mean(axis=(0, 1))

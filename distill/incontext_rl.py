@@ -41,6 +41,7 @@ from arena.runstate import (
     load_checkpoint,
     refuse_other_settings,
     save_checkpoint,
+    settings_defaults,
     staged_directory,
     validated,
 )
@@ -227,7 +228,8 @@ def train_incontext_rl(
         state: dict[str, Any]
         if loaded is not None:
             directory, state = loaded
-            refuse_other_settings(config.out, state.get("settings"), settings)
+            refuse_other_settings(config.out, state.get("settings"), settings,
+                                  defaults=settings_defaults(RLConfig))
             try:
                 net.load_state_dict(load_tensors(str(directory / "student.safetensors")))
             except (OSError, RuntimeError, ValueError) as e:

@@ -66,6 +66,7 @@ from arena.runstate import (
     load_checkpoint,
     refuse_other_settings,
     save_checkpoint,
+    settings_defaults,
     staged_directory,
 )
 from distill.curves import Panel, write_curve
@@ -396,7 +397,8 @@ def iterate(
             empty_directory(run)
             save_checkpoint(run, {"settings": settings, "iteration": None})
         else:
-            refuse_other_settings(config.out, found[1].get("settings"), settings)
+            refuse_other_settings(config.out, found[1].get("settings"), settings,
+                                  defaults=settings_defaults(IterateConfig))
         state = _read_state(found)
         if state is None:
             net = _start_student(config, g, run, runner)

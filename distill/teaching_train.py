@@ -48,6 +48,7 @@ from arena.runstate import (
     load_checkpoint,
     refuse_other_settings,
     save_checkpoint,
+    settings_defaults,
     staged_directory,
     validated,
 )
@@ -374,7 +375,8 @@ def train_teaching_policy(
             empty_directory(stage)
             state = TrainState(0, [0.0] * dim, [config.init_std] * dim, [], [])
         else:
-            refuse_other_settings(config.out, found[1].get("settings"), check)
+            refuse_other_settings(config.out, found[1].get("settings"), check,
+                                  defaults=settings_defaults(TeachingTrainConfig))
             try:
                 info = found[1]
                 state = TrainState(int(info["generation"]), list(info["mean"]),

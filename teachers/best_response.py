@@ -16,7 +16,6 @@ responses of both seats.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 
 from arena.core import Agent, PolicyAgent, State, TlmError, sample_from
 from arena.matches import play_matches
+from arena.players.heuristic import LINE_GAMES, completing_moves
 from arena.players.tictactoe import (
     FULL,
     LINE_MASKS,
@@ -368,20 +368,6 @@ def opponent_errors(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
     return (good >> np.asarray(actions, dtype=np.int64)) & 1 == 0
 
 
-@functools.cache
-def _completing_table() -> np.ndarray:
-    """``[2**18]`` int16: for every key, the empty squares that complete a line of the
-    mover's (``key & FULL``)."""
-    keys = np.arange(1 << 2 * N_SQUARES, dtype=np.int64)
-    mine, empty = keys & FULL, FULL & ~(keys & FULL | keys >> N_SQUARES)
-    out = np.zeros_like(keys)
-    for line in LINE_MASKS:
-        missing = line & ~mine
-        single = (missing != 0) & (missing & (missing - 1) == 0)
-        out |= np.where(single & (missing & empty != 0), missing, 0)
-    return out.astype(np.int16)
-
-
 def tactical_answers(obs: np.ndarray, actions: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(forced, answered, won)``, ``[B]`` bool each: whether the mover in ``obs`` (its
@@ -391,20 +377,14 @@ def tactical_answers(obs: np.ndarray, actions: np.ndarray
     A player that takes every win and block answers all; one that plays at random seldom
     does. A win ends the game, so a player who sees the opponent's moves only in the
     positions it is then to move in never sees one."""
-    return _tactics(board_keys(obs), np.asarray(actions, dtype=np.int64))
-
-
-def _tactics(keys: np.ndarray, squares: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`tactical_answers` of board keys (the mover's view) and squares."""
-    table = _completing_table()
-    wins = table[keys].astype(np.int64)
-    blocks = table[(keys >> N_SQUARES) | (keys & FULL) << N_SQUARES].astype(np.int64)
-    need = np.where(wins != 0, wins, blocks)
-    free = FULL & ~(keys & FULL | keys >> N_SQUARES)
-    forced = (need != 0) & (free & (free - 1) != 0)
-    won = (wins >> squares) & 1 == 1
-    return forced, forced & ((need >> squares) & 1 == 1), won
+    obs = np.asarray(obs)
+    b = len(obs)
+    empty = obs.reshape(b, N_SQUARES, 2).sum(axis=2) == 0
+    wins, blocks = completing_moves(LINE_GAMES["tictactoe"], obs, empty).transpose(1, 0, 2)
+    need = np.where(wins.any(axis=1, keepdims=True), wins, blocks)
+    rows, moves = np.arange(b), np.asarray(actions, dtype=np.int64)
+    forced = need.any(axis=1) & (empty.sum(axis=1) > 1)
+    return forced, forced & need[rows, moves], wins[rows, moves]
 
 
 class SeriesTeacher(Agent):
@@ -463,6 +443,12 @@ class SeriesTeacher(Agent):
         self.best = _move_table(self.response.moves, table.optimal)
         self.name = f"{'cautious' if cautious else 'best'}-response:{opponent.name}"
 
+    def against(self, opponent: PolicyAgent) -> SeriesTeacher:
+        """The same teacher (cautious or not, the same ``loss_weight`` and
+        ``forced_answers``) against another opponent."""
+        return SeriesTeacher(opponent, cautious=self.cautious is not None,
+                             loss_weight=self.loss_weight, forced_answers=self.forced_answers)
+
     def oracle(self, k: int, n_series: int = 1000, seed: int = 0) -> np.ndarray:
         """``[k]``: its expected score at each game index of series of ``k`` games
         (seats alternating; averaged over series starting in either seat): exact, or
@@ -506,7 +492,7 @@ class SeriesTeacher(Agent):
         was = before | mine << N_SQUARES
         erred = memory[:, 0] > 0
         erred |= (moved > 0) & ((solved().optimal[was].astype(np.int64) >> square) & 1 == 0)
-        forced, answered, _ = _tactics(was, square)
+        forced, answered, _ = tactical_answers(keys_to_obs(was)[0], square)
         forced &= moved > 0
         answers = memory[:, 2] + (forced & answered)
         missed = (memory[:, 3] > 0) | (forced & ~answered)
