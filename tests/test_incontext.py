@@ -410,8 +410,11 @@ def test_forced_answers_reach_the_incontext_run_and_only_it(tmp_path: Path) -> N
     cfg = config_with_preset(game="tictactoe", method="incontext", out=tmp_path / "out",
                              forced_answers=4)
     assert incontext_config(cfg).forced_answers == 4
-    assert incontext_config(config_with_preset(
-        game="tictactoe", method="incontext", out=tmp_path / "out")).forced_answers == 0
+    preset = incontext_config(config_with_preset(game="tictactoe", method="incontext",
+                                                 out=tmp_path / "out"))
+    assert preset.forced_answers == 0
+    # `tlm distill --method incontext` with no flag runs the in-context config's defaults.
+    assert preset == make_incontext_config(out=tmp_path / "out")
     rl = config_with_preset(game="tictactoe", method="incontext-rl", out=tmp_path / "out",
                             forced_answers=4)
     with pytest.raises(TlmError, match="no teacher"):
