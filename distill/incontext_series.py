@@ -186,6 +186,8 @@ class _Seen:
     """What an observer saw of one match: the student's decisions and the opponent's
     errors."""
 
+    tactics: bool = False
+    """Also count the opponent's answers to forced moves, and its misses."""
     games: list[np.ndarray] = field(default_factory=list)
     ply: list[np.ndarray] = field(default_factory=list)
     obs: list[np.ndarray] = field(default_factory=list)
@@ -205,9 +207,11 @@ class _Seen:
         else:
             # Only the moves after which the student moves again count, as only they
             # are seen by a teacher that follows the series (a win ends the game).
-            forced, answered, won = tactical_answers(d.obs, d.actions)
-            for name, rows in (("error", opponent_errors(d.obs, d.actions)),
-                               ("answer", answered & ~won), ("miss", forced & ~answered)):
+            events = [("error", opponent_errors(d.obs, d.actions))]
+            if self.tactics:
+                forced, answered, won = tactical_answers(d.obs, d.actions)
+                events += [("answer", answered & ~won), ("miss", forced & ~answered)]
+            for name, rows in events:
                 self.events[name][0].append(d.games[rows])
                 self.events[name][1].append(d.ply[rows])
 
@@ -238,7 +242,7 @@ def play_series(
     """``n_series`` series of ``k`` games of ``student`` (agent A, recurrent) against
     ``opponent``, as training sequences labelled by ``teacher`` (if any), and the
     student's score (win 1, draw 1/2) in each game, ``[n_series, k]``."""
-    seen = _Seen()
+    seen = _Seen(tactics=teacher is not None and teacher.forced_answers > 0)
     result = play_matches(g, student, opponent, n_series * k, seed, series=k, observer=seen)
     n_games = n_series * k
     games, ply = _cat(seen.games, np.int64), _cat(seen.ply, np.int64)
@@ -253,8 +257,10 @@ def play_series(
     erred = seen.before("error", games, ply, k, n_games) > 0
     label = np.zeros(len(obs), dtype=np.int16)
     if teacher is not None:
-        trusted = teacher.trusted(seen.before("answer", games, ply, k, n_games),
-                                  seen.before("miss", games, ply, k, n_games) > 0)
+        trusted = None
+        if seen.tactics:
+            trusted = teacher.trusted(seen.before("answer", games, ply, k, n_games),
+                                      seen.before("miss", games, ply, k, n_games) > 0)
         label = teacher.labels(board_keys(obs), erred, trusted)
 
     # Event t of series s: game j's decisions follow the events of games 0..j-1.

@@ -492,10 +492,12 @@ class SeriesTeacher(Agent):
         was = before | mine << N_SQUARES
         erred = memory[:, 0] > 0
         erred |= (moved > 0) & ((solved().optimal[was].astype(np.int64) >> square) & 1 == 0)
-        forced, answered, _ = tactical_answers(keys_to_obs(was)[0], square)
-        forced &= moved > 0
-        answers = memory[:, 2] + (forced & answered)
-        missed = (memory[:, 3] > 0) | (forced & ~answered)
+        answers, missed = memory[:, 2], memory[:, 3] > 0
+        if self.forced_answers:  # only a teacher that waits follows the tactics
+            forced, answered, _ = tactical_answers(keys_to_obs(was)[0], square)
+            forced &= moved > 0
+            answers = answers + (forced & answered)
+            missed = missed | (forced & ~answered)
         bits = self.labels(keys, erred, self.trusted(answers, missed))
         best = ((bits[:, None].astype(np.int64) >> np.arange(N_SQUARES)) & 1).astype(float)
         best *= np.asarray(mask) != 0
