@@ -43,7 +43,12 @@ from typing import Any
 import numpy as np
 
 from arena import Agent, Decision, Game, PolicyAgent, TlmError, play_matches
-from arena.players.tictactoe import all_positions, optimal_move_accuracy
+from arena.players.tictactoe import (
+    all_positions,
+    exhaustive_check,
+    keys_to_obs,
+    optimal_move_accuracy,
+)
 from arena.positions import PositionSet, evaluate_positions
 from arena.runners import Runner
 from distill.collect import STUDENT, Collected, Openings, collect_round
@@ -268,14 +273,68 @@ class Uncertain(Strategy):
                          label_s=time.perf_counter() - start, info={"beta": 0.0})
 
 
-ARM_NAMES = ("teacher", "dagger", "panel", "openingsK", "uncertain")
+@dataclass
+class Refute(Strategy):
+    """The positions of the student's refutations: every game the student (greedy, as
+    it is measured) loses against some sequence of replies, in either seat, found
+    exhaustively (:func:`arena.players.tictactoe.exhaustive_check`), and the positions
+    where it moves in them. Of those the store lacks, as many as the round gives it
+    games (drawn at random) are labelled, so its share of a mixture's games is its share
+    of the labelling; those the store holds are visited again, so the fits weigh them
+    as recent. The search reads only the rules and the student, not the teacher: the
+    labels are its only cost. Tic-tac-toe only (the check is exact there). The
+    recorded outcome is the refutation's: a loss for the student."""
+
+    name: str
+
+    def start(self, t: Teaching) -> None:
+        _exact_only(self.name, t.game)
+
+    def collect(self, t: Teaching, rnd: int, n_games: int, seed: int) -> Collected:
+        _exact_only(self.name, t.game)
+        start = time.perf_counter()
+        keys = np.union1d(exhaustive_check(t.student, 0).losing,
+                          exhaustive_check(t.student, 1).losing)
+        obs, mask = keys_to_obs(keys)
+        held = t.store.lookup(t.store.keys(obs)) >= 0
+        new = np.flatnonzero(~held)
+        if len(new) > n_games:
+            rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+            new = np.sort(rng.choice(new, n_games, replace=False))
+        take = np.sort(np.concatenate([np.flatnonzero(held), new]))
+        obs, mask = obs[take], mask[take]
+        play_s = time.perf_counter() - start
+        info = {"beta": 0.0, "refuted": len(keys)}
+        if not len(take):
+            return Collected(games=0, reached=0, labelled=0, play_s=play_s, info=info)
+        start = time.perf_counter()
+        labels = np.asarray(t.teacher.policy(obs, mask), dtype=np.float32)
+        value = (np.asarray(t.teacher.value(obs, mask), dtype=np.float32)
+                 if t.teacher.has_value else np.full(len(obs), np.nan, dtype=np.float32))
+        stones = obs.reshape(len(obs), -1).sum(axis=1, dtype=np.int64)
+        reached, added = t.store.add_labelled(
+            obs, mask, labels, value, np.full(len(obs), -1.0, dtype=np.float32), rnd,
+            ply=stones, seat=stones % 2)
+        return Collected(games=0, reached=reached, labelled=added, play_s=play_s,
+                         label_s=time.perf_counter() - start, info=info)
+
+
+def _exact_only(name: str, game: Game) -> None:
+    if game.name != "tictactoe":
+        raise TlmError(f"strategy {name!r} searches every reply exhaustively, which tlm "
+                       f"does on tictactoe only, not {game.name}")
+
+
+ARM_NAMES = ("teacher", "dagger", "panel", "openingsK", "uncertain", "refute")
 """The arms :func:`make_arm` knows (``openingsK`` for any K, as ``openings4``)."""
 
 
 def standard_arms(game: Game) -> list[str]:
-    """The standard arms of the adaptive teacher, with opening lengths fitted to ``game``."""
-    k = 2 if game.name == "tictactoe" else 4
-    return ["teacher", "dagger", "panel", f"openings{k}", "uncertain"]
+    """The standard arms of the adaptive teacher, with opening lengths fitted to ``game``
+    (and ``refute`` where tlm searches every reply: tic-tac-toe)."""
+    if game.name == "tictactoe":
+        return ["teacher", "dagger", "panel", "openings2", "uncertain", "refute"]
+    return ["teacher", "dagger", "panel", "openings4", "uncertain"]
 
 
 def make_arm(
@@ -309,6 +368,8 @@ def make_arm(
         return Games(name, {"random": 0.5, "heuristic": 0.5}, sample_student=True, **games)
     if name == "uncertain":
         return Uncertain(name, 0.25, openings.low)
+    if name == "refute":
+        return Refute(name)
     found = re.fullmatch(r"openings(\d+)", name)
     if found:
         k = int(found.group(1))

@@ -145,7 +145,7 @@ def test_perfect_never_loses_against_every_reply() -> None:
     assert np.array_equal(candidate_moves(perfect, obs, mask), optimal_moves_mask(obs) != 0)
     for seat in (0, 1):
         result = exhaustive_check(perfect, seat)
-        assert result.losses == 0
+        assert result.losses == 0 and len(result.losing) == 0
         assert result.games == result.wins + result.draws > 1000
     assert exact_strength("tictactoe", perfect) == {
         "exhaustive_losses": 0, "losses_first": 0, "losses_second": 0,
@@ -173,6 +173,15 @@ def test_exhaustive_check_finds_the_heuristic_players_losses() -> None:
     assert 0 < vs_perfect < exhaustive_losses(heuristic)
     assert 0.5 < optimal_move_accuracy(heuristic) < 1.0
     assert exact_strength("connect_four", heuristic) is None
+    # The positions of its lost games: its own moves (seat 0 moves with an even number
+    # of stones down), the empty board among them when it moves first.
+    for seat in (0, 1):
+        losing = exhaustive_check(heuristic, seat).losing
+        stones = np.array([bin(k).count("1") for k in losing.tolist()])
+        assert len(losing) > 0 and np.all(stones % 2 == seat)
+        assert (0 in losing.tolist()) == (seat == 0)
+        assert set(losing.tolist()) <= set(ttt.solved().keys.tolist())  # to move
+
 
 
 def test_exhaustive_check_takes_policy_functions_and_greedy_agents() -> None:

@@ -23,6 +23,7 @@ from distill.strategies import (
     Exp3,
     FromDataset,
     Games,
+    Refute,
     Teaching,
     Uncertain,
     make_arm,
@@ -70,6 +71,55 @@ def test_strategy_cost_counts_only_new_labels() -> None:
     some = Uncertain("some", share=0.25).collect(teaching(quarter), 0, 20, 2).labelled
     assert everything == len(fresh) and some == len(quarter)
     assert 0 < some <= np.ceil(0.25 * everything)
+
+
+def test_refute_labels_the_positions_of_the_students_lost_games() -> None:
+    from arena.players.tictactoe import board_keys, exhaustive_check
+
+    g = get_game("tictactoe")
+    store = PositionStore(g)
+    t = teaching(store)
+    losing = np.union1d(exhaustive_check(t.student, 0).losing,
+                        exhaustive_check(t.student, 1).losing)
+    assert len(losing) > 40  # a fresh student loses many games
+    first = Refute("refute").collect(t, 0, 25, 3)
+    # As many new labels as the round's games, every one on a game the student loses.
+    assert first.labelled == len(store) == 25 and first.info["refuted"] == len(losing)
+    assert set(board_keys(store.obs).tolist()) <= set(losing.tolist())
+    # The same seed draws the same positions; the next round labels only new ones.
+    again = PositionStore(g)
+    Refute("refute").collect(teaching(again), 0, 25, 3)
+    assert np.array_equal(store.obs, again.obs)
+    second = Refute("refute").collect(t, 1, 25, 4)
+    assert second.labelled == 25 and len(store) == 50
+    assert second.reached == 50  # the held ones are visited again
+    # A student that loses no game gets no label.
+    perfect_t = Teaching(game=g, teacher=PerfectTicTacToe(), student=PerfectTicTacToe(),
+                         sampler=PerfectTicTacToe(), store=PositionStore(g))
+    assert Refute("refute").collect(perfect_t, 0, 25, 3).labelled == 0
+    c4 = get_game("connect_four")
+    with pytest.raises(TlmError, match="tictactoe only"):
+        Refute("refute").start(Teaching(game=c4, teacher=t.teacher, student=t.student,
+                                        sampler=t.sampler, store=PositionStore(c4)))
+
+
+@pytest.mark.slow
+def test_refute_teaches_perfect_play_with_fewer_labels_than_dagger(tmp_path: Path) -> None:
+    # The benchmark's setting (scripts/bench_learned_teacher.py): over 30 paired
+    # students refute spends about a quarter of dagger's labels; here 3 seeds must
+    # show under 0.6x in the median, and every refute student reaches perfect play.
+    spent: dict[str, list[float]] = {"refute": [], "dagger": []}
+    for seed in range(3):
+        for arm in spent:
+            report = distill(config_with_preset(
+                game="tictactoe", teacher="perfect", student="mlp:64x2", seed=seed,
+                method="adaptive", arms=[arm], stop_when_perfect=True, games_per_round=25,
+                steps_per_round=150, budget_games=30 * 25, label_budget=5000,
+                out=tmp_path / f"{arm}{seed}"))
+            got = report["labels_to_target"]
+            spent[arm].append(np.inf if got is None else got)
+    assert np.isfinite(spent["refute"]).all()
+    assert np.median(spent["refute"]) < 0.6 * np.median(spent["dagger"])
 
 
 def test_unknown_strategy_is_refused(tmp_path: Path) -> None:
@@ -120,7 +170,7 @@ def test_methods_are_strategies_of_one_loop() -> None:
                                         epsilon=0.1), g)
     assert isinstance(adaptive, Adaptive)
     assert [a.name for a in adaptive.arms] == ["teacher", "dagger", "panel", "openings2",
-                                               "uncertain"]
+                                               "uncertain", "refute"]
     arms = {a.name: a for a in adaptive.arms}
     assert isinstance(arms["dagger"], Games) and arms["dagger"].mix == {"random": 1.0}
     assert arms["panel"].epsilon == 0.1 and arms["openings2"].openings.low == 2
@@ -134,7 +184,8 @@ def small(out: Path, **overrides: object) -> dict[str, object]:
             "eval_games": 10, "holdout_games": 0, "seed": 2, "out": out, **overrides}
 
 
-@pytest.mark.parametrize("arm", ["teacher", "dagger", "panel", "openings2", "uncertain"])
+@pytest.mark.parametrize("arm", ["teacher", "dagger", "panel", "openings2", "uncertain",
+                                 "refute"])
 def test_each_arm_runs_alone_through_the_loop(tmp_path: Path, arm: str) -> None:
     report = distill(make_config(**small(tmp_path / arm, method="adaptive", arms=[arm],
                                          budget_games=20)))

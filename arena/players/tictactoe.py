@@ -15,7 +15,7 @@ says whose turn it is, so it names a position uniquely.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -271,6 +271,8 @@ class ExhaustiveResult:
 
     Counts are of distinct move sequences (games), from the agent's point of view; a
     position where the agent would play no legal move counts as one lost game.
+    ``losing`` holds the board keys (sorted) of the positions where the agent moves on
+    a game it loses: the positions a refutation of the agent passes through.
     """
 
     seat: int
@@ -278,6 +280,7 @@ class ExhaustiveResult:
     wins: int
     draws: int
     losses: int
+    losing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def exhaustive_check(
@@ -341,7 +344,10 @@ def exhaustive_check(
         return out
 
     wins, draws, losses = count(0, 0, seat == 0)
-    return ExhaustiveResult(seat, wins + draws + losses, wins, draws, losses)
+    losing = np.array(sorted(key for (key, agent_moves), (_, _, lost) in memo.items()
+                             if agent_moves and lost and table.optimal[key] != 0),
+                      dtype=np.int64)
+    return ExhaustiveResult(seat, wins + draws + losses, wins, draws, losses, losing)
 
 
 def exhaustive_losses(
