@@ -57,6 +57,17 @@ class Goal:
         return target_gap(probe, self.target) if self.target is not None else 1.0 - probe
 
 
+class Unavailable(Strategy):
+    """A strategy a transferred policy knows and this game lacks (``refute`` off
+    tic-tac-toe): it gets no game, the other strategies share its part of the mixture."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def collect(self, t: Teaching, rnd: int, n_games: int, seed: int) -> Collected | None:
+        return None
+
+
 class Learned(Strategy):
     """Each round, a teaching policy's mixture of ``arms`` over the round's games.
 
@@ -119,6 +130,10 @@ class Learned(Strategy):
     def collect(self, t: Teaching, rnd: int, n_games: int, seed: int) -> Collected | None:
         features = teaching_features(self.observe(t, rnd))
         shares = self.policy.mixture(features)
+        live = np.array([not isinstance(a, Unavailable) for a in self.arms])
+        if not live.all():
+            shares = np.where(live, shares, 0.0)
+            shares = shares / shares.sum() if shares.sum() > 0 else live / live.sum()
         counts = split_games(n_games, {a.name: float(s)
                                        for a, s in zip(self.arms, shares, strict=True)})
         total = Collected(games=0, reached=0, labelled=0)
@@ -179,7 +194,8 @@ class Learned(Strategy):
 
 def policy_arms(policy: TeachingPolicy, game: Game, transfer: bool) -> list[str]:
     """The names of the arms a policy's strategies are on ``game``: the same names, or
-    with ``transfer``, ``openingsK`` as this game's standard opening length."""
+    with ``transfer``, ``openingsK`` as this game's standard opening length (a
+    ``refute`` the game lacks is :class:`Unavailable` there)."""
     if not transfer:
         return list(policy.strategies)
     openings = next(a for a in standard_arms(game) if a.startswith("openings"))
@@ -209,8 +225,10 @@ def learned_strategy(config: DistillConfig, game: Game) -> Learned:
     if config.arms is not None and list(config.arms) != names:
         raise TlmError(f"teaching policy {path} knows the strategies {', '.join(names)}; "
                        f"--arms asks for {', '.join(config.arms)}")
+    lacking = {"refute"} - set(standard_arms(game))
     try:
-        arms = [make_arm(n, **arm_settings(config)) for n in names]
+        arms = [Unavailable(n) if n in lacking else make_arm(n, **arm_settings(config))
+                for n in names]
     except TlmError as e:
         raise TlmError(f"teaching policy {path}: {e}") from None
     rounds = -(-config.budget_games // config.games_per_round)

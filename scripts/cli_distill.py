@@ -182,7 +182,8 @@ def distill_cmd(
                            "label_budget"), hi=MAX_DATASET_GAMES)] = None,
     arms: Annotated[str | None, typer.Option(help=_distill_help(
         "adaptive: comma-separated strategies the bandit picks from (teacher, dagger, "
-        "panel, openingsK, uncertain); one runs that strategy alone.", "arms"))] = None,
+        "panel, openingsK, uncertain, refute on tictactoe); one runs that strategy alone.",
+        "arms"))] = None,
     teaching_policy: Annotated[Path | None, typer.Option(help=_distill_help(
         "learned: the teaching policy (tlm teaching-policy train's OUT, or its .json); "
         "default: the one shipped for the game.", "teaching_policy"))] = None,
@@ -197,7 +198,7 @@ def distill_cmd(
     workers: Annotated[int | None, int_option(
         "--workers", help="Play each round's games on a local Ray with this many worker "
         "processes (the teacher labels here; kickstart, a dataset and adaptive's "
-        "uncertain arm play here).", hi=MAX_WORKERS)] = None,
+        "uncertain and refute arms play here).", hi=MAX_WORKERS)] = None,
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="Play each round's games on the Ray cluster at this address "
         "(auto, host:port, ray://host:10001); as --workers.")] = None,

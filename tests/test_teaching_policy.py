@@ -29,6 +29,7 @@ import torch
 
 from arena import TlmError
 from arena.runstate import staging_path
+from distill import distill, make_config
 from distill.teaching_policy import (
     TeachingPolicy,
     TeachingState,
@@ -105,7 +106,7 @@ def test_the_shipped_tictactoe_policy_loads() -> None:
     path = shipped_policy("tictactoe")
     assert path is not None
     policy = load_policy(path)
-    assert policy.games == ["tictactoe"] and policy.strategies == ARMS
+    assert policy.games == ["tictactoe"] and policy.strategies == [*ARMS, "refute"]
     assert policy.info["student_runs"] > 0 and shipped_policy("go9") is None
 
 
@@ -284,6 +285,31 @@ def test_a_policy_of_another_game_transfers_only_when_asked(tmp_path: Path) -> N
     with pytest.raises(TlmError, match="elites"):
         make_train_config(game="tictactoe", teacher="perfect", out=tmp_path, population=1,
                           elites=3)
+
+
+def test_a_transferred_policy_gives_refutes_share_to_the_others_where_it_is_lacking(
+    tmp_path: Path,
+) -> None:
+    """The shipped tic-tac-toe policy on connect four: ``refute`` is unavailable there,
+    so every round's games go to the other five strategies, in the policy's proportions."""
+    from arena import get_game
+    from distill.learned import Unavailable, learned_strategy
+    from distill.presets import SOLVED_POSITIONS
+
+    c4 = get_game("connect_four")
+    config = make_config(game="connect_four", teacher="alphabeta:2", method="learned",
+                         teaching_policy=shipped_policy("tictactoe"), transfer_policy=True,
+                         positions=SOLVED_POSITIONS, target=0.5,
+                         games_per_round=20, budget_games=20, steps_per_round=2,
+                         student="mlp:16x1", out=tmp_path / "c4", seed=0)
+    strategy = learned_strategy(config, c4)
+    assert [type(a) is Unavailable for a in strategy.arms] == [False] * 5 + [True]
+    report = distill(config)
+    with open(tmp_path / "c4" / "curve.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["share_refute"]) == 0.0
+    assert sum(float(v) for k, v in row.items() if k.startswith("share_")) == pytest.approx(1.0)
+    assert report["labels_spent"] > 0
 
 
 # ------------------------------------------------------------------ the training command
