@@ -296,27 +296,27 @@ class Refute(Strategy):
         keys = np.union1d(exhaustive_check(t.student, 0).losing,
                           exhaustive_check(t.student, 1).losing)
         obs, mask = keys_to_obs(keys)
-        held = t.store.lookup(t.store.keys(obs)) >= 0
-        new = np.flatnonzero(~held)
+        rows = t.store.lookup(t.store.keys(obs))
+        held, new = rows[rows >= 0], np.flatnonzero(rows < 0)
         if len(new) > n_games:
             rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
             new = np.sort(rng.choice(new, n_games, replace=False))
-        take = np.sort(np.concatenate([np.flatnonzero(held), new]))
-        obs, mask = obs[take], mask[take]
+        obs, mask = obs[new], mask[new]
+        lost = np.full(len(keys), -1.0, dtype=np.float32)
+        t.store.visit(held, lost[:len(held)], rnd)
         play_s = time.perf_counter() - start
         info = {"beta": 0.0, "refuted": len(keys)}
-        if not len(take):
-            return Collected(games=0, reached=0, labelled=0, play_s=play_s, info=info)
+        if not len(new):
+            return Collected(games=0, reached=len(held), labelled=0, play_s=play_s, info=info)
         start = time.perf_counter()
         labels = np.asarray(t.teacher.policy(obs, mask), dtype=np.float32)
         value = (np.asarray(t.teacher.value(obs, mask), dtype=np.float32)
                  if t.teacher.has_value else np.full(len(obs), np.nan, dtype=np.float32))
         stones = obs.reshape(len(obs), -1).sum(axis=1, dtype=np.int64)
-        reached, added = t.store.add_labelled(
-            obs, mask, labels, value, np.full(len(obs), -1.0, dtype=np.float32), rnd,
-            ply=stones, seat=stones % 2)
-        return Collected(games=0, reached=reached, labelled=added, play_s=play_s,
-                         label_s=time.perf_counter() - start, info=info)
+        _, added = t.store.add_labelled(obs, mask, labels, value, lost[:len(new)], rnd,
+                                        ply=stones, seat=stones % 2)
+        return Collected(games=0, reached=len(held) + len(new), labelled=added,
+                         play_s=play_s, label_s=time.perf_counter() - start, info=info)
 
 
 def _exact_only(name: str, game: Game) -> None:
