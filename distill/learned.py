@@ -104,6 +104,8 @@ class Learned(Strategy):
     def start(self, t: Teaching) -> None:
         if t.probe is None:
             raise TlmError("the learned teacher needs a probe")
+        for arm in self.arms:
+            arm.start(t)
         self.probe = self.probe_before = t.probe.of(t.student)
         metrics = {t.probe.key: self.probe}
         if self.goal.perfect:

@@ -288,10 +288,11 @@ class Refute(Strategy):
     name: str
 
     def start(self, t: Teaching) -> None:
-        _exact_only(self.name, t.game)
+        if t.game.name != "tictactoe":
+            raise TlmError(f"strategy {self.name!r} searches every reply exhaustively, "
+                           f"which tlm does on tictactoe only, not {t.game.name}")
 
     def collect(self, t: Teaching, rnd: int, n_games: int, seed: int) -> Collected:
-        _exact_only(self.name, t.game)
         start = time.perf_counter()
         keys = np.union1d(exhaustive_check(t.student, 0).losing,
                           exhaustive_check(t.student, 1).losing)
@@ -317,12 +318,6 @@ class Refute(Strategy):
                                         ply=stones, seat=stones % 2)
         return Collected(games=0, reached=len(held) + len(new), labelled=added,
                          play_s=play_s, label_s=time.perf_counter() - start, info=info)
-
-
-def _exact_only(name: str, game: Game) -> None:
-    if game.name != "tictactoe":
-        raise TlmError(f"strategy {name!r} searches every reply exhaustively, which tlm "
-                       f"does on tictactoe only, not {game.name}")
 
 
 ARM_NAMES = ("teacher", "dagger", "panel", "openingsK", "uncertain", "refute")
@@ -455,6 +450,8 @@ class Adaptive(Strategy):
     def start(self, t: Teaching) -> None:
         if t.probe is None:
             raise TlmError("the adaptive teacher needs a probe")
+        for arm in self.arms:
+            arm.start(t)
         self.score = t.probe.of(t.student)
 
     def collect(self, t: Teaching, rnd: int, n_games: int, seed: int) -> Collected | None:

@@ -152,6 +152,12 @@ def test_adaptive_distill_bad_flags_exit_2(
                  "perfect", "--arms", "dagger,bogus", "--out", str(out)]) == 2
     assert "unknown strategy 'bogus'" in capsys.readouterr().err
     assert not out.exists()
+    # refute searches every reply, which tlm does on tic-tac-toe only.
+    assert main(["distill", "--method", "adaptive", "--game", "connect_four", "--teacher",
+                 "alphabeta:2", "--arms", "refute", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "tictactoe only" in err and "\n" not in err
+    assert not out.exists()
 
 
 def test_methods_are_strategies_of_one_loop() -> None:
