@@ -227,7 +227,8 @@ def learned_strategy(config: DistillConfig, game: Game) -> Learned:
     if config.arms is not None and list(config.arms) != names:
         raise TlmError(f"teaching policy {path} knows the strategies {', '.join(names)}; "
                        f"--arms asks for {', '.join(config.arms)}")
-    lacking = {"refute"} - set(standard_arms(game))
+    # Transferred, a strategy this game lacks (refute off tic-tac-toe) plays no game.
+    lacking = set(names) - set(standard_arms(game)) if config.transfer_policy else set()
     try:
         arms = [Unavailable(n) if n in lacking else make_arm(n, **arm_settings(config))
                 for n in names]

@@ -288,7 +288,7 @@ class Refute(Strategy):
     name: str
 
     def start(self, t: Teaching) -> None:
-        if t.game.name != "tictactoe":
+        if not refutable(t.game):
             raise TlmError(f"strategy {self.name!r} searches every reply exhaustively, "
                            f"which tlm does on tictactoe only, not {t.game.name}")
 
@@ -303,8 +303,7 @@ class Refute(Strategy):
             rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
             new = np.sort(rng.choice(new, n_games, replace=False))
         obs, mask = obs[new], mask[new]
-        lost = np.full(len(keys), -1.0, dtype=np.float32)
-        t.store.visit(held, lost[:len(held)], rnd)
+        t.store.visit(held, np.full(len(held), -1.0), rnd)
         play_s = time.perf_counter() - start
         info = {"beta": 0.0, "refuted": len(keys)}
         if not len(new):
@@ -314,10 +313,15 @@ class Refute(Strategy):
         value = (np.asarray(t.teacher.value(obs, mask), dtype=np.float32)
                  if t.teacher.has_value else np.full(len(obs), np.nan, dtype=np.float32))
         stones = obs.reshape(len(obs), -1).sum(axis=1, dtype=np.int64)
-        _, added = t.store.add_labelled(obs, mask, labels, value, lost[:len(new)], rnd,
-                                        ply=stones, seat=stones % 2)
+        _, added = t.store.add_labelled(obs, mask, labels, value, np.full(len(new), -1.0),
+                                        rnd, ply=stones, seat=stones % 2)
         return Collected(games=0, reached=len(held) + len(new), labelled=added,
                          play_s=play_s, label_s=time.perf_counter() - start, info=info)
+
+
+def refutable(game: Game) -> bool:
+    """Whether ``refute`` can search every reply of ``game`` (tic-tac-toe's exact check)."""
+    return game.name == "tictactoe"
 
 
 ARM_NAMES = ("teacher", "dagger", "panel", "openingsK", "uncertain", "refute")
@@ -327,9 +331,9 @@ ARM_NAMES = ("teacher", "dagger", "panel", "openingsK", "uncertain", "refute")
 def standard_arms(game: Game) -> list[str]:
     """The standard arms of the adaptive teacher, with opening lengths fitted to ``game``
     (and ``refute`` where tlm searches every reply: tic-tac-toe)."""
-    if game.name == "tictactoe":
-        return ["teacher", "dagger", "panel", "openings2", "uncertain", "refute"]
-    return ["teacher", "dagger", "panel", "openings4", "uncertain"]
+    k = 2 if game.name == "tictactoe" else 4
+    return ["teacher", "dagger", "panel", f"openings{k}", "uncertain",
+            *(["refute"] if refutable(game) else [])]
 
 
 def make_arm(
