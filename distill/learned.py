@@ -27,7 +27,14 @@ from arena import Game, TlmError, exact_strength, top1_agreement
 from distill.collect import Collected, split_games
 from distill.config import DistillConfig
 from distill.curves import Panel
-from distill.strategies import Strategy, Teaching, arm_settings, make_arm, standard_arms
+from distill.strategies import (
+    Strategy,
+    Teaching,
+    arm_settings,
+    make_arm,
+    standard_arms,
+    teaching_arms,
+)
 from distill.teaching_policy import (
     DEFAULT_LABEL_BUDGET,
     TeachingPolicy,
@@ -228,7 +235,7 @@ def learned_strategy(config: DistillConfig, game: Game) -> Learned:
         raise TlmError(f"teaching policy {path} knows the strategies {', '.join(names)}; "
                        f"--arms asks for {', '.join(config.arms)}")
     # Transferred, a strategy this game lacks (refute off tic-tac-toe) plays no game.
-    lacking = set(names) - set(standard_arms(game)) if config.transfer_policy else set()
+    lacking = set(names) - set(teaching_arms(game)) if config.transfer_policy else set()
     try:
         arms = [Unavailable(n) if n in lacking else make_arm(n, **arm_settings(config))
                 for n in names]

@@ -131,6 +131,11 @@ class PositionStore:
         np.add.at(self.outcome_sum, rows, outcome.astype(np.float64))
         self.last_round[rows] = rnd
 
+    def touch(self, rows: np.ndarray, rnd: int) -> None:
+        """Mark rows as last seen in round ``rnd`` (the fit weighs them as recent)
+        without counting a visit: their outcomes stay as they are."""
+        self.last_round[rows] = rnd
+
     def add_labelled(
         self, obs: np.ndarray, mask: np.ndarray, probs: np.ndarray, value: np.ndarray,
         outcome: np.ndarray, rnd: int, ply: np.ndarray | None = None,

@@ -319,12 +319,36 @@ class Refute(Strategy):
                          play_s=play_s, label_s=time.perf_counter() - start, info=info)
 
 
+@dataclass
+class Review(Strategy):
+    """No game and no label: the held positions where the student's move (greedy, as it
+    is measured) is not one of the teacher's best are marked recent, so the round's fit
+    weighs its own mistakes on what it was already taught. In a mixture its share of the
+    round's games is labelling left undone: the others get fewer games, and the round
+    spends fewer labels. Alone it never labels a position."""
+
+    name: str
+
+    def collect(self, t: Teaching, rnd: int, n_games: int, seed: int) -> Collected:
+        start = time.perf_counter()
+        wrong = np.zeros(0, dtype=np.int64)
+        if len(t.store):
+            probs = t.store.probs
+            choice = t.student.policy(t.store.obs, t.store.mask).argmax(axis=1)
+            best = probs >= probs.max(axis=1, keepdims=True) - 1e-6
+            wrong = np.flatnonzero(~best[np.arange(len(choice)), choice])
+            t.store.touch(wrong, rnd)
+        return Collected(games=0, reached=len(wrong), labelled=0,
+                         play_s=time.perf_counter() - start,
+                         info={"beta": 0.0, "reviewed": len(wrong)})
+
+
 def refutable(game: Game) -> bool:
     """Whether ``refute`` can search every reply of ``game`` (tic-tac-toe's exact check)."""
     return game.name == "tictactoe"
 
 
-ARM_NAMES = ("teacher", "dagger", "panel", "openingsK", "uncertain", "refute")
+ARM_NAMES = ("teacher", "dagger", "panel", "openingsK", "uncertain", "refute", "review")
 """The arms :func:`make_arm` knows (``openingsK`` for any K, as ``openings4``)."""
 
 
@@ -334,6 +358,18 @@ def standard_arms(game: Game) -> list[str]:
     k = 2 if game.name == "tictactoe" else 4
     return ["teacher", "dagger", "panel", f"openings{k}", "uncertain",
             *(["refute"] if refutable(game) else [])]
+
+
+LABEL_FREE_ARMS = ("review",)
+"""Arms every game runs that spend no label: a teaching policy may share games with
+them; the adaptive teacher's reward (gain per label) cannot weigh them, so they are not
+among its standard arms."""
+
+
+def teaching_arms(game: Game) -> list[str]:
+    """The strategies a teaching policy shares games among by default: the standard arms
+    and the label-free ones."""
+    return [*standard_arms(game), *LABEL_FREE_ARMS]
 
 
 def make_arm(
@@ -369,6 +405,8 @@ def make_arm(
         return Uncertain(name, 0.25, openings.low)
     if name == "refute":
         return Refute(name)
+    if name == "review":
+        return Review(name)
     found = re.fullmatch(r"openings(\d+)", name)
     if found:
         k = int(found.group(1))

@@ -24,6 +24,7 @@ from distill.strategies import (
     FromDataset,
     Games,
     Refute,
+    Review,
     Teaching,
     Uncertain,
     make_arm,
@@ -101,6 +102,26 @@ def test_refute_labels_the_positions_of_the_students_lost_games() -> None:
     with pytest.raises(TlmError, match="tictactoe only"):
         Refute("refute").start(Teaching(game=c4, teacher=t.teacher, student=t.student,
                                         sampler=t.sampler, store=PositionStore(c4)))
+
+
+def test_review_marks_the_students_mistakes_on_held_positions_recent_without_a_label(
+) -> None:
+    g = get_game("tictactoe")
+    store = PositionStore(g)
+    t = teaching(store)
+    empty = Review("review").collect(t, 0, 25, 1)
+    assert (empty.labelled, empty.reached, len(store)) == (0, 0, 0)
+    Refute("refute").collect(t, 0, 40, 3)
+    count, outcome = store.count.copy(), store.outcome_sum.copy()
+    got = Review("review").collect(t, 5, 25, 1)
+    choice = t.student.policy(store.obs, store.mask).argmax(axis=1)
+    best = store.probs >= store.probs.max(axis=1, keepdims=True) - 1e-6
+    wrong = ~best[np.arange(len(store)), choice]
+    assert 0 < wrong.sum() < len(store)  # a fresh student errs on some, not all
+    assert got.labelled == 0 and got.reached == got.info["reviewed"] == wrong.sum()
+    assert np.array_equal(store.last_round == 5, wrong)
+    # not a visit: the outcomes the value targets are made of stay as they were
+    assert np.array_equal(store.count, count) and np.array_equal(store.outcome_sum, outcome)
 
 
 @pytest.mark.slow
@@ -191,7 +212,7 @@ def small(out: Path, **overrides: object) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("arm", ["teacher", "dagger", "panel", "openings2", "uncertain",
-                                 "refute"])
+                                 "refute", "review"])
 def test_each_arm_runs_alone_through_the_loop(tmp_path: Path, arm: str) -> None:
     report = distill(make_config(**small(tmp_path / arm, method="adaptive", arms=[arm],
                                          budget_games=20)))
@@ -200,7 +221,8 @@ def test_each_arm_runs_alone_through_the_loop(tmp_path: Path, arm: str) -> None:
     assert [r["strategy"] for r in rows] == [arm] * 2
     assert [float(r[f"p_{arm}"]) for r in rows] == [1.0] * 2
     assert report["choices"] == {arm: 2}
-    assert report["labels_spent"] == sum(int(r["labelled"]) for r in rows) > 0
+    spent = sum(int(r["labelled"]) for r in rows)
+    assert report["labels_spent"] == spent and (spent == 0) == (arm == "review")
     assert {"optimal_accuracy", "reward", "fit_s", "eval_s"} <= set(rows[0])
 
 
