@@ -15,6 +15,11 @@ Gaussian: its mean and spread become a ``smoothing`` blend of the elites' and th
 ones (the spread never under ``min_std``). After the last generation the mean teaches
 one more set of students alone, the last point of the curve; the mean is the policy.
 
+With ``warm_start`` (the default) a generation comes first in which the uniform
+mixture and each strategy alone (a policy that gives it :data:`WARM_SHARE` of the
+games whatever the state) teach its students; the method starts from the fittest of
+them, so a policy begins where the best fixed strategy is and learns what beats it.
+
 Every random draw of a generation (candidates, students) comes from ``(seed,
 generation)``, and a student run depends only on its candidate, student and seed (each
 runs with one torch thread), so the same seed gives the same policy whether the runs are
@@ -32,7 +37,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -66,6 +71,10 @@ CHECKPOINT_EVERY_S = 5.0
 """Within a generation, a finished student run is checkpointed if the last checkpoint
 is this old (a real student run takes longer: each is checkpointed)."""
 
+WARM_SHARE = 0.99
+"""The share of the games a warm start's candidate gives its strategy (the rest, split
+among the others, rounds to no game at the presets' games a round)."""
+
 FAIL_FACTOR = 2.0
 """A student run that never meets its goal costs this many times the label budget."""
 
@@ -83,7 +92,7 @@ class TeachingTrainConfig(BaseModel):
         description="Student architectures of the training population, taken in turn.")
     arms: list[str] | None = Field(
         None, description="The strategies the policy shares games among (default: the "
-        "game's standard arms: teacher, dagger, panel, openingsK, uncertain).")
+        "game's standard arms and review).")
     hidden: list[int] = Field(
         default_factory=list, description="Hidden layer sizes of the policy (none: a "
         "linear softmax).")
@@ -93,6 +102,8 @@ class TeachingTrainConfig(BaseModel):
     elites: int = Field(3, gt=0, description="Fittest candidates that move the policy.")
     pairs: int = Field(4, gt=0, le=1000, description="Students each candidate teaches a "
                        "generation (the same students for every candidate).")
+    warm_start: bool = Field(True, description="First try the uniform mixture and each "
+                             "strategy alone, and start from the fittest.")
     init_std: float = Field(1.0, gt=0, description="Initial spread of the candidates.")
     min_std: float = Field(0.15, ge=0, description="Smallest spread.")
     smoothing: float = Field(0.7, gt=0, le=1, description="Weight of the elites in the "
@@ -235,17 +246,37 @@ class Generation:
         return [(i, s, seed) for i in range(len(self.thetas)) for s, seed in self.students]
 
 
+def last_generation(config: TeachingTrainConfig) -> int:
+    """The index of the final generation (the policy alone): after the warm start, if
+    any, and the method's generations."""
+    return config.generations + int(config.warm_start)
+
+
+def arm_thetas(n_arms: int, dim: int) -> np.ndarray:
+    """The parameters of the policies that each give one strategy :data:`WARM_SHARE` of
+    the games whatever the state: zero weights, and a last-layer bias (the last
+    ``n_arms`` parameters) that favours the strategy."""
+    thetas = np.zeros((n_arms, dim))
+    if n_arms > 1:
+        bias = math.log(WARM_SHARE * (n_arms - 1) / (1.0 - WARM_SHARE))
+        thetas[np.arange(n_arms), dim - n_arms + np.arange(n_arms)] = bias
+    return thetas
+
+
 def generation_plan(config: TeachingTrainConfig, gen: int, mean: np.ndarray,
-                    std: np.ndarray) -> Generation:
-    """Generation ``gen``'s candidates and students, drawn from ``(seed, gen)``; the one
-    after the last (``gen == config.generations``) is the policy alone."""
+                    std: np.ndarray, n_arms: int) -> Generation:
+    """Generation ``gen``'s candidates and students, drawn from ``(seed, gen)``: the
+    warm start's (``gen == 0`` with ``warm_start``) are the policy and each strategy
+    alone, the final one's (``gen == last_generation(config)``) the policy alone."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, gen]))
     seeds = rng.integers(0, 2**31 - 1, size=config.pairs)
     n = len(config.students)
     students = [(config.students[(gen * config.pairs + k) % n], int(seeds[k]))
                 for k in range(config.pairs)]
-    if gen >= config.generations:
+    if gen >= last_generation(config):
         return Generation(mean[None, :].copy(), students)
+    if config.warm_start and gen == 0:
+        return Generation(np.vstack([mean, arm_thetas(n_arms, len(mean))]), students)
     noise = rng.standard_normal((config.population, len(mean)))
     return Generation(np.vstack([mean, mean + std * noise]), students)
 
@@ -273,14 +304,25 @@ class TrainState:
     curve: list[dict[str, Any]]
     partial: list[dict[str, Any]]
     wall_s: float = 0.0
+    warm: dict[str, float] = field(default_factory=dict)
+    """The warm start's geometric-mean labels of the uniform mixture and each strategy."""
 
 
 Progress = Callable[[dict[str, Any]], None]
 
 
+def training_arms(config: TeachingTrainConfig) -> list[str]:
+    """The strategies the policy shares games among: the config's, or the game's
+    (:func:`distill.strategies.teaching_arms`)."""
+    from distill.strategies import teaching_arms
+
+    return list(config.arms) if config.arms is not None else teaching_arms(get_game(config.game))
+
+
 def total_runs(config: TeachingTrainConfig) -> int:
     """Student runs of a whole training run."""
-    return config.generations * (config.population + 1) * config.pairs + config.pairs
+    warm = (len(training_arms(config)) + 1) * config.pairs if config.warm_start else 0
+    return warm + config.generations * (config.population + 1) * config.pairs + config.pairs
 
 
 def _curve_row(gen: int, plan: Generation, results: list[dict[str, Any]], costs: np.ndarray,
@@ -346,10 +388,10 @@ def train_teaching_policy(
         TlmError: a bad setting (before anything is written).
         arena.runstate.ResumeRefusedError: a checkpoint of other settings.
     """
-    from distill.strategies import make_arm, standard_arms
+    from distill.strategies import make_arm
 
     g: Game = get_game(config.game)
-    arms = list(config.arms) if config.arms is not None else standard_arms(g)
+    arms = training_arms(config)
     for name in arms:
         make_arm(name)
     probe_settings = run_config(config, Path("unused"), student=config.students[0])
@@ -381,7 +423,8 @@ def train_teaching_policy(
                 info = found[1]
                 state = TrainState(int(info["generation"]), list(info["mean"]),
                                    list(info["std"]), list(info["curve"]),
-                                   list(info["partial"]), float(info["wall_s"]))
+                                   list(info["partial"]), float(info["wall_s"]),
+                                   {str(k): float(v) for k, v in info.get("warm", {}).items()})
                 if len(state.mean) != dim or len(state.std) != dim:
                     raise ValueError(f"{len(state.mean)} parameters, expected {dim}")
             except (KeyError, TypeError, ValueError) as e:
@@ -390,12 +433,13 @@ def train_teaching_policy(
         def checkpoint() -> None:
             save_checkpoint(stage, {"settings": check, **state.__dict__})
 
-        done = sum(len(generation_plan(config, k, np.zeros(dim), np.ones(dim)).runs)
+        last = last_generation(config)
+        done = sum(len(generation_plan(config, k, np.zeros(dim), np.ones(dim), len(arms)).runs)
                    for k in range(state.generation)) + len(state.partial)
         clock = saved = time.perf_counter()
-        for gen in range(state.generation, config.generations + 1):
+        for gen in range(state.generation, last + 1):
             mean, std = np.array(state.mean), np.array(state.std)
-            plan = generation_plan(config, gen, mean, std)
+            plan = generation_plan(config, gen, mean, std, len(arms))
             runs = [StudentRun(tuple(float(x) for x in plan.thetas[i]), s, seed)
                     for i, s, seed in plan.runs]
             context = RunContext(settings, arms, [g.name], list(config.hidden), runs, teach)
@@ -419,7 +463,12 @@ def train_teaching_policy(
                                          "command again to resume")
             costs = np.array([run_cost(r, budget) for r in state.partial]
                              ).reshape(len(plan.thetas), len(plan.students))
-            if gen < config.generations:
+            if config.warm_start and gen == 0:
+                fitness = np.log(costs).mean(axis=1)
+                state.warm = {n: float(math.exp(f))
+                              for n, f in zip(["uniform", *arms], fitness, strict=True)}
+                new_mean, new_std = plan.thetas[int(np.argmin(fitness))].copy(), std
+            elif gen < last:
                 new_mean, new_std, _ = cem_update(config, plan, costs, mean, std)
             else:
                 new_mean, new_std = mean, std
@@ -431,7 +480,7 @@ def train_teaching_policy(
             saved = time.perf_counter()
             if progress is not None:
                 progress(row)
-            if stop is not None and stop() and gen < config.generations:
+            if stop is not None and stop() and gen < last:
                 raise RunInterrupted(f"stopped after generation {gen}; run the same "
                                      "command again to resume")
 
@@ -446,6 +495,7 @@ def train_teaching_policy(
             "runs": {k: settings[k] for k in ("games_per_round", "steps_per_round",
                                                "budget_games", "label_budget",
                                                "stop_when_perfect", "target")},
+            "warm_start": state.warm,
             "final_median_labels": final["policy_median_labels"],
             "final_reached": f"{final['policy_reached']}/{final['students']}",
         }
@@ -462,6 +512,7 @@ def train_teaching_policy(
             "student_runs": total_runs(config),
             "wall_s": state.wall_s,
             "curve": state.curve,
+            "warm_start": state.warm,
             "policy": "policy.json",
             "config": config.model_dump(mode="json"),
         }

@@ -55,7 +55,7 @@ def train_cmd(
         "mlp:16x2,mlp:32x2,mlp:64x2,mlp:128x2).")] = None,
     arms: Annotated[str | None, typer.Option(
         help="Comma-separated strategies the policy chooses among (default: the game's "
-        "standard arms).")] = None,
+        "standard arms and review).")] = None,
     hidden: Annotated[str | None, typer.Option(
         help="Comma-separated hidden layer sizes of the policy (default: none, a linear "
         "softmax).")] = None,
@@ -68,6 +68,10 @@ def train_cmd(
         help="Fittest candidates that move the policy (default 3).", hi=1001)] = None,
     pairs: Annotated[int | None, int_option(
         help="Students every candidate teaches a generation (default 4).", hi=1000)] = None,
+    warm_start: Annotated[bool, typer.Option(
+        "--warm-start/--cold-start", help="First try the uniform mixture and each strategy "
+        "alone, and start from the fittest (default), or start from the uniform "
+        "mixture.")] = True,
     init_std: Annotated[float | None, float_option(
         help="Initial spread of the candidates (default 1).", lo=0, hi=100,
         lo_open=True)] = None,
@@ -114,8 +118,9 @@ def train_cmd(
         arms=None if arms is None else _names(arms),
         hidden=None if hidden is None else _sizes(hidden),
         generations=generations, population=population, elites=elites, pairs=pairs,
-        init_std=init_std, games_per_round=games_per_round, steps_per_round=steps_per_round,
-        budget_games=budget_games, label_budget=label_budget, seed=seed)
+        warm_start=warm_start, init_std=init_std, games_per_round=games_per_round,
+        steps_per_round=steps_per_round, budget_games=budget_games, label_budget=label_budget,
+        seed=seed)
     total = total_runs(cfg)
     with runner, progress_bar(total, "student runs") as bar, resume_hint(cfg.out):
         task = bar.add_task("teach", total=total)
