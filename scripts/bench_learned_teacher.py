@@ -15,19 +15,22 @@ its optimal-move rate on the solved positions reaches 0.80.
 Every run is ``tlm distill``: ``--method adaptive --arms NAME`` for a fixed strategy,
 ``--method adaptive`` for EXP3, ``--method learned`` for the policy and (with a policy
 that ignores the state) for the static mixtures. Pair ``k`` is the same student
-(architecture and seed) in every arm. The best static mixture is picked in hindsight
-among mixtures of the best fixed strategies, the uniform one and the learned policy's
-mean mixture, by its median on the first ``--hindsight`` pairs, then run on all.
+(architecture and seed) in every arm. The best static mixture is picked in hindsight,
+by its median on the first ``--hindsight`` pairs, among the best fixed strategy alone,
+it with a quarter of the games to each other strategy of the policy, pairs and the
+triple of the three best fixed strategies, the uniform mixture and the learned policy's
+mean mixture; then it runs on all.
 
 With ``--pick-on K`` the fixed strategies run on the first ``K`` pairs only, the best
-of them by median is picked there, and it, the learned policy, the uniform mixture and
-EXP3 run on every pair (no static mixtures; with ``--only``, the uniform mixture and
-EXP3 are compared only where they are cached on every pair): the connect-four
-transfer, whose runs take minutes, uses it with ``--only`` to run its arms side by side.
+of them by median is picked there, and it, the learned policy, the uniform mixture,
+EXP3 and the best static mixture (picked on the first ``min(K, --hindsight)`` pairs)
+run on every pair (with ``--only``, the others are compared only where they are cached
+on every pair): the connect-four transfer, whose runs take minutes, uses it with
+``--only`` to run its arms side by side.
 
 Runs are cached in ``--cache`` (one JSON file each): a rerun reuses them.
 
-Usage: python scripts/bench_learned_teacher.py --seeds 5 --cache runs/bench_learned
+Usage: python scripts/bench_learned_teacher.py --seeds 5 --pick-on 6 --cache runs/bench_learned
        python scripts/bench_learned_teacher.py --game connect_four --seeds 5 --pick-on 1
 """
 
@@ -219,7 +222,8 @@ def main() -> None:
         return out
 
     if args.pick_on is not None:
-        picked_fixed(fixed, pairs, args.pick_on, results)
+        picked_fixed(fixed, pairs, args.pick_on, results, learned, args.hindsight, cache,
+                     policies)
         return
 
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -231,43 +235,24 @@ def main() -> None:
         print("not every arm is cached yet: run again without --only (or with the others)")
         return
 
-    # The static mixtures, picked in hindsight on the first pairs.
     medians = {a: float(np.median(as_cost([r["labels"] for r in runs[a]]))) for a in fixed}
-    top = sorted(fixed, key=lambda a: medians[a])[:3]
-    # A transferred policy's shares name this game's strategies (openings4 for
-    # openings2), in the policy's order.
-    mean_mix = {a: float(np.mean([list(r["shares"].values())[i] for r in runs[LEARNED]]))
-                for i, a in enumerate(learned.strategies)}
-    candidates = {f"{x}+{y}": {x: 1.0, y: 1.0} for x, y in itertools.combinations(top, 2)}
-    candidates["+".join(top)] = dict.fromkeys(top, 1.0)
-    candidates["learned mean"] = mean_mix
-    for name, shares in candidates.items():
-        TeachingPolicy.constant({a: shares.get(a, 0.0) for a in learned.strategies},
-                                learned.games).save(cache / f"static_{name}")
-        policies[f"static {name}"] = cache / f"static_{name}.json"
     head = pairs[:args.hindsight]
-    picked: dict[str, float] = {}
-    for name in candidates:
-        got = results(f"static {name}", head)
-        if got is None:
-            print("the static mixtures are not cached yet: run again")
-            return
-        picked[f"static {name}"] = float(np.median(as_cost([r["labels"] for r in got])))
-    if UNIFORM in runs:
-        picked[UNIFORM] = float(np.median(as_cost([r["labels"] for r in runs[UNIFORM][
-            :args.hindsight]])))
-    best_static = min(picked, key=lambda a: picked[a])
-    got = results(best_static, pairs)
+    found = best_static(medians, learned, runs[LEARNED], head, cache, policies, results)
+    if found is None:
+        return
+    static_name, picked = found
+    got = results(static_name, pairs)
     if got is None:
         print("the best static mixture is not cached on every pair yet: run again")
         return
     runs[STATIC] = got
+    mean_mix = mean_mixture(learned, runs[LEARNED])
 
     best = min(fixed, key=lambda a: medians[a])
     base = as_cost([r["labels"] for r in runs[best]])
     rng = np.random.default_rng(0)
     print(f"\nbest fixed strategy: {best}; best static mixture (picked on {len(head)} "
-          f"pairs among {', '.join(picked)}): {best_static}")
+          f"pairs among {', '.join(picked)}): {static_name}")
     print(f"{'arm':>22}  {'reached':>7}  {'median':>7}  {'range':>11}  "
           f"{'ratio to best fixed [95%]':>26}  {'rounds':>6}  {'wall s':>7}")
     for arm in [*fixed, UNIFORM, STATIC, EXP3, LEARNED]:
@@ -298,11 +283,55 @@ def main() -> None:
     print(f"runs cached in {cache}")
 
 
+def mean_mixture(learned: TeachingPolicy, runs: list[dict[str, Any]]) -> dict[str, float]:
+    """The learned policy's mean share of each strategy over its runs. (A transferred
+    policy's shares name this game's strategies, openings4 for openings2, in the
+    policy's order.)"""
+    return {a: float(np.mean([list(r["shares"].values())[i] for r in runs]))
+            for i, a in enumerate(learned.strategies)}
+
+
+def best_static(medians: dict[str, float], learned: TeachingPolicy,
+                learned_runs: list[dict[str, Any]], head: list[tuple[str, int]],
+                cache: Path, policies: dict[str, Path], results: Any
+                ) -> tuple[str, dict[str, float]] | None:
+    """The static mixture (a policy that ignores the state) of fewest median labels on
+    ``head``, found in hindsight among: the best fixed strategy alone, it with a quarter
+    of the games to each other strategy of the policy, pairs and the triple of the three
+    best fixed strategies in equal shares, the uniform mixture and the learned policy's
+    mean mixture. Its arm name and every candidate's median there (``None`` while some
+    are not cached)."""
+    top = sorted(medians, key=lambda a: medians[a])[:3]
+    candidates: dict[str, dict[str, float]] = {}
+    for other in learned.strategies:
+        if other != top[0]:
+            candidates[f"{top[0]}+{other} 3:1"] = {top[0]: 3.0, other: 1.0}
+    candidates.update({f"{x}+{y}": {x: 1.0, y: 1.0} for x, y in itertools.combinations(top, 2)})
+    candidates["+".join(top)] = dict.fromkeys(top, 1.0)
+    candidates["learned mean"] = mean_mixture(learned, learned_runs)
+    for name, shares in candidates.items():
+        TeachingPolicy.constant({a: shares.get(a, 0.0) for a in learned.strategies},
+                                learned.games).save(cache / f"static_{name}")
+        policies[f"static {name}"] = cache / f"static_{name}.json"
+    picked: dict[str, float] = {top[0]: float(np.median(as_cost(
+        [r["labels"] for r in results(top[0], head)])))}
+    for name in [*candidates, UNIFORM]:
+        arm = name if name == UNIFORM else f"static {name}"
+        got = results(arm, head)
+        if got is None:
+            print("the static mixtures are not cached yet: run again")
+            return None
+        picked[arm] = float(np.median(as_cost([r["labels"] for r in got])))
+    return min(picked, key=lambda a: picked[a]), picked
+
+
 def picked_fixed(fixed: list[str], pairs: list[tuple[str, int]], k: int,
-                 results: Any) -> None:
+                 results: Any, learned: TeachingPolicy, hindsight: int, cache: Path,
+                 policies: dict[str, Path]) -> None:
     """The fixed strategies on the first ``k`` pairs, then the best of them (by median
-    labels there), the learned policy, the uniform mixture and EXP3 on every pair: the
-    learned policy's paired ratios to the other three."""
+    labels there), the learned policy, the uniform mixture, EXP3 and the best static
+    mixture (picked on the first ``min(k, hindsight)`` pairs) on every pair: the learned
+    policy's paired ratios to the others."""
     head = pairs[:k]
     medians: dict[str, float] = {}
     for arm in fixed:
@@ -342,7 +371,16 @@ def picked_fixed(fixed: list[str], pairs: list[tuple[str, int]], k: int,
     lost = int((np.isfinite(base) & ~np.isfinite(mine)).sum())
     print(f"learned fails where {best} succeeds: {lost} of {len(pairs)} pairs; median wall s: "
           + ", ".join(f"{a} {np.median([x['wall_s'] for x in runs[a]]):.0f}" for a in runs))
-    for other in (UNIFORM, EXP3):
+    found = best_static(medians, learned, runs[LEARNED], head[:hindsight], cache, policies,
+                        results)
+    others = [UNIFORM, EXP3]
+    if found is not None:
+        static_name, picked = found
+        print(f"best static mixture, picked on the first {len(head[:hindsight])} pair(s): "
+              f"{static_name}; medians there: " + ", ".join(
+                  f"{a} {shown(m)}" for a, m in picked.items()))
+        others.insert(0, static_name)
+    for other in others:
         got = results(other, pairs)
         if got is None:
             continue
