@@ -333,6 +333,8 @@ def picked_fixed(fixed: list[str], pairs: list[tuple[str, int]], k: int,
     mixture (picked on the first ``min(k, hindsight)`` pairs) on every pair: the learned
     policy's paired ratios to the others."""
     head = pairs[:k]
+    for arm in (LEARNED, UNIFORM, EXP3):  # with --only, those named run now
+        results(arm, pairs)
     medians: dict[str, float] = {}
     for arm in fixed:
         got = results(arm, head)
