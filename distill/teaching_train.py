@@ -126,6 +126,18 @@ class TeachingTrainConfig(BaseModel):
             raise ValueError("the training population needs at least one student")
         return students
 
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, arms: list[str] | None) -> list[str] | None:
+        from distill.strategies import make_arm
+
+        for name in arms or []:
+            try:
+                make_arm(name)
+            except TlmError as e:
+                raise ValueError(str(e)) from None
+        return arms
+
     @field_validator("hidden")
     @classmethod
     def _sizes(cls, hidden: list[int]) -> list[int]:
@@ -388,12 +400,8 @@ def train_teaching_policy(
         TlmError: a bad setting (before anything is written).
         arena.runstate.ResumeRefusedError: a checkpoint of other settings.
     """
-    from distill.strategies import make_arm
-
     g: Game = get_game(config.game)
-    arms = training_arms(config)
-    for name in arms:
-        make_arm(name)
+    arms = training_arms(config)  # the config's are checked when it is made
     probe_settings = run_config(config, Path("unused"), student=config.students[0])
     if probe_settings.label_budget is None:
         raise TlmError("a teaching policy's student runs need a label budget")

@@ -340,6 +340,20 @@ def test_bad_teaching_policies_are_one_error_line_and_nothing_written(
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_a_training_run_of_unknown_strategies_is_one_error_line_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bad"
+    code = main(["teaching-policy", "train", "--game", "tictactoe", "--arms",
+                 "refute,lecture", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""  # no progress bar: nothing started
+    err = captured.err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert "unknown strategy 'lecture'" in err
+    assert not out.exists() and not staging_path(out).exists()
+
+
 def test_a_policy_of_another_game_transfers_only_when_asked(tmp_path: Path) -> None:
     from arena import get_game
     from distill.learned import policy_arms
