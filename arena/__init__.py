@@ -28,7 +28,14 @@ from arena.core import (
     uniform_legal,
 )
 from arena.eval_report import EvalReport, TeacherLabels, eval_report
-from arena.evaluation import EvalRow, evaluate, summarize, top1_agreement, wilson_interval
+from arena.evaluation import (
+    EvalRow,
+    evaluate,
+    summarize,
+    top1_agreement,
+    top1_agrees,
+    wilson_interval,
+)
 from arena.games import Game, get_game, list_games, make_engine, register_game
 from arena.human import play_human
 from arena.matches import (
@@ -112,6 +119,7 @@ __all__ = [
     "start_local_ray",
     "summarize",
     "top1_agreement",
+    "top1_agrees",
     "uniform_legal",
     "wilson_interval",
     "write_bytes_atomic",

@@ -163,19 +163,27 @@ def evaluate(
     return rows
 
 
-def top1_agreement(
+def top1_agrees(
     agent: Agent, obs: np.ndarray, mask: np.ndarray, teacher_probs: np.ndarray
-) -> float:
-    """Share of positions where the agent's move is one of the teacher's most probable.
+) -> np.ndarray:
+    """Per position, whether the agent's move is one of the teacher's most probable.
 
     A policy agent is judged by its most probable move; any other agent by the move it
     plays (with a fixed generator).
     """
-    if len(obs) == 0:
-        raise TlmError("no positions to measure agreement on")
     if isinstance(agent, PolicyAgent):
         choice = agent.policy(obs, mask).argmax(axis=1)
     else:
         choice = np.asarray(agent.act(obs, mask, np.random.default_rng(0)))
     best = teacher_probs >= teacher_probs.max(axis=1, keepdims=True) - 1e-6
-    return float(best[np.arange(len(choice)), choice].mean())
+    return best[np.arange(len(choice)), choice]
+
+
+def top1_agreement(
+    agent: Agent, obs: np.ndarray, mask: np.ndarray, teacher_probs: np.ndarray
+) -> float:
+    """Share of positions where the agent's move is one of the teacher's most probable
+    (:func:`top1_agrees`)."""
+    if len(obs) == 0:
+        raise TlmError("no positions to measure agreement on")
+    return float(top1_agrees(agent, obs, mask, teacher_probs).mean())

@@ -91,7 +91,8 @@ class DistillConfig(BaseModel):
     arms: list[str] | None = Field(
         None, description="adaptive: the strategies the bandit picks from (teacher, dagger, "
         "panel, openingsK, uncertain, and refute on tictactoe; default all, with K = 2 on "
-        "tictactoe, else 4); one arm runs that strategy alone.")
+        "tictactoe, else 4; also review, which labels nothing); one arm runs that strategy "
+        "alone.")
     gamma: float = Field(
         0.2, gt=0, le=1, description="adaptive: the bandit's exploration share.")
     teaching_policy: Path | None = Field(

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from arena import Agent, Decision, Game, PolicyAgent, TlmError, play_matches
+from arena import Agent, Decision, Game, PolicyAgent, TlmError, play_matches, top1_agrees
 from arena.players.tictactoe import (
     all_positions,
     exhaustive_check,
@@ -333,10 +333,8 @@ class Review(Strategy):
         start = time.perf_counter()
         wrong = np.zeros(0, dtype=np.int64)
         if len(t.store):
-            probs = t.store.probs
-            choice = t.student.policy(t.store.obs, t.store.mask).argmax(axis=1)
-            best = probs >= probs.max(axis=1, keepdims=True) - 1e-6
-            wrong = np.flatnonzero(~best[np.arange(len(choice)), choice])
+            agrees = top1_agrees(t.student, t.store.obs, t.store.mask, t.store.probs)
+            wrong = np.flatnonzero(~agrees)
             t.store.touch(wrong, rnd)
         return Collected(games=0, reached=len(wrong), labelled=0,
                          play_s=time.perf_counter() - start,

@@ -182,7 +182,8 @@ def distill_cmd(
                            "label_budget"), hi=MAX_DATASET_GAMES)] = None,
     arms: Annotated[str | None, typer.Option(help=_distill_help(
         "adaptive: comma-separated strategies the bandit picks from (teacher, dagger, "
-        "panel, openingsK, uncertain, refute on tictactoe); one runs that strategy alone.",
+        "panel, openingsK, uncertain, refute on tictactoe; also review, which labels "
+        "nothing); one runs that strategy alone.",
         "arms"))] = None,
     teaching_policy: Annotated[Path | None, typer.Option(help=_distill_help(
         "learned: the teaching policy (tlm teaching-policy train's OUT, or its .json); "
