@@ -6,8 +6,9 @@
   checks that measure any agent against the solved game;
 - ``alphabeta:D[,t=T][,solve=K]`` (:class:`AlphaBetaConnectFour`): connect-four
   alpha-beta to depth D (policy temperature T, exact once at most K cells are empty);
-- tic-tac-toe players with styles (:mod:`arena.players.styles`): ``noisy:E``,
-  ``prefer:REGION[,p=P]``, ``blind:LINES``, ``minimax:D``.
+- players with styles (:mod:`arena.players.styles`; on connect four
+  :mod:`arena.players.c4_styles`): ``noisy:E``, ``prefer:REGION[,p=P]``,
+  ``blind:LINES``, ``minimax:D`` (tic-tac-toe only).
 
 All of them read PettingZoo observations only, so they play the real env and the
 fast engines alike.
@@ -60,9 +61,9 @@ register_agent(
     games=("tictactoe", "connect_four"),
 )
 register_agent("perfect", lambda arg, game: PerfectTicTacToe(), "perfect", games=("tictactoe",))
-def _style(make: Callable[[str | None], Agent]) -> AgentFactory:
+def _style(make: Callable[[str | None, str], Agent]) -> AgentFactory:
     def factory(arg: str | None, game: Game) -> Agent:
-        return make(arg)
+        return make(arg, game.name)
 
     return factory
 
@@ -71,7 +72,9 @@ for _kind, _make, _usage in (("noisy", make_noisy, NOISY_USAGE),
                              ("prefer", make_prefer, PREFER_USAGE),
                              ("blind", make_blind, BLIND_USAGE),
                              ("minimax", make_minimax, MINIMAX_USAGE)):
-    register_agent(_kind, _style(_make), _usage, games=("tictactoe",), needs_argument=True)
+    register_agent(_kind, _style(_make), _usage,
+                   games=("tictactoe",) if _kind == "minimax" else ("tictactoe", "connect_four"),
+                   needs_argument=True)
 register_agent(
     "alphabeta",
     lambda arg, game: AlphaBetaConnectFour(*parse_alphabeta(arg)),

@@ -37,15 +37,22 @@ LINE_GAMES = {
 }
 
 
+DIRECTIONS: dict[str, tuple[int, int]] = {
+    "horizontal": (0, 1), "vertical": (1, 0), "diagonal": (1, 1), "antidiagonal": (1, -1)}
+"""The directions of a line, as (row step, column step); rows count from the top."""
+
+
 @cache
-def lines_through(board: LineGame) -> np.ndarray:
-    """``[cells + 1, L, k-1]``: for each cell, the other cells of every line through it.
+def lines_through(board: LineGame, directions: tuple[str, ...] = tuple(DIRECTIONS)
+                  ) -> np.ndarray:
+    """``[cells + 1, L, k-1]``: for each cell, the other cells of every line through it
+    that runs in one of ``directions`` (keys of :data:`DIRECTIONS`).
 
     Rows are padded with the index ``n_cells``, a cell that is never occupied; row
     ``n_cells`` itself (the target of a full column) holds padding only.
     """
     lines: list[list[int]] = []
-    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+    for dr, dc in (DIRECTIONS[d] for d in directions):
         for r in range(board.rows):
             for c in range(board.cols):
                 end_r, end_c = r + dr * (board.k - 1), c + dc * (board.k - 1)
@@ -55,7 +62,7 @@ def lines_through(board: LineGame) -> np.ndarray:
     for line in lines:
         for cell in line:
             per_cell[cell].append([o for o in line if o != cell])
-    width = max(len(p) for p in per_cell)
+    width = max(1, *(len(p) for p in per_cell))
     out = np.full((board.n_cells + 1, width, board.k - 1), board.n_cells, dtype=np.int64)
     for cell, others in enumerate(per_cell):
         out[cell, : len(others)] = others
@@ -75,13 +82,15 @@ def target_cells(board: LineGame, obs: np.ndarray) -> np.ndarray:
     return np.where(free > 0, (free - 1) * board.cols + cols, board.n_cells)
 
 
-def completing_moves(board: LineGame, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``[B, 2, A]`` bool: legal moves that complete a line for the mover (plane 0)
-    and for the opponent (plane 1, the squares to block)."""
+def completing_moves(board: LineGame, obs: np.ndarray, mask: np.ndarray,
+                     directions: tuple[str, ...] = tuple(DIRECTIONS)) -> np.ndarray:
+    """``[B, 2, A]`` bool: legal moves that complete a line (of those running in
+    ``directions``) for the mover (plane 0) and for the opponent (plane 1, the squares
+    to block)."""
     b = len(obs)
     planes = obs.reshape(b, board.n_cells, 2).astype(bool)
     padded = np.concatenate([planes, np.zeros((b, 1, 2), dtype=bool)], axis=1)
-    others = lines_through(board)[target_cells(board, obs)]  # [B, A, L, k-1]
+    others = lines_through(board, directions)[target_cells(board, obs)]  # [B, A, L, k-1]
     rows = np.arange(b)[:, None, None, None]
     legal = mask != 0
     out = np.empty((b, 2, mask.shape[1]), dtype=bool)

@@ -16,7 +16,9 @@ can be computed exactly (:mod:`teachers.best_response`):
 - ``minimax:D`` — negamax to ``D`` plies (a position not decided by then counts as
   a draw), uniform over the best moves.
 
-Every one reads PettingZoo observations only, like the other fixed players.
+Every one reads PettingZoo observations only, like the other fixed players. The same
+kinds (but ``minimax:``) build connect-four players with styles on that game
+(:mod:`arena.players.c4_styles`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ import functools
 import numpy as np
 
 from arena.core import PolicyAgent, State, TlmError
+from arena.players.c4_styles import (
+    COLUMN_REGIONS,
+    DIRECTION_NAMES,
+    NoisyConnectFour,
+    make_blind_connect_four,
+    make_prefer_connect_four,
+)
 from arena.players.tictactoe import (
     FULL,
     LINE_MASKS,
@@ -214,34 +223,43 @@ def _number(text: str, what: str, usage: str) -> float:
 
 
 NOISY_USAGE = "noisy:E (E in [0, 1])"
-PREFER_USAGE = f"prefer:REGION[,p=P] (REGION: {', '.join(REGIONS)}; P in [0, 1])"
-BLIND_USAGE = f"blind:LINES (LINES: {', '.join(LINE_NAMES)}, joined by +)"
+PREFER_USAGE = (f"prefer:REGION[,p=P] (REGION: {', '.join(REGIONS)} on tictactoe, "
+                f"{', '.join(COLUMN_REGIONS)} on connect_four; P in [0, 1])")
+BLIND_USAGE = (f"blind:LINES (LINES: {', '.join(LINE_NAMES)} on tictactoe, "
+               f"{', '.join(DIRECTION_NAMES)} on connect_four; joined by +)")
 MINIMAX_USAGE = f"minimax:D (D in 1..{MAX_MINIMAX_DEPTH})"
 
 
-def make_noisy(arg: str | None) -> NoisyPerfect:
-    """The ``noisy:E`` spec."""
+def make_noisy(arg: str | None, game: str = "tictactoe") -> PolicyAgent:
+    """The ``noisy:E`` spec (on connect four, :class:`NoisyConnectFour`)."""
     if not arg:
         raise TlmError(f"noisy needs its probability of a random move ({NOISY_USAGE})")
-    return NoisyPerfect(_number(arg, "noisy's E", NOISY_USAGE))
+    epsilon = _number(arg, "noisy's E", NOISY_USAGE)
+    if game == "connect_four":
+        return NoisyConnectFour(epsilon)
+    return NoisyPerfect(epsilon)
 
 
-def make_prefer(arg: str | None) -> PreferPlayer:
-    """The ``prefer:REGION[,p=P]`` spec."""
+def make_prefer(arg: str | None, game: str = "tictactoe") -> PolicyAgent:
+    """The ``prefer:REGION[,p=P]`` spec (on connect four, :class:`PreferConnectFour`)."""
     region, *rest = (arg or "").split(",")
-    if region not in REGIONS:
-        raise TlmError(f"unknown region {region!r} ({PREFER_USAGE})")
     p = 1.0
     for part in rest:
         name, _, value = part.partition("=")
         if name != "p":
             raise TlmError(f"unknown option {part!r} ({PREFER_USAGE})")
         p = _number(value, "prefer's p", PREFER_USAGE)
+    if game == "connect_four":
+        return make_prefer_connect_four(region, p, PREFER_USAGE)
+    if region not in REGIONS:
+        raise TlmError(f"unknown region {region!r} ({PREFER_USAGE})")
     return PreferPlayer(region, p)
 
 
-def make_blind(arg: str | None) -> BlindPlayer:
-    """The ``blind:LINES`` spec."""
+def make_blind(arg: str | None, game: str = "tictactoe") -> PolicyAgent:
+    """The ``blind:LINES`` spec (on connect four, :class:`BlindConnectFour`)."""
+    if game == "connect_four":
+        return make_blind_connect_four(arg, BLIND_USAGE)
     names = (arg or "").split("+")
     bad = [n for n in names if n not in LINE_NAMES]
     if bad:
@@ -249,8 +267,10 @@ def make_blind(arg: str | None) -> BlindPlayer:
     return BlindPlayer("+".join(names))
 
 
-def make_minimax(arg: str | None) -> MinimaxPlayer:
-    """The ``minimax:D`` spec."""
+def make_minimax(arg: str | None, game: str = "tictactoe") -> MinimaxPlayer:
+    """The ``minimax:D`` spec (tic-tac-toe only)."""
+    if game != "tictactoe":
+        raise TlmError(f"minimax plays tictactoe, not {game} (alphabeta:D plays connect four)")
     try:
         depth = int(arg or "")
     except ValueError:
