@@ -91,7 +91,7 @@ from distill.incontext_series import (
     play_series,
     series_length,
 )
-from distill.population import Population, get_population
+from distill.population import Population, get_population, population_for
 from students import (
     RecurrentStudentAgent,
     RecurrentStudentNet,
@@ -104,6 +104,7 @@ from students import (
 )
 from students.training_state import load_optimizer, save_optimizer
 from teachers.best_response import SeriesTeacher
+from teachers.search_response import MAX_RESPONSE_DEPTH, SearchResponse
 
 MAX_SERIES_LENGTH = 100
 """The longest series a run trains on."""
@@ -116,13 +117,13 @@ class InContextConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    game: str = Field("tictactoe", description="The game (tictactoe: the best response "
-                      "is exact there).")
+    game: str = Field("tictactoe", description="The game: tictactoe (the best response "
+                      "is exact there) or connect_four (a search's best response).")
     student: str = Field("gru:128", description="The recurrent student's spec.")
     control: str = Field("mlp:300x2", description="The feedforward control's spec (about "
                          "the student's parameter count), fitted on the same batches.")
-    population: str = Field("tictactoe-styles", description="The opponent population "
-                            "(distill.population).")
+    population: str | None = Field(None, description="The opponent population "
+                                   "(distill.population; default: the game's).")
     training: list[str] | None = Field(None, description="Training opponents' specs, in "
                                        "place of the population's.")
     held_out: list[str] | None = Field(None, description="Held-out opponents' specs, in "
@@ -146,6 +147,10 @@ class InContextConfig(BaseModel):
         "punishes the best response's risks; at 6 its students lost none of 10,000 games "
         "to random on seeds 0-2, nor of 50,000 more, but kept +0.52 to +0.55 G in game "
         "10, not +0.62 to +0.65 G); 0: as soon as the opponent errs.")
+    response_depth: int = Field(
+        2, ge=0, le=MAX_RESPONSE_DEPTH, description="connect_four: plies the teacher's "
+        "search looks beyond the opponent's reply (teachers.search_response; its twin "
+        "without the opponent's policy, alphabeta:(depth + 2), is the reference of G).")
     rounds: int = Field(40, gt=0, description="Rounds of play, labels and fitting.")
     series_per_opponent: int = Field(16, gt=0, description="Series against each training "
                                      "opponent each round.")
@@ -189,8 +194,11 @@ def make_incontext_config(**fields: Any) -> InContextConfig:
 
 
 def series_teacher(opponent: Agent, cautious: bool, loss_weight: float = 0.0,
-                   forced_answers: int = 0) -> SeriesTeacher:
-    """The teacher against ``opponent`` (see :class:`SeriesTeacher`).
+                   forced_answers: int = 0, depth: int = 2, game: str = "tictactoe"
+                   ) -> SeriesTeacher | SearchResponse:
+    """The teacher against ``opponent`` on ``game``: on tic-tac-toe the exact one (see
+    :class:`SeriesTeacher`), on connect four the search's (:class:`SearchResponse` to
+    ``depth``; never cautious).
 
     Raises:
         TlmError: the opponent gives no policy over observations.
@@ -198,6 +206,8 @@ def series_teacher(opponent: Agent, cautious: bool, loss_weight: float = 0.0,
     if not isinstance(opponent, PolicyAgent) or opponent.needs_state:
         raise TlmError(f"opponent {opponent.name!r} gives no policy over observations: "
                        "a best response needs one")
+    if game == "connect_four":
+        return SearchResponse(opponent, depth)
     return SeriesTeacher(opponent, cautious=cautious, loss_weight=loss_weight,
                          forced_answers=forced_answers)
 
@@ -216,20 +226,23 @@ class _Run:
     population: Population
     training: list[Agent]
     held_out: list[Agent]
-    teachers: list[SeriesTeacher]
-    held_out_teachers: list[SeriesTeacher]
+    teachers: list[SeriesTeacher | SearchResponse]
+    held_out_teachers: list[SeriesTeacher | SearchResponse]
 
 
-def population_of(name: str, training: Sequence[str] | None,
+def population_of(name: str | None, training: Sequence[str] | None,
                   held_out: Sequence[str] | None, g: Game
                   ) -> tuple[Population, list[Agent], list[Agent]]:
-    """The population called ``name``, its training or held-out members replaced by the
-    specs given, and its members as agents.
+    """The population called ``name`` (``None``: the game's), its training or held-out
+    members replaced by the specs given, and its members as agents.
 
     Raises:
-        TlmError: an unknown population, a bad member spec, or an empty side.
+        TlmError: an unknown population, one of another game, a bad member spec, or an
+            empty side.
     """
-    base = get_population(name)
+    base = get_population(name) if name is not None else population_for(g.name)
+    if base.game != g.name:
+        raise TlmError(f"population {base.name!r} plays {base.game}, not {g.name}")
     population = Population(
         name=base.name if training is None and held_out is None else "custom",
         game=base.game,
@@ -250,9 +263,14 @@ def check_incontext(config: InContextConfig
         TlmError: the first problem found.
     """
     g = get_game(config.game)
-    if g.name != "tictactoe":
-        raise TlmError(f"in-context distillation needs an exact best response, which tlm "
-                       f"has for tictactoe only, not {g.name}")
+    if g.name not in ("tictactoe", "connect_four"):
+        raise TlmError(f"in-context distillation needs a best response, which tlm has for "
+                       f"tictactoe and connect_four, not {g.name}")
+    if g.name == "connect_four" and (config.labels != "best" or config.loss_weight
+                                     or config.forced_answers):
+        raise TlmError("on connect_four the teacher is a search's best response: labels "
+                       "must be best, loss_weight and forced_answers 0 (they need the "
+                       "solved game)")
     if parse_spec(config.student).arch != "gru":
         raise TlmError(f"the student must be recurrent (gru:HIDDEN), got {config.student!r}")
     if parse_spec(config.control).arch == "gru":
@@ -267,11 +285,12 @@ def _resolve(config: InContextConfig) -> _Run:
     """Everything a run needs, checked before anything is written."""
     g, population, training, held_out = check_incontext(config)
     cautious = config.labels == "cautious"
+    def teacher(a: Agent) -> SeriesTeacher | SearchResponse:
+        return series_teacher(a, cautious, config.loss_weight, config.forced_answers,
+                              config.response_depth, g.name)
+
     return _Run(config, g, population, training, held_out,
-                [series_teacher(a, cautious, config.loss_weight, config.forced_answers)
-                 for a in training],
-                [series_teacher(a, cautious, config.loss_weight, config.forced_answers)
-                 for a in held_out])
+                [teacher(a) for a in training], [teacher(a) for a in held_out])
 
 
 def measure_round(run: _Run, players: Players) -> dict[str, float]:
@@ -483,30 +502,34 @@ def incontext_config(config: DistillConfig) -> InContextConfig:
     if config.teacher != BEST_RESPONSE:
         raise TlmError(f"incontext is taught by the exact best response to each opponent "
                        f"(teacher {BEST_RESPONSE!r}), not {config.teacher!r}")
-    rounds, per_opponent, eval_series = series_schedule(
-        config, InContextConfig.model_fields["population"].default)
+    rounds, per_opponent, eval_series = series_schedule(config, None)
+    exact = get_game(config.game).name == "tictactoe"
     return make_incontext_config(
         game=config.game, student=config.student, seed=config.seed, out=config.out,
         series=config.series, lr=config.lr, epsilon=config.epsilon, augment=config.augment,
         steps_per_round=config.steps_per_round, rounds=rounds,
         series_per_opponent=per_opponent, eval_series=eval_series,
         forced_answers=config.forced_answers,
+        labels=None if exact else "best",
     )
 
 
-def series_schedule(config: DistillConfig, population: str) -> tuple[int, int, int]:
+def series_schedule(config: DistillConfig, population: str | None) -> tuple[int, int, int]:
     """``(rounds, series per training opponent a round, series per held-out opponent a
     measure)``: the games of ``config`` (``budget_games``, ``games_per_round``,
-    ``eval_games``) as series of ``config.series`` games against ``population``."""
+    ``eval_games``) as series of ``config.series`` games against ``population`` (``None``:
+    the game's)."""
     k = config.series
-    members = len(get_population(population).training)
+    members = len((get_population(population) if population is not None
+                   else population_for(config.game)).training)
     return (-(-config.budget_games // config.games_per_round),
             max(1, config.games_per_round // (k * members)), max(1, config.eval_games // k))
 
 
 BEST_RESPONSE = "best-response"
-"""The teacher that ``tlm distill --method incontext`` names: the exact best response to
-each series' opponent (cautious until it errs)."""
+"""The teacher that ``tlm distill --method incontext`` names: the best response to each
+series' opponent (exact and cautious until it errs on tic-tac-toe, a search's on
+connect four)."""
 
 
 def distill_incontext_run(

@@ -20,6 +20,9 @@ from arena.games import Game
 from distill.incontext_series import MemoryResetAgent
 from students import RecurrentStudentAgent, RecurrentStudentNet, StudentAgent, StudentNet
 from teachers.best_response import SeriesTeacher, expected_score
+from teachers.search_response import SearchResponse
+
+Teacher = SeriesTeacher | SearchResponse
 
 
 def perfect_score(opponent: Agent) -> float:
@@ -27,6 +30,21 @@ def perfect_score(opponent: Agent) -> float:
     perfect = make_agent("perfect", "tictactoe")
     assert isinstance(perfect, PolicyAgent) and isinstance(opponent, PolicyAgent)
     return sum(expected_score(perfect, opponent, s) for s in (0, 1)) / 2
+
+
+def reference_of(teachers: Sequence[Teacher]) -> str:
+    """The player that does not adapt to its opponent, against which G is measured:
+    ``perfect`` where the teachers are exact, else the teachers' minimax twin."""
+    first = teachers[0]
+    return first.twin if isinstance(first, SearchResponse) else "perfect"
+
+
+def reference(final: dict[str, Any]) -> tuple[str, float, bool]:
+    """``(name, score, exact)`` of the reference of :func:`final_measures`' figures."""
+    ref = final.get("reference")
+    if ref is None:  # reports written before the reference had a name
+        return "perfect", float(final["perfect"]), True
+    return str(ref["name"]), float(ref["score"]), bool(ref["exact"])
 
 
 
@@ -104,28 +122,41 @@ def curve_columns(prefix: str, by_index: np.ndarray) -> dict[str, float]:
 
 
 def final_measures(
-    g: Game, players: Players, held_out: Sequence[Agent], teachers: Sequence[SeriesTeacher],
+    g: Game, players: Players, held_out: Sequence[Agent], teachers: Sequence[Teacher],
     n_series: int, k: int, seed: int,
 ) -> dict[str, Any]:
     """The figures of a finished run, on the held-out families only: the score by game
-    index of each player (``n_series`` series against each member) beside the exact
-    scores of perfect and the oracle, the gap G, the rise from game 1 to game K with
-    its 95% interval, and each player's losses to ``perfect`` and ``random`` by seat
-    (``n_series`` series each), beside the teacher's own: the response the students
-    learn from, played against ``perfect`` and ``random`` themselves."""
-    perfect = float(np.mean([perfect_score(a) for a in held_out]))
-    # G is the exact best response's gain, whatever risk the teacher avoids.
-    best = float(np.mean([t.exact_score for t in teachers]))
+    index of each player (``n_series`` series against each member) beside the scores of
+    the reference (:func:`reference_of`; exact for ``perfect``, else played) and of the
+    teacher, the gap G (the best response's score less the reference's: exact on
+    tic-tac-toe, the teacher's played score elsewhere), the rise from game 1 to game K
+    with its 95% interval, and each player's losses to the reference and ``random`` by
+    seat (``n_series`` series each), beside the teacher's own: the response the
+    students learn from, played against the reference and ``random`` themselves."""
+    ref_name = reference_of(teachers)
+    ref_agent = make_agent(ref_name, g)
+    exact = ref_name == "perfect"
+    if exact:
+        ref_score = float(np.mean([perfect_score(a) for a in held_out]))
+    else:
+        ref_score = float(series_scores(g, ref_agent, held_out, n_series, k,
+                                        derived_seed(seed, 9)).mean())
     oracle = np.mean([t.oracle(k, n_series, derived_seed(seed, 8, i))
                       for i, t in enumerate(teachers)], axis=0)
+    # G is the exact best response's gain, whatever risk the teacher avoids.
+    best = (float(np.mean([t.exact_score for t in teachers])) if exact
+            else float(oracle.mean()))
     out: dict[str, Any] = {
         "series": n_series, "k": k, "opponents": [a.name for a in held_out],
-        "perfect": perfect, "best_response": best, "gap": best - perfect,
+        "reference": {"name": ref_name, "score": ref_score, "exact": exact},
+        "best_response": best, "gap": best - ref_score,
         "oracle_by_game": oracle.tolist(),
-        "oracle_exact": not any(t.forced_answers for t in teachers),
+        "oracle_exact": exact and not any(t.forced_answers for t in teachers),
         "players": {},
     }
-    references = [make_agent("perfect", g), make_agent("random", g)]
+    if exact:
+        out["perfect"] = ref_score
+    references = [ref_agent, make_agent("random", g)]
     out["teacher_losses"] = {
         r.name: losses_by_seat(g, teachers[0].against(r), r, n_series, k,
                                derived_seed(seed, 7, i))
@@ -145,18 +176,21 @@ def final_measures(
 
 
 def target_checks(final: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets, met or not, from :func:`final_measures`."""
-    gap, perfect = final["gap"], final["perfect"]
+    """The issue's targets, met or not, from :func:`final_measures` (the targets are
+    tic-tac-toe's, against ``perfect``; elsewhere the same measures against the
+    reference)."""
+    gap = final["gap"]
+    ref_name, ref_score, _ = reference(final)
     student = final["players"]["student"]
     last = student["by_game"][-1]
     out: dict[str, Any] = {
-        "last_game_at_least_perfect_plus_0.6G": last >= perfect + 0.6 * gap,
-        "last_game_over_perfect_in_G": (last - perfect) / gap if gap > 0 else None,
+        f"last_game_at_least_{ref_name}_plus_0.6G": last >= ref_score + 0.6 * gap,
+        f"last_game_over_{ref_name}_in_G": (last - ref_score) / gap if gap > 0 else None,
         "rise_at_least_0.4G": student["rise"] >= 0.4 * gap,
         "rise_in_G": student["rise"] / gap if gap > 0 else None,
         "rise_interval_above_0": student["rise_lo"] > 0,
-        "no_loss_to_perfect": sum(student["losses"]["perfect"][s]
-                                  for s in ("first", "second")) == 0,
+        f"no_loss_to_{ref_name}": sum(student["losses"][ref_name][s]
+                                      for s in ("first", "second")) == 0,
         "losses_to_random": sum(student["losses"]["random"][s] for s in ("first", "second")),
     }
     for name in ("reset", "control"):
@@ -188,9 +222,11 @@ def _write_curve(stage: Path, curve: list[dict[str, Any]], final: dict[str, Any]
               "control": "feedforward control"}
     for name, player in final["players"].items():
         left.plot(games, player["by_game"], marker="o", label=labels[name])
+    ref_name, ref_score, ref_exact = reference(final)
     left.plot(games, final["oracle_by_game"], color="black", ls="--", label=_teacher_name(final))
-    left.axhline(final["best_response"], color="grey", ls=":", label="best response (exact)")
-    left.axhline(final["perfect"], color="red", ls=":", label="perfect (exact)")
+    if ref_exact:
+        left.axhline(final["best_response"], color="grey", ls=":", label="best response (exact)")
+    left.axhline(ref_score, color="red", ls=":", label=f"{ref_name} ({_how(ref_exact)})")
     left.set_xlabel("game of the series")
     left.set_ylabel("score against held-out families")
     left.set_title(f"after training ({final['series']} series per opponent)")
@@ -204,7 +240,7 @@ def _write_curve(stage: Path, curve: list[dict[str, Any]], final: dict[str, Any]
         if key in keys:
             right.plot(rounds, [r.get(key, float("nan")) for r in curve], marker=".",
                        label=label)
-    right.axhline(final["perfect"], color="red", ls=":", label="perfect (held out)")
+    right.axhline(ref_score, color="red", ls=":", label=f"{ref_name} (held out)")
     right.axhline(final["best_response"], color="grey", ls=":", label="best response")
     right.set_xlabel("round")
     right.set_ylabel("score")
@@ -217,9 +253,14 @@ def _write_curve(stage: Path, curve: list[dict[str, Any]], final: dict[str, Any]
 
 
 
+def _how(exact: bool) -> str:
+    return "exact" if exact else "played"
+
+
 def _teacher_name(final: dict[str, Any]) -> str:
-    """The teacher's row: exact, or (waiting for forced answers) the mean of its series."""
-    return "teacher (exact)" if final.get("oracle_exact", True) else "teacher (played)"
+    """The teacher's row: exact, or (a search, or waiting for forced answers) the mean of
+    its series."""
+    return f"teacher ({_how(final.get('oracle_exact', True))})"
 
 
 PLAYER_NAMES = {"student": "recurrent student", "reset": "same, memory reset every game",
@@ -231,35 +272,43 @@ def score_rows(final: dict[str, Any]) -> list[tuple[str, list[float]]]:
     """The score by game index of every player of :func:`final_measures` and of the
     exact references (the teacher, the best response, perfect), for a table."""
     k = final["k"]
+    ref_name, ref_score, ref_exact = reference(final)
     rows = [(PLAYER_NAMES.get(name, name), list(p["by_game"]))
             for name, p in final["players"].items()]
-    rows += [(_teacher_name(final), list(final["oracle_by_game"])),
-             ("best response (exact)", [final["best_response"]] * k),
-             ("perfect (exact)", [final["perfect"]] * k)]
+    rows.append((_teacher_name(final), list(final["oracle_by_game"])))
+    if ref_exact:
+        rows.append(("best response (exact)", [final["best_response"]] * k))
+    rows.append((f"{ref_name} ({_how(ref_exact)})", [ref_score] * k))
     return rows
+
+
+def _in_g(value: float, gap: float) -> str:
+    return f"{value / gap:+.2f} G" if gap > 0 else "(G <= 0)"
 
 
 def figure_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """The run's figures as (measure, value) lines: G, the last game and the rise
     against their targets, the controls' change, losses, labels and time."""
     final = report["final"]
-    gap, perfect, k = final["gap"], final["perfect"], final["k"]
+    gap, k = final["gap"], final["k"]
+    ref_name, ref_score, ref_exact = reference(final)
     rows = [("held-out opponents", f"{len(final['opponents'])} ({final['series']} series "
                                    f"of {k} games each)"),
-            ("G = best response - perfect (exact)", f"{gap:.4f}")]
+            (f"G = best response - {ref_name} ({_how(ref_exact)})", f"{gap:.4f}")]
     for name, p in final["players"].items():
         label = PLAYER_NAMES.get(name, name)
         last = p["by_game"][-1]
-        rows.append((f"{label}: game {k} - perfect",
-                     f"{last - perfect:+.4f} = {(last - perfect) / gap:+.2f} G"))
+        rows.append((f"{label}: game {k} - {ref_name}",
+                     f"{last - ref_score:+.4f} = {_in_g(last - ref_score, gap)}"))
         rows.append((f"{label}: game {k} - game 1 (95%)",
                      f"{p['rise']:+.4f} [{p['rise_lo']:+.4f}, {p['rise_hi']:+.4f}] = "
-                     f"{p['rise'] / gap:+.2f} G"))
+                     f"{_in_g(p['rise'], gap)}"))
         for ref, lost in p["losses"].items():
             rows.append((f"{label}: games lost to {ref}",
                          f"{lost['first'] + lost['second']} of {lost['games']} (first "
                          f"{lost['first']}, second {lost['second']})"))
-    rows.append(("perfect: games lost to random", "0 (it never loses)"))
+    if ref_exact:
+        rows.append(("perfect: games lost to random", "0 (it never loses)"))
     for ref, lost in final.get("teacher_losses", {}).items():
         rows.append((f"teacher (the response to {ref} itself): games lost to {ref}",
                      f"{lost['first'] + lost['second']} of {lost['games']}"))

@@ -81,9 +81,10 @@ class RLConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    game: str = Field("tictactoe", description="The game (tictactoe).")
+    game: str = Field("tictactoe", description="The game (tictactoe or connect_four).")
     student: str = Field("gru:128", description="The recurrent student's spec.")
-    population: str = Field("tictactoe-styles", description="The opponent population.")
+    population: str | None = Field(None, description="The opponent population "
+                                   "(default: the game's).")
     training: list[str] | None = Field(None, description="Training opponents' specs.")
     held_out: list[str] | None = Field(None, description="Held-out opponents' specs.")
     series: int = Field(10, ge=2, le=MAX_SERIES_LENGTH, description="Games per series.")
@@ -102,7 +103,7 @@ class RLConfig(BaseModel):
                              "opponent at each iteration's measure.")
     eval_every: int = Field(5, gt=0, description="Measure every this many iterations.")
     final_series: int = Field(1000, gt=0, description="Series against each held-out "
-                              "opponent (and perfect and random) at the end.")
+                              "opponent (and the reference and random) at the end.")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Seeds the student, the games "
                       "and the minibatches.")
     out: Path = Field(description="Output directory (new or empty).")
@@ -208,14 +209,14 @@ def train_incontext_rl(
     ``curve.csv`` and ``report.json`` to ``config.out`` (resumable like
     :func:`distill.incontext.train_incontext`)."""
     g = get_game(config.game)
-    if g.name != "tictactoe":
-        raise TlmError(f"the in-context population and its exact measures are for "
-                       f"tictactoe only, not {g.name}")
+    if g.name not in ("tictactoe", "connect_four"):
+        raise TlmError(f"the in-context populations and their measures are for tictactoe "
+                       f"and connect_four, not {g.name}")
     if parse_spec(config.student).arch != "gru":
         raise TlmError(f"the student must be recurrent (gru:HIDDEN), got {config.student!r}")
     population, training, held_out = population_of(config.population, config.training,
                                                    config.held_out, g)
-    teachers = [series_teacher(a, cautious=False) for a in held_out]
+    teachers = [series_teacher(a, cautious=False, game=g.name) for a in held_out]
     k = config.series
     settings = {"format": FORMAT, **config.model_dump(mode="json")}
     net = build_recurrent_student(config.student, g, config.seed)
@@ -327,8 +328,7 @@ def incontext_rl_config(config: DistillConfig) -> RLConfig:
     if config.forced_answers:
         raise TlmError("forced_answers sets when the in-context teacher may exploit; "
                        "incontext-rl has no teacher")
-    iterations, per_opponent, eval_series = series_schedule(
-        config, RLConfig.model_fields["population"].default)
+    iterations, per_opponent, eval_series = series_schedule(config, None)
     return make_rl_config(
         game=config.game, student=config.student, seed=config.seed, out=config.out,
         series=config.series, lr=config.lr, iterations=iterations,

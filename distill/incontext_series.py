@@ -16,6 +16,8 @@ The run that uses them is :mod:`distill.incontext`.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,7 +37,6 @@ from arena import (
 )
 from arena.game_loop import Decision
 from arena.games import Game
-from arena.players.tictactoe import board_keys
 from arena.symmetry import symmetries
 from students import (
     RecurrentStudentAgent,
@@ -44,18 +45,31 @@ from students import (
     masked_log_softmax,
 )
 from students.recurrent import DECISION, GAME_END, PAD
-from teachers.best_response import (
-    SeriesTeacher,
-    opponent_errors,
-    tactical_answers,
-)
+from teachers.best_response import tactical_answers
 
-_N_ACTIONS = 9
-_BIT_PROBS = ((np.arange(1 << _N_ACTIONS)[:, None] >> np.arange(_N_ACTIONS)) & 1).astype(
-    np.float32)
-_BIT_PROBS /= np.maximum(_BIT_PROBS.sum(axis=1, keepdims=True), 1.0)
-_LABEL_PROBS = torch.from_numpy(_BIT_PROBS)
-"""Each bitmask of moves as the uniform distribution over its moves."""
+
+@functools.cache
+def _label_probs(n_actions: int) -> torch.Tensor:
+    """``[2**n_actions, n_actions]``: each bitmask of moves as the uniform distribution
+    over its moves."""
+    bits = ((np.arange(1 << n_actions)[:, None] >> np.arange(n_actions)) & 1).astype(
+        np.float32)
+    return torch.from_numpy(bits / np.maximum(bits.sum(axis=1, keepdims=True), 1.0))
+
+
+class LabelTeacher(Protocol):
+    """What a series' teacher gives :func:`play_series`
+    (:class:`teachers.best_response.SeriesTeacher` on tic-tac-toe,
+    :class:`teachers.search_response.SearchResponse` on connect four)."""
+
+    forced_answers: int
+
+    def label_moves(self, obs: np.ndarray, erred: np.ndarray,
+                    trusted: np.ndarray | None = None) -> np.ndarray: ...
+
+    def errors(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray: ...
+
+    def trusted(self, answers: np.ndarray, missed: np.ndarray) -> np.ndarray: ...
 
 
 # ------------------------------------------------------------------------- agents
@@ -177,15 +191,17 @@ class SeriesBatch:
 
 def series_length(g: Game, k: int) -> int:
     """The most events a series of ``k`` games can hold: each game's decisions of one
-    player (half the moves, rounded up) and its end."""
-    return k * ((g.num_actions + 1) // 2 + 1)
+    player (half the board's cells, rounded up) and its end."""
+    cells = int(np.prod(g.obs_shape[:2]))
+    return k * ((cells + 1) // 2 + 1)
 
 
 @dataclass
 class _Seen:
     """What an observer saw of one match: the student's decisions and the opponent's
-    errors."""
+    errors (as ``errors(obs, actions)`` says, if given)."""
 
+    errors: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     tactics: bool = False
     """Also count the opponent's answers to forced moves, and its misses."""
     games: list[np.ndarray] = field(default_factory=list)
@@ -207,7 +223,7 @@ class _Seen:
         else:
             # Only the moves after which the student moves again count, as only they
             # are seen by a teacher that follows the series (a win ends the game).
-            events = [("error", opponent_errors(d.obs, d.actions))]
+            events = [] if self.errors is None else [("error", self.errors(d.obs, d.actions))]
             if self.tactics:
                 forced, answered, won = tactical_answers(d.obs, d.actions)
                 events += [("answer", answered & ~won), ("miss", forced & ~answered)]
@@ -236,13 +252,14 @@ def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
 
 
 def play_series(
-    g: Game, student: Agent, opponent: Agent, teacher: SeriesTeacher | None, n_series: int,
+    g: Game, student: Agent, opponent: Agent, teacher: LabelTeacher | None, n_series: int,
     k: int, seed: int | np.random.SeedSequence,
 ) -> tuple[SeriesBatch, np.ndarray]:
     """``n_series`` series of ``k`` games of ``student`` (agent A, recurrent) against
     ``opponent``, as training sequences labelled by ``teacher`` (if any), and the
     student's score (win 1, draw 1/2) in each game, ``[n_series, k]``."""
-    seen = _Seen(tactics=teacher is not None and teacher.forced_answers > 0)
+    seen = _Seen(errors=None if teacher is None else teacher.errors,
+                 tactics=teacher is not None and teacher.forced_answers > 0)
     result = play_matches(g, student, opponent, n_series * k, seed, series=k, observer=seen)
     n_games = n_series * k
     games, ply = _cat(seen.games, np.int64), _cat(seen.ply, np.int64)
@@ -261,7 +278,7 @@ def play_series(
         if seen.tactics:
             trusted = teacher.trusted(seen.before("answer", games, ply, k, n_games),
                                       seen.before("miss", games, ply, k, n_games) > 0)
-        label = teacher.labels(board_keys(obs), erred, trusted)
+        label = teacher.label_moves(obs, erred, trusted)
 
     # Event t of series s: game j's decisions follow the events of games 0..j-1.
     count = np.bincount(games, minlength=n_games)
@@ -328,7 +345,7 @@ def _cross_entropy(logits: torch.Tensor, mask: torch.Tensor, label: torch.Tensor
                    weight: torch.Tensor) -> torch.Tensor:
     """Weighted mean cross-entropy of masked policies ``logits[n, A]`` to the labels'
     uniform distributions over their moves."""
-    target = _LABEL_PROBS[label.long()]
+    target = _label_probs(mask.shape[1])[label.long()]
     logp = masked_log_softmax(logits, mask)
     terms = torch.where(target > 0, target * logp, torch.zeros_like(logp))
     return -(terms.sum(dim=1) * weight).sum() / weight.sum()
@@ -375,15 +392,17 @@ def symmetric_images(batch: SeriesBatch, which: np.ndarray, g: Game) -> SeriesBa
     the board's symmetries.
     """
     syms = symmetries(g)
-    cells = np.stack([syms[w].cells for w in which])[:, None, :]  # [N, 1, 9]
-    inverse = np.argsort(cells, axis=2)
+    cells = np.stack([syms[w].cells for w in which])[:, None, :]  # [N, 1, cells]
+    moves = np.stack([syms[w].actions for w in which])[:, None, :]  # [N, 1, A]
+    inverse = np.argsort(moves, axis=2)
     n, t = batch.kind.shape
     flat = batch.obs.reshape(n, t, -1, batch.obs.shape[-1])
     obs = np.take_along_axis(flat, cells[..., None], axis=2).reshape(batch.obs.shape)
-    mask = np.take_along_axis(batch.mask, cells, axis=2)
-    bits = (batch.label[..., None].astype(np.int64) >> np.arange(_N_ACTIONS)) & 1
-    bits = np.take_along_axis(bits, cells, axis=2)
-    label = (bits << np.arange(_N_ACTIONS)).sum(axis=2).astype(np.int16)
+    mask = np.take_along_axis(batch.mask, moves, axis=2)
+    n_actions = g.num_actions
+    bits = (batch.label[..., None].astype(np.int64) >> np.arange(n_actions)) & 1
+    bits = np.take_along_axis(bits, moves, axis=2)
+    label = (bits << np.arange(n_actions)).sum(axis=2).astype(np.int16)
     action = np.take_along_axis(inverse[:, 0, :], batch.action.astype(np.int64), axis=1)
     return SeriesBatch(obs, mask, batch.kind, batch.result, label, action.astype(np.int8),
                        batch.erred)

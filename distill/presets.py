@@ -123,6 +123,20 @@ batches of 64 whole series from the 8,192 latest; 40 rounds (230,400 games); mea
 on the 12 held-out one-side players (100 series each a round, 1,000 at the end) beside
 a feedforward control and the same student with its memory reset."""
 
+INCONTEXT_CONNECT_FOUR: dict[str, Any] = {
+    **INCONTEXT,
+    "budget_games": 30 * 3520,
+    "games_per_round": 3520,
+    "steps_per_round": 100,
+    "eval_games": 500,
+}
+"""In-context distillation on connect four: the same fresh ``gru:128`` plays series of
+10 games against each of the 22 training members of ``connect-four-styles``, 16 series
+each a round (3,520 games), labelled by the search's best response to each
+(:mod:`teachers.search_response`); 100 steps of Adam a round; 30 rounds (105,600
+games); measured on the six held-out centre and inner players (50 series each a round,
+1,000 at the end)."""
+
 INCONTEXT_RL: dict[str, Any] = {
     "method": "incontext-rl",
     "teacher": "reward",
@@ -140,6 +154,16 @@ the same fresh ``gru:128`` and population as :data:`INCONTEXT`, trained by recur
 from the series' results alone (no teacher: ``reward``): 100 iterations of 16 series
 of 10 games against each training member (576,000 games), Adam at 5e-4, measured the
 same way."""
+
+INCONTEXT_RL_CONNECT_FOUR: dict[str, Any] = {
+    **INCONTEXT_RL,
+    "budget_games": INCONTEXT_CONNECT_FOUR["budget_games"],
+    "games_per_round": INCONTEXT_CONNECT_FOUR["games_per_round"],
+    "eval_games": INCONTEXT_CONNECT_FOUR["eval_games"],
+}
+"""The reinforcement arm on connect four: the games of :data:`INCONTEXT_CONNECT_FOUR`
+(30 iterations of 16 series against each of the 22 training members, 105,600 games),
+from the series' results alone."""
 
 LEARNED: dict[str, Any] = {
     **ADAPTIVE,
@@ -173,8 +197,8 @@ METHOD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "connect_four": {**ADAPTIVE, "positions": SOLVED_POSITIONS},
     },
     "learned": {"": LEARNED, "connect_four": LEARNED_CONNECT_FOUR},
-    "incontext": {"": INCONTEXT},
-    "incontext-rl": {"": INCONTEXT_RL},
+    "incontext": {"": INCONTEXT, "connect_four": INCONTEXT_CONNECT_FOUR},
+    "incontext-rl": {"": INCONTEXT_RL, "connect_four": INCONTEXT_RL_CONNECT_FOUR},
 }
 """The preset of a method with settings of its own, by game (``""``: any other game)."""
 

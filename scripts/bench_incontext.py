@@ -5,7 +5,9 @@ student with its memory reset every game), the exact teacher, the best response 
 ``perfect``; G; the rise from game 1 to game K with a 95% interval (paired over
 series); losses to ``perfect`` and ``random`` by seat; labels and wall time; and the
 targets of the issue, met or not. With ``--rl``, the same figures for the student
-trained by recurrent PPO alone.
+trained by recurrent PPO alone. With ``--game connect_four``, the connect-four preset:
+the search's best response teaches, and its minimax twin (``alphabeta:4``), played, is
+the reference of G in place of ``perfect``.
 
 By default it trains the ``tlm distill --method incontext`` preset (and the RL arm, if
 asked) into ``--out`` (a killed run resumes there), then measures the students again
@@ -15,6 +17,7 @@ a finished run instead.
 Usage:
   python scripts/bench_incontext.py --out runs/bench-incontext
   python scripts/bench_incontext.py --from runs/bench-incontext --series 2000
+  python scripts/bench_incontext.py --game connect_four --out runs/bench-incontext-c4
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ def remeasure(out: Path, report: dict[str, Any], n_series: int, seed: int) -> di
     held-out opponent from ``seed``, with its saved students."""
     g = get_game(report["game"])
     pop = report["population"]
-    _, _, held_out = population_of("tictactoe-styles", pop["training"], pop["held_out"], g)
+    _, _, held_out = population_of(None, pop["training"], pop["held_out"], g)
     cautious = report.get("labels", "best") == "cautious"
+    depth = report.get("config", {}).get("response_depth", 2)
     teachers = [series_teacher(a, cautious, report.get("loss_weight", 0.0),
-                               report.get("forced_answers", 0)) for a in held_out]
+                               report.get("forced_answers", 0), depth, g.name)
+                for a in held_out]
     net = load_recurrent_net(out / "student", g)
     control = load_net(out / "control", g) if (out / "control").is_dir() else None
     k = report["final"]["k"]
@@ -74,6 +79,8 @@ def show(title: str, report: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--game", default="tictactoe",
+                        help="the game whose preset is trained (tictactoe, connect_four)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-incontext"),
                         help="where the preset run trains (a killed run resumes)")
     parser.add_argument("--from", dest="source", type=Path, default=None,
@@ -93,7 +100,7 @@ def main() -> None:
     if out is None:
         out = args.out
         start = time.perf_counter()
-        distill_incontext_run(config_with_preset(game="tictactoe", method="incontext",
+        distill_incontext_run(config_with_preset(game=args.game, method="incontext",
                                                  out=out))
         print(f"trained the preset into {out} in {time.perf_counter() - start:.0f} s")
     report = json.loads((out / "report.json").read_text())

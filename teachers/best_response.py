@@ -477,6 +477,16 @@ class SeriesTeacher(Agent):
         exploit = erred if trusted is None else erred & trusted
         return np.where(exploit, self.best[keys], self.safe[keys])
 
+    def label_moves(self, obs: np.ndarray, erred: np.ndarray,
+                    trusted: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`labels` of the positions ``obs`` (it to move)."""
+        return self.labels(board_keys(obs), erred, trusted)
+
+    @staticmethod
+    def errors(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The opponent's errors among its ``actions`` in ``obs`` (:func:`opponent_errors`)."""
+        return opponent_errors(obs, actions)
+
     def initial_memory(self, n: int) -> np.ndarray:
         return np.zeros((n, 4), dtype=np.float32)
 
