@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -110,6 +111,26 @@ MAX_TEMPERATURE = 1_000.0
 
 MAX_LR = 10.0
 """Learning rate."""
+
+
+def names(text: str) -> list[str]:
+    """A comma-separated list of names."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+_OPTION = re.compile(r"[A-Za-z_]\w*=[^:]*")
+
+
+def agent_specs(text: str) -> list[str]:
+    """A comma-separated list of agent specs, where a part ``KEY=VALUE`` (no colon) is an
+    option of the spec before it: ``alphabeta:8,t=1,random`` is two specs."""
+    out: list[str] = []
+    for part in names(text):
+        if out and _OPTION.fullmatch(part):
+            out[-1] += "," + part
+        else:
+            out.append(part)
+    return out
 
 
 def _flag_name(param: typer.CallbackParam) -> str:

@@ -21,9 +21,11 @@ from scripts.cli_common import (
     MAX_TEMPERATURE,
     RayAddressOption,
     WorkersOption,
+    agent_specs,
     console,
     float_option,
     int_option,
+    names,
     positive,
     progress_bar,
     resume_hint,
@@ -235,8 +237,8 @@ def distill_cmd(
         "forced_answers": forced_answers,
         "teaching_policy": teaching_policy, "transfer_policy": transfer_policy,
         "mix": None if mix is None else parse_mix(mix),
-        "eval_opponents": None if eval_opponents is None else _names(eval_opponents),
-        "arms": None if arms is None else _names(arms),
+        "eval_opponents": None if eval_opponents is None else agent_specs(eval_opponents),
+        "arms": None if arms is None else names(arms),
     }
     cfg = config_with_preset(config, **fields)
     if cfg.method in ("incontext", "incontext-rl"):
@@ -326,11 +328,6 @@ def print_incontext_report(report: dict[str, Any], out: Path) -> None:
     plot = f", {out / 'curve.png'}" if (out / "curve.png").exists() else ""
     console.print(f"student: {out / 'student'}   {control}curve: {out / 'curve.csv'}{plot}"
                   f"   report: {out / 'report.json'}")
-
-
-def _names(text: str) -> list[str]:
-    """A comma-separated list of names."""
-    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def print_distill_report(report: dict[str, object], out: Path) -> None:
@@ -432,7 +429,7 @@ def iterate_cmd(
         "out": out, "seed": seed, "simulations": simulations,
         "games_per_iteration": games_per_iteration, "gate_threshold": gate_threshold,
         "eval_games": eval_games, "positions": positions,
-        "panel": None if panel is None else _names(panel),
+        "panel": None if panel is None else agent_specs(panel),
     }
     cfg = iterate_config_with_preset(config, **fields)
     with progress_bar(cfg.iterations, "iterate") as bar:

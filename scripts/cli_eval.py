@@ -19,6 +19,7 @@ from scripts.cli_common import (
     MAX_PLIES,
     RayAddressOption,
     WorkersOption,
+    agent_specs,
     console,
     echo,
     int_option,
@@ -130,7 +131,7 @@ def eval_cmd(
         writable_file(out, "--out")
     g = arena.get_game(game)
     player = arena.make_agent(agent, g)
-    opponent_specs = [s for s in opponents.split(",") if s.strip()]
+    opponent_specs = agent_specs(opponents)
     if not opponent_specs:
         raise TlmError("--opponents names no agent")
     opps = [arena.make_agent(s, g) for s in opponent_specs]

@@ -19,6 +19,7 @@ from scripts.cli_common import (
     console,
     float_option,
     int_option,
+    names,
     progress_bar,
     resume_hint,
     seed_option,
@@ -32,13 +33,9 @@ teaching_policy_app = typer.Typer(
 )
 
 
-def _names(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
-
-
 def _sizes(text: str) -> list[int]:
     try:
-        return [int(s) for s in _names(text)]
+        return [int(s) for s in names(text)]
     except ValueError:
         raise TlmError(f"--hidden {text!r} is not a comma-separated list of sizes") from None
 
@@ -114,8 +111,8 @@ def train_cmd(
     name = arena.get_game(game).name
     cfg = make_train_config(
         game=name, out=out, teacher=teacher or preset_for(name).get("teacher"),
-        students=None if students is None else _names(students),
-        arms=None if arms is None else _names(arms),
+        students=None if students is None else names(students),
+        arms=None if arms is None else names(arms),
         hidden=None if hidden is None else _sizes(hidden),
         generations=generations, population=population, elites=elites, pairs=pairs,
         warm_start=warm_start, init_std=init_std, games_per_round=games_per_round,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scripts.cli import main
-from scripts.cli_common import command_output, echo
+from scripts.cli_common import agent_specs, command_output, echo
 
 TLM = [sys.executable, "-m", "scripts.cli"]
 
@@ -43,6 +43,17 @@ def test_eval_json_for_perfect(capsys: pytest.CaptureFixture[str]) -> None:
         assert r["ci95"][0] <= r["score"] <= r["ci95"][1]
     assert report["exact"]["exhaustive_losses"] == 0
     assert report["exact"]["optimal_accuracy"] == 1.0
+
+
+def test_a_list_of_opponents_keeps_each_specs_options(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    assert agent_specs("alphabeta:8,t=1,solve=14, random,prefer:left,p=0.5") == [
+        "alphabeta:8,t=1,solve=14", "random", "prefer:left,p=0.5"]
+    code, out, _ = run(["eval", "--game", "tictactoe", "--agent", "perfect", "--opponents",
+                        "prefer:left,p=0.5,random", "--games", "20", "--json"], capsys)
+    assert code == 0
+    assert {r["opponent"] for r in json.loads(out)["results"]} == {"prefer:left,p=0.5",
+                                                                   "random"}
 
 
 def test_eval_table_and_out_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
