@@ -20,6 +20,11 @@ to exploit. With ``loss_weight`` the best response it plays then is risk-averse 
 costs more than its score of 0): it gives up the exploits whose gain is small beside
 the chance of a loss they open.
 
+On connect four, which is not solved here, the label is the search's best response to
+the series' opponent (:class:`teachers.search_response.SearchResponse`: the opponent's
+reply weighed by its policy, ``alphabeta`` beyond), never cautious, and G is measured
+against its minimax twin (``alphabeta:4`` at the default ``response_depth``), played.
+
 The series are kept in a replay of the most recent ones, and the student is fitted on
 whole series (``forward_sequence``: decisions and ends of games in order, padding
 masked) by cross-entropy to the labels at its decisions, with Adam. A feedforward
@@ -77,6 +82,7 @@ from arena.runstate import (
 from distill.config import DistillConfig
 from distill.incontext_measures import (
     Players,
+    Teacher,
     _write_curve,
     curve_columns,
     derived_seed,
@@ -195,7 +201,7 @@ def make_incontext_config(**fields: Any) -> InContextConfig:
 
 def series_teacher(opponent: Agent, cautious: bool, loss_weight: float = 0.0,
                    forced_answers: int = 0, depth: int = 2, game: str = "tictactoe"
-                   ) -> SeriesTeacher | SearchResponse:
+                   ) -> Teacher:
     """The teacher against ``opponent`` on ``game``: on tic-tac-toe the exact one (see
     :class:`SeriesTeacher`), on connect four the search's (:class:`SearchResponse` to
     ``depth``; never cautious).
@@ -226,8 +232,8 @@ class _Run:
     population: Population
     training: list[Agent]
     held_out: list[Agent]
-    teachers: list[SeriesTeacher | SearchResponse]
-    held_out_teachers: list[SeriesTeacher | SearchResponse]
+    teachers: list[Teacher]
+    held_out_teachers: list[Teacher]
 
 
 def population_of(name: str | None, training: Sequence[str] | None,
@@ -263,9 +269,7 @@ def check_incontext(config: InContextConfig
         TlmError: the first problem found.
     """
     g = get_game(config.game)
-    if g.name not in ("tictactoe", "connect_four"):
-        raise TlmError(f"in-context distillation needs a best response, which tlm has for "
-                       f"tictactoe and connect_four, not {g.name}")
+    population_for(g.name)  # a game without a population of players has no teacher
     if g.name == "connect_four" and (config.labels != "best" or config.loss_weight
                                      or config.forced_answers):
         raise TlmError("on connect_four the teacher is a search's best response: labels "
@@ -285,7 +289,7 @@ def _resolve(config: InContextConfig) -> _Run:
     """Everything a run needs, checked before anything is written."""
     g, population, training, held_out = check_incontext(config)
     cautious = config.labels == "cautious"
-    def teacher(a: Agent) -> SeriesTeacher | SearchResponse:
+    def teacher(a: Agent) -> Teacher:
         return series_teacher(a, cautious, config.loss_weight, config.forced_answers,
                               config.response_depth, g.name)
 

@@ -154,8 +154,6 @@ def final_measures(
         "oracle_exact": exact and not any(t.forced_answers for t in teachers),
         "players": {},
     }
-    if exact:
-        out["perfect"] = ref_score
     references = [ref_agent, make_agent("random", g)]
     out["teacher_losses"] = {
         r.name: losses_by_seat(g, teachers[0].against(r), r, n_series, k,

@@ -209,9 +209,6 @@ def train_incontext_rl(
     ``curve.csv`` and ``report.json`` to ``config.out`` (resumable like
     :func:`distill.incontext.train_incontext`)."""
     g = get_game(config.game)
-    if g.name not in ("tictactoe", "connect_four"):
-        raise TlmError(f"the in-context populations and their measures are for tictactoe "
-                       f"and connect_four, not {g.name}")
     if parse_spec(config.student).arch != "gru":
         raise TlmError(f"the student must be recurrent (gru:HIDDEN), got {config.student!r}")
     population, training, held_out = population_of(config.population, config.training,

@@ -22,6 +22,9 @@ members instead of 30) the preset student's game-10 score against the held-out
 families rose by 0.05 G. Exploiting a one-side player takes moves the perfect player
 would punish, which the student must learn to risk only once the opponent has shown
 that it errs.
+
+:data:`CONNECT_FOUR_STYLES` is the connect-four population: its habits are over columns,
+and it holds out the players that favour the centre (see there).
 """
 
 from __future__ import annotations

@@ -285,7 +285,7 @@ def test_a_checkpoint_of_other_settings_is_refused_and_kept(tmp_path: Path) -> N
     ({"student": "mlp:8x1"}, "recurrent"),
     ({"control": "gru:8"}, "feedforward"),
     ({"game": "connect_four"}, "labels must be best"),
-    ({"game": "go9"}, "tictactoe and connect_four"),
+    ({"game": "go9"}, "no opponent population"),
     ({"game": "connect_four", "labels": "best", "population": "tictactoe-styles"},
      "plays tictactoe"),
     ({"population": "nope"}, "unknown population"),
