@@ -55,6 +55,8 @@ def response_values(opponent: PolicyAgent, obs: np.ndarray, mask: np.ndarray,
     """``[B, 7]``: the expected score of each legal column (``-inf`` for the others)
     against ``opponent``'s next move and the best play of both after, searched
     ``depth`` plies beyond that move (see the module)."""
+    from arena.players.c4_search import search_scores  # numba loads on first use
+
     obs, mask = np.asarray(obs), np.asarray(mask)
     out = np.full(mask.shape, -np.inf)
     for lo in range(0, len(obs), _CHUNK):
@@ -69,8 +71,6 @@ def response_values(opponent: PolicyAgent, obs: np.ndarray, mask: np.ndarray,
             c, cm = child[live], child_mask[live]
             probs = np.asarray(opponent.policy(c, cm), dtype=np.float64) * (cm != 0)
             probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
-            from arena.players.c4_search import search_scores
-
             ps, masks = decode_arrays(c)
             scores = search_scores(ps, masks, depth + 1, margin=INF)
             ours = 0.5 - 0.5 * np.tanh(np.where(cm != 0, scores, 0.0) / VALUE_SCALE)

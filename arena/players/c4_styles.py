@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from arena.core import PolicyAgent, State, TlmError
+from arena.players.connect_four import WIN, AlphaBetaConnectFour
 from arena.players.heuristic import DIRECTIONS, LINE_GAMES, completing_moves
 
 COLUMN_REGIONS: dict[str, tuple[int, ...]] = {
@@ -85,8 +86,6 @@ class PreferConnectFour(PolicyAgent):
     game = "connect_four"
 
     def __init__(self, region: str, p: float = 1.0) -> None:
-        from arena.players.connect_four import AlphaBetaConnectFour
-
         self.name = f"prefer:{region}" + ("" if p == 1.0 else f",p={p:g}")
         self.columns = np.zeros(7, dtype=bool)
         self.columns[list(COLUMN_REGIONS[region])] = True
@@ -94,8 +93,6 @@ class PreferConnectFour(PolicyAgent):
         self.base = AlphaBetaConnectFour(BASE_DEPTH)
 
     def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
-        from arena.players.connect_four import WIN
-
         scores = self.base.move_scores(obs, mask)
         searched = self.base.policy(obs, mask)
         wins = (scores >= WIN // 2).any(axis=1, keepdims=True)
@@ -120,8 +117,6 @@ class NoisyConnectFour(PolicyAgent):
     game = "connect_four"
 
     def __init__(self, epsilon: float) -> None:
-        from arena.players.connect_four import AlphaBetaConnectFour
-
         self.name = f"noisy:{epsilon:g}"
         self.epsilon = epsilon
         self.base = AlphaBetaConnectFour(BASE_DEPTH)
