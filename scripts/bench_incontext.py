@@ -106,7 +106,7 @@ def main() -> None:
     report = json.loads((out / "report.json").read_text())
     runs = {"distilled": report}
     report["final"] = remeasure(out, report, args.series, args.seed)
-    show(f"distilled ({report['labels']} best-response labels, {report['student']}, "
+    show(f"distilled (labels: {report['labels']} response, {report['student']}, "
          f"{report['labelled_decisions']:,} labelled decisions; measured again over "
          f"{args.series} series per held-out opponent)", report)
     if args.rl is not None:
