@@ -80,11 +80,15 @@ def response_values(opponent: PolicyAgent, obs: np.ndarray, mask: np.ndarray,
     return out
 
 
+def _best(values: np.ndarray) -> np.ndarray:
+    """``[B, 7]`` bool: the columns within a hair of each row's best value."""
+    return np.isfinite(values) & (values >= values.max(axis=1, keepdims=True) - _TIE)
+
+
 def best_moves(values: np.ndarray) -> np.ndarray:
     """``[B]`` int16 bitmasks of the columns within a hair of each row's best value."""
-    best = values.max(axis=1, keepdims=True)
-    top = np.isfinite(values) & (values >= best - _TIE)
-    return (top.astype(np.int64) << np.arange(values.shape[1])).sum(axis=1).astype(np.int16)
+    bits = _best(values).astype(np.int64) << np.arange(values.shape[1])
+    return bits.sum(axis=1).astype(np.int16)
 
 
 class SearchResponse(PolicyAgent):
@@ -122,9 +126,7 @@ class SearchResponse(PolicyAgent):
         return SearchResponse(opponent, self.depth)
 
     def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
-        bits = self.label_moves(obs)
-        best = ((bits[:, None].astype(np.int64) >> np.arange(_WIDTH)) & 1).astype(np.float64)
-        best *= np.asarray(mask) != 0
+        best = _best(response_values(self.opponent, obs, mask, self.depth)).astype(np.float64)
         return best / np.maximum(best.sum(axis=1, keepdims=True), 1.0)
 
     def value(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
@@ -136,8 +138,7 @@ class SearchResponse(PolicyAgent):
         """``[B]`` int16 bitmasks of its best columns in the positions ``obs`` (it to
         move); what the opponent did before does not change them."""
         obs = np.asarray(obs)
-        empty = obs.reshape(len(obs), -1, 2).sum(axis=2) == 0
-        mask = empty.reshape(len(obs), _BOARD.rows, _BOARD.cols)[:, 0, :].astype(np.int8)
+        mask = (target_cells(_BOARD, obs) < _BOARD.n_cells).astype(np.int8)
         return best_moves(response_values(self.opponent, obs, mask, self.depth))
 
     def errors(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:

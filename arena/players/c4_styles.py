@@ -22,7 +22,7 @@ import numpy as np
 
 from arena.core import PolicyAgent, State, TlmError
 from arena.players.connect_four import WIN, AlphaBetaConnectFour
-from arena.players.heuristic import DIRECTIONS, LINE_GAMES, completing_moves
+from arena.players.heuristic import DIRECTIONS, HeuristicAgent
 
 COLUMN_REGIONS: dict[str, tuple[int, ...]] = {
     "center": (3,),
@@ -44,38 +44,9 @@ BASE_DEPTH = 2
 """The search depth of the player that ``noisy:E`` and ``prefer:`` play when their habit
 does not choose."""
 
-_BOARD = LINE_GAMES["connect_four"]
-
-
 def _uniform(chosen: np.ndarray) -> np.ndarray:
     chosen = chosen.astype(np.float64)
     return chosen / np.maximum(chosen.sum(axis=1, keepdims=True), 1.0)
-
-
-class WinBlockConnectFour(PolicyAgent):
-    """Wins, else blocks (over the lines it sees), else :meth:`fallback`; the parent of
-    ``prefer:`` and ``blind:`` on connect four."""
-
-    game = "connect_four"
-
-    def __init__(self, name: str, seen: tuple[str, ...] = tuple(DIRECTIONS)) -> None:
-        self.name = name
-        self.seen = seen
-
-    def fallback(self, legal: np.ndarray) -> np.ndarray:
-        """``[B, 7]`` probabilities when nothing is to win or block: uniform."""
-        return _uniform(legal)
-
-    def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
-        obs, mask = np.asarray(obs), np.asarray(mask)
-        if obs.ndim != 4 or obs.shape[1:] != (6, 7, 2):
-            raise TlmError(f"connect-four observations must have shape [B, 6, 7, 2], "
-                           f"got {list(obs.shape)}")
-        win, block = completing_moves(_BOARD, obs, mask, self.seen).transpose(1, 0, 2)
-        legal = mask != 0
-        rule = np.where(win.any(axis=1, keepdims=True), win, block)
-        ruled = rule.any(axis=1, keepdims=True)
-        return np.where(ruled, _uniform(rule), self.fallback(legal))
 
 
 class PreferConnectFour(PolicyAgent):
@@ -101,13 +72,12 @@ class PreferConnectFour(PolicyAgent):
         return np.where(some, self.p * _uniform(preferred) + (1 - self.p) * searched, searched)
 
 
-class BlindConnectFour(WinBlockConnectFour):
-    """``blind:DIRECTIONS`` on connect four: wins, else blocks, but never sees lines
-    running in the directions named."""
-
-    def __init__(self, names: str) -> None:
-        hidden = {d for name in names.split("+") for d in DIRECTION_NAMES[name]}
-        super().__init__(f"blind:{names}", tuple(d for d in DIRECTIONS if d not in hidden))
+def blind_connect_four(names: str) -> HeuristicAgent:
+    """``blind:DIRECTIONS`` on connect four: ``heuristic`` (wins, else blocks, else
+    random) that never sees lines running in the directions named."""
+    hidden = {d for name in names.split("+") for d in DIRECTION_NAMES[name]}
+    return HeuristicAgent("connect_four", tuple(d for d in DIRECTIONS if d not in hidden),
+                          name=f"blind:{names}")
 
 
 class NoisyConnectFour(PolicyAgent):
@@ -133,10 +103,10 @@ def make_prefer_connect_four(region: str, p: float, usage: str) -> PreferConnect
     return PreferConnectFour(region, p)
 
 
-def make_blind_connect_four(arg: str | None, usage: str) -> BlindConnectFour:
+def make_blind_connect_four(arg: str | None, usage: str) -> HeuristicAgent:
     """The connect-four ``blind:DIRECTIONS``."""
     names = (arg or "").split("+")
     bad = [n for n in names if n not in DIRECTION_NAMES]
     if bad:
         raise TlmError(f"unknown connect-four direction {bad[0]!r} ({usage})")
-    return BlindConnectFour("+".join(names))
+    return blind_connect_four("+".join(names))

@@ -102,16 +102,21 @@ def completing_moves(board: LineGame, obs: np.ndarray, mask: np.ndarray,
 class HeuristicAgent(PolicyAgent):
     """Take a winning move, else block the opponent's, else play uniformly at random.
 
-    Its policy is uniform over the moves of the first class that has any.
+    Its policy is uniform over the moves of the first class that has any. It sees the
+    lines running in ``directions`` only (all by default; fewer make the ``blind:``
+    players of connect four).
     """
 
     name = "heuristic"
 
-    def __init__(self, game: str) -> None:
+    def __init__(self, game: str, directions: tuple[str, ...] = tuple(DIRECTIONS),
+                 name: str = "heuristic") -> None:
         if game not in LINE_GAMES:
             raise TlmError(f"heuristic plays {', '.join(LINE_GAMES)}, not {game}")
         self.game = game
         self.board = LINE_GAMES[game]
+        self.directions = directions
+        self.name = name
 
     def policy(self, obs: np.ndarray, mask: np.ndarray, state: State | None = None) -> np.ndarray:
         obs, mask = np.asarray(obs), np.asarray(mask)
@@ -121,7 +126,7 @@ class HeuristicAgent(PolicyAgent):
                 f"{self.game} observations must have shape [B, {', '.join(map(str, expected))}], "
                 f"got {list(obs.shape)}"
             )
-        win, block = completing_moves(self.board, obs, mask).transpose(1, 0, 2)
+        win, block = completing_moves(self.board, obs, mask, self.directions).transpose(1, 0, 2)
         legal = mask != 0
         chosen = np.where(
             win.any(axis=1, keepdims=True), win,
